@@ -1,0 +1,370 @@
+"""Device accounts: creation, password checks, password changes, tokens, the credential cache.
+
+A successful login yields a `Principal`: who the caller is, plus the account's data key
+in memory (it is never stored unwrapped)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from hashlib import sha256
+from typing import Any
+
+import asyncpg
+
+from . import crypto
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+# Session tokens kept per device: enough for reinstalls and several app builds, bounded so a
+# phone that logs in with its password on every start cannot grow the table forever.
+MAX_SESSION_TOKENS = 20
+
+
+class AccountError(Exception):
+    """A request about an account that cannot be done; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account_id: int
+    device_id: int
+    username: str
+    data_key: bytes = field(repr=False)
+    credential_epoch: int
+    mac_key: bytes = field(repr=False)
+
+    @classmethod
+    def build(
+        cls, account_id: int, device_id: int, username: str, data_key: bytes, epoch: int
+    ) -> Principal:
+        return cls(
+            account_id, device_id, username, data_key, epoch, crypto.number_mac_key(data_key)
+        )
+
+    def seal(self, plaintext: str, purpose: str) -> bytes:
+        return crypto.seal(
+            self.data_key, plaintext.encode("utf-8"), crypto.aad(self.account_id, purpose)
+        )
+
+    def open(self, blob: bytes, purpose: str) -> str:
+        return crypto.open_sealed(
+            self.data_key, blob, crypto.aad(self.account_id, purpose)
+        ).decode("utf-8")
+
+    def number_mac(self, number: str) -> bytes:
+        return crypto.number_mac(self.mac_key, number)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSummary:
+    id: int
+    username: str
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+def check_username(username: Any) -> str:
+    if not isinstance(username, str) or not USERNAME_RE.match(username):
+        raise AccountError(
+            "username must be 3 to 64 characters: letters, digits, '.', '_' or '-'"
+        )
+    return username
+
+
+def check_password(password: Any) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must be at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"password must be at most {MAX_PASSWORD} characters")
+    return password
+
+
+def _password_wrap_aad(account_id: int, username: str) -> bytes:
+    return crypto.aad(account_id, f"wrap/password/{username}")
+
+
+def _token_wrap_aad(account_id: int) -> bytes:
+    return crypto.aad(account_id, "wrap/token")
+
+
+# -- Accounts ---------------------------------------------------------------------------------
+
+
+async def create_device(
+    conn: asyncpg.Connection,
+    kdf: crypto.PasswordKdf,
+    params: crypto.KdfParams,
+    username: str,
+    password: str,
+) -> int:
+    """Create an account with its first device; returns the device id."""
+    check_username(username)
+    check_password(password)
+    salt = crypto.new_salt()
+    keys = await kdf.derive(password, salt, params)
+    data_key = crypto.new_data_key()
+    async with conn.transaction():
+        account_id = await conn.fetchval("INSERT INTO accounts DEFAULT VALUES RETURNING id")
+        try:
+            return await conn.fetchval(
+                """INSERT INTO devices (account_id, username, kdf_salt, kdf_memory_kib,
+                       kdf_iterations, kdf_lanes, verifier, wrapped_key)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+                account_id,
+                username,
+                salt,
+                params.memory_kib,
+                params.iterations,
+                params.lanes,
+                keys.verifier,
+                crypto.wrap_key(keys.kek, data_key, _password_wrap_aad(account_id, username)),
+            )
+        except asyncpg.UniqueViolationError:
+            raise AccountError(f"a device named {username!r} already exists") from None
+
+
+async def list_devices(db: Executor) -> list[DeviceSummary]:
+    rows = await db.fetch(
+        "SELECT id, username, created_at, last_seen_at FROM devices ORDER BY id"
+    )
+    return [DeviceSummary(**dict(r)) for r in rows]
+
+
+async def remove_device(db: Executor, username: str) -> int:
+    """Remove the device with its tokens, and its account with everything the account owns
+    once no other device shares it. Hub processes drop the device's socket."""
+    device_id = await db.fetchval(
+        """WITH gone AS (
+               DELETE FROM devices WHERE username = $1 RETURNING id, account_id
+           ), orphaned AS (
+               DELETE FROM accounts a USING gone
+                WHERE a.id = gone.account_id AND NOT EXISTS (
+                      SELECT 1 FROM devices d
+                       WHERE d.account_id = gone.account_id AND d.id <> gone.id)
+           )
+           SELECT id FROM gone, pg_notify('smsnodes_hub', 'credentials:' || gone.id)""",
+        username,
+    )
+    if device_id is None:
+        raise AccountError(f"no device named {username!r}")
+    return device_id
+
+
+async def change_password(
+    conn: asyncpg.Connection,
+    kdf: crypto.PasswordKdf,
+    params: crypto.KdfParams,
+    username: str,
+    old_password: str | None,
+    new_password: str,
+) -> None:
+    """Re-wrap the account's data key under a new password and end every token of the device.
+
+    With the current password the data key stays the same, so queued and stored messages
+    stay readable. Without it (`old_password=None`, a reset) the key cannot be recovered:
+    the server never holds it unwrapped. A reset therefore starts a new key and deletes what
+    was stored under the old one, which nobody could read any more."""
+    check_password(new_password)
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT id, account_id, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes,
+                      verifier, wrapped_key
+                 FROM devices WHERE username = $1 FOR UPDATE""",
+            username,
+        )
+        if row is None:
+            raise AccountError(f"no device named {username!r}")
+        account_id = row["account_id"]
+        if old_password is None:
+            data_key = crypto.new_data_key()
+            await conn.execute("DELETE FROM tokens WHERE account_id = $1", account_id)
+            await conn.execute("SELECT forget_account_data($1)", account_id)
+        else:
+            old_params = crypto.KdfParams(
+                row["kdf_memory_kib"], row["kdf_iterations"], row["kdf_lanes"]
+            )
+            old = await kdf.derive(old_password, row["kdf_salt"], old_params)
+            if not crypto.verifier_matches(row["verifier"], old.verifier):
+                raise AccountError("the current password is wrong")
+            data_key = crypto.unwrap_key(
+                old.kek, row["wrapped_key"], _password_wrap_aad(account_id, username)
+            )
+        salt = crypto.new_salt()
+        keys = await kdf.derive(new_password, salt, params)
+        await conn.execute(
+            """UPDATE devices SET kdf_salt = $2, kdf_memory_kib = $3, kdf_iterations = $4,
+                   kdf_lanes = $5, verifier = $6, wrapped_key = $7,
+                   credential_epoch = credential_epoch + 1
+                 WHERE id = $1""",
+            row["id"],
+            salt,
+            params.memory_kib,
+            params.iterations,
+            params.lanes,
+            keys.verifier,
+            crypto.wrap_key(keys.kek, data_key, _password_wrap_aad(account_id, username)),
+        )
+        await conn.execute("DELETE FROM tokens WHERE device_id = $1", row["id"])
+        # Hub processes drop cached logins and close the device's sockets (see hub.py).
+        await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"credentials:{row['id']}")
+
+
+# -- Logins -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _CacheEntry:
+    principal: Principal
+    expires: float
+
+
+class CredentialCache:
+    """Recently verified passwords, keyed by an HMAC of username and password under a
+    per-process random key, so the cache never holds a password or a reusable hash of one.
+    A wrong password never matches an entry; it always pays for Argon2id."""
+
+    __slots__ = ("_entries", "_key", "_ttl")
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._key = os.urandom(32)
+        self._ttl = ttl_seconds
+        self._entries: dict[bytes, _CacheEntry] = {}
+
+    def _slot(self, username: str, password: str) -> bytes:
+        material = username.encode("utf-8") + b"\x00" + password.encode("utf-8")
+        return hmac.new(self._key, material, sha256).digest()
+
+    def get(self, username: str, password: str) -> Principal | None:
+        if self._ttl <= 0:
+            return None
+        slot = self._slot(username, password)
+        entry = self._entries.get(slot)
+        if entry is None:
+            return None
+        if entry.expires < time.monotonic():
+            del self._entries[slot]
+            return None
+        return entry.principal
+
+    def put(self, username: str, password: str, principal: Principal) -> None:
+        if self._ttl <= 0:
+            return
+        now = time.monotonic()
+        if len(self._entries) > 10_000:
+            self._entries = {k: v for k, v in self._entries.items() if v.expires >= now}
+        self._entries[self._slot(username, password)] = _CacheEntry(principal, now + self._ttl)
+
+    def forget_device(self, device_id: int) -> None:
+        self._entries = {
+            k: v for k, v in self._entries.items() if v.principal.device_id != device_id
+        }
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+# A fixed salt and cheap-to-store dummy verifier: a login for an unknown username still runs
+# Argon2id, so response time does not reveal which usernames exist.
+_DUMMY_SALT = b"\x00" * crypto.SALT_BYTES
+
+
+class Authenticator:
+    """Password and token logins for the HTTP API and the device socket."""
+
+    __slots__ = ("cache", "kdf", "params")
+
+    def __init__(
+        self, kdf: crypto.PasswordKdf, params: crypto.KdfParams, cache: CredentialCache
+    ) -> None:
+        self.kdf = kdf
+        self.params = params
+        self.cache = cache
+
+    async def login(self, db: Executor, username: str, password: str) -> Principal | None:
+        cached = self.cache.get(username, password)
+        if cached is not None:
+            return cached
+        row = await db.fetchrow(
+            """SELECT id, account_id, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes,
+                      verifier, wrapped_key, credential_epoch
+                 FROM devices WHERE username = $1""",
+            username,
+        )
+        if row is None:
+            await self.kdf.derive(password, _DUMMY_SALT, self.params)
+            return None
+        params = crypto.KdfParams(row["kdf_memory_kib"], row["kdf_iterations"], row["kdf_lanes"])
+        keys = await self.kdf.derive(password, row["kdf_salt"], params)
+        if not crypto.verifier_matches(row["verifier"], keys.verifier):
+            return None
+        data_key = crypto.unwrap_key(
+            keys.kek, row["wrapped_key"], _password_wrap_aad(row["account_id"], username)
+        )
+        principal = Principal.build(
+            row["account_id"], row["id"], username, data_key, row["credential_epoch"]
+        )
+        self.cache.put(username, password, principal)
+        return principal
+
+    async def login_token(self, db: Executor, token: str) -> Principal | None:
+        if not token.startswith(crypto.TOKEN_PREFIX) or len(token) > 200:
+            return None
+        keys = crypto.token_keys(token)
+        row = await db.fetchrow(
+            """UPDATE tokens t SET last_used_at = now()
+                 FROM devices d
+                WHERE t.lookup = $1 AND d.id = t.device_id
+            RETURNING t.account_id, t.device_id, t.wrapped_key, d.username,
+                      d.credential_epoch""",
+            keys.lookup,
+        )
+        if row is None:
+            return None
+        try:
+            data_key = crypto.unwrap_key(
+                keys.kek, row["wrapped_key"], _token_wrap_aad(row["account_id"])
+            )
+        except crypto.DecryptionError:
+            return None
+        return Principal.build(
+            row["account_id"], row["device_id"], row["username"], data_key,
+            row["credential_epoch"],
+        )
+
+
+def token_row(principal: Principal, token: str) -> tuple[bytes, bytes]:
+    """(lookup, wrapped data key) for storing a freshly issued token of this principal."""
+    keys = crypto.token_keys(token)
+    return keys.lookup, crypto.wrap_key(
+        keys.kek, principal.data_key, _token_wrap_aad(principal.account_id)
+    )
+
+
+async def issue_session_token(db: Executor, principal: Principal) -> str:
+    token = crypto.new_token()
+    lookup, wrapped = token_row(principal, token)
+    await db.execute(
+        """WITH new AS (
+               INSERT INTO tokens (account_id, device_id, kind, lookup, wrapped_key)
+               SELECT $1, $2, 'session', $3, $4
+                 FROM devices WHERE id = $2 AND credential_epoch = $5
+               RETURNING id)
+           DELETE FROM tokens WHERE device_id = $2 AND kind = 'session' AND id NOT IN (
+               SELECT id FROM tokens WHERE device_id = $2 AND kind = 'session'
+               ORDER BY id DESC LIMIT $6)""",
+        principal.account_id,
+        principal.device_id,
+        lookup,
+        wrapped,
+        principal.credential_epoch,
+        MAX_SESSION_TOKENS - 1,
+    )
+    return token

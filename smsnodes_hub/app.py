@@ -1,0 +1,71 @@
+"""Application wiring: AppKeys, resources in cleanup contexts, routes and middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import api, db
+from .accounts import Authenticator, CredentialCache
+from .api.errors import json_errors
+from .appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SEND_LIMITER, SETTINGS
+from .config import Settings
+from .crypto import KdfParams, PasswordKdf
+from .device_ws import device_socket
+from .hub import Hub
+from .throttle import LoginThrottle, RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+def kdf_params(settings: Settings) -> KdfParams:
+    sec = settings.security
+    return KdfParams(sec.argon2_memory_kib, sec.argon2_iterations, sec.argon2_lanes)
+
+
+def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.Application:
+    """The hub as an aiohttp application on the database at `dsn`."""
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    sec = settings.security
+    app[LOGIN_THROTTLE] = LoginThrottle(sec.login_max_failures, sec.login_lockout_seconds)
+    app[SEND_LIMITER] = RateLimiter(settings.limits.send_per_minute)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        pool = await db.create_pool(dsn, settings.database)
+        try:
+            if migrate:
+                async with pool.acquire() as conn:
+                    await db.migrate(conn)
+            app[POOL] = pool
+            yield
+        finally:
+            await pool.close()
+
+    async def authenticator(app: web.Application) -> AsyncIterator[None]:
+        kdf = PasswordKdf(sec.kdf_concurrency)
+        app[AUTH] = Authenticator(kdf, kdf_params(settings), CredentialCache(
+            sec.credential_cache_seconds
+        ))
+        yield
+        kdf.close()
+
+    async def hub(app: web.Application) -> AsyncIterator[None]:
+        hub = Hub(settings, app[POOL])
+        app[HUB] = hub
+        await hub.start(dsn)
+        yield
+        await hub.stop()
+
+    app.cleanup_ctx.extend([database, authenticator, hub])
+    app.on_shutdown.append(_close_sockets)
+    api.setup(app)
+    app.router.add_get("/ws/device", device_socket)
+    return app
+
+
+async def _close_sockets(app: web.Application) -> None:
+    # on_shutdown runs before the server waits for handlers: phones get 1001 at once.
+    await app[HUB].stop()

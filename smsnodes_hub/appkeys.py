@@ -1,0 +1,18 @@
+"""Typed keys for what the application shares between handlers (no module-level state)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+if TYPE_CHECKING:
+    pass
+
+SETTINGS = web.AppKey("settings", "Settings")
+POOL = web.AppKey("pool", asyncpg.Pool)
+AUTH = web.AppKey("auth", "Authenticator")
+HUB = web.AppKey("hub", "Hub")
+LOGIN_THROTTLE = web.AppKey("login_throttle", "LoginThrottle")
+SEND_LIMITER = web.AppKey("send_limiter", "RateLimiter")

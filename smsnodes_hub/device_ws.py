@@ -1,0 +1,241 @@
+"""The device WebSocket endpoint (PROTOCOL.md): an auth phase, then one reader loop in the
+handler task while the connection's writer task does all the writing."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import asyncpg
+from aiohttp import WSMsgType, web
+
+from . import accounts, messages, protocol
+from .accounts import Principal
+from .appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
+from .connection import DeviceConnection
+from .db import UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
+# A phone whose frame cannot be made durable is told to come back later; it keeps the frame
+# in its outbox (no `ok` was sent) and sends it again after reconnecting.
+CLOSE_TRY_AGAIN = 1013
+
+
+async def device_socket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME, autoping=False)
+    await ws.prepare(request)
+    remote = request.remote or "unknown"
+    try:
+        authenticated = await _authenticate(request, ws, remote)
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        log.warning("device login failed: database unavailable: %s", exc)
+        await ws.close(code=CLOSE_TRY_AGAIN, message=b"database unavailable")
+        return ws
+    if authenticated is None:
+        return ws
+    principal, token, auth = authenticated
+
+    settings = request.app[SETTINGS]
+    hub = request.app[HUB]
+    conn = DeviceConnection(
+        ws,
+        principal,
+        request.app[POOL],
+        window=settings.device.window,
+        ack_timeout=settings.device.ack_timeout,
+        heartbeat=settings.device.heartbeat,
+        outbox_size=settings.device.outbox_size,
+        remote=remote,
+    )
+    try:
+        attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
+        await ws.close(code=CLOSE_TRY_AGAIN, message=b"database unavailable")
+        return ws
+    if not attached:
+        await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+        return ws
+    conn.send(
+        protocol.auth_ok(
+            principal.device_id,
+            principal.username,
+            token,
+            settings.device.heartbeat,
+            settings.device.window,
+        )
+    )
+    conn.start_writer()
+    conn.note_new_work()
+    log.info("device %s connected from %s", principal.device_id, remote)
+    try:
+        await _read_loop(ws, conn)
+    finally:
+        conn.close(1000)
+        await hub.detach(conn)
+        await conn.wait_closed()
+        log.info("device %s disconnected", principal.device_id)
+    return ws
+
+
+async def _refuse(
+    ws: web.WebSocketResponse, error: str, code: int, retry_after: int | None = None
+) -> None:
+    await ws.send_str(protocol.auth_failed(error, retry_after).decode())
+    await ws.close(code=code, message=error.encode())
+
+
+async def _authenticate(
+    request: web.Request, ws: web.WebSocketResponse, remote: str
+) -> tuple[Principal, str, protocol.Auth] | None:
+    settings = request.app[SETTINGS]
+    deadline = time.monotonic() + settings.device.auth_timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            msg = await ws.receive(timeout=max(remaining, 0.001))
+        except TimeoutError:
+            await _refuse(ws, protocol.AUTH_TIMEOUT, protocol.CLOSE_AUTH_TIMEOUT)
+            return None
+        if msg.type == WSMsgType.PING:
+            await ws.pong(msg.data)
+            continue
+        if msg.type == WSMsgType.PONG:
+            continue
+        if msg.type != WSMsgType.TEXT:
+            await _close_for(ws, msg)
+            return None
+        break
+    try:
+        auth = protocol.parse_auth(protocol.decode(msg.data))
+    except protocol.FatalFrame as exc:
+        await ws.close(code=protocol.CLOSE_PROTOCOL_ERROR, message=str(exc).encode())
+        return None
+    except protocol.FrameError:
+        await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+        return None
+
+    throttle = request.app[LOGIN_THROTTLE]
+    retry_after = throttle.retry_after(auth.username, remote)
+    if retry_after is not None:
+        await _refuse(
+            ws, protocol.TOO_MANY_ATTEMPTS, protocol.CLOSE_TOO_MANY_ATTEMPTS, retry_after
+        )
+        return None
+
+    authenticator = request.app[AUTH]
+    pool = request.app[POOL]
+    if auth.token is not None:
+        principal = await authenticator.login_token(pool, auth.token)
+        token = auth.token
+    else:
+        assert auth.username is not None and auth.password is not None
+        principal = await authenticator.login(pool, auth.username, auth.password)
+        token = ""
+    if principal is None:
+        throttle.failure(auth.username, remote)
+        await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+        return None
+    throttle.success(auth.username, remote)
+    if auth.token is None:
+        token = await accounts.issue_session_token(pool, principal)
+    return principal, token, auth
+
+
+async def _close_for(ws: web.WebSocketResponse, msg: object) -> None:
+    """Close for a frame the contract does not allow (or notice the peer closed)."""
+    kind = getattr(msg, "type", None)
+    if kind == WSMsgType.BINARY:
+        await ws.close(code=protocol.CLOSE_PROTOCOL_ERROR, message=b"binary frames are not allowed")
+    elif kind == WSMsgType.ERROR and not ws.closed:
+        # aiohttp reports an oversized frame here (and usually has closed with 1009 itself).
+        await ws.close(code=1009, message=b"frame too large")
+
+
+async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
+    while True:
+        msg = await ws.receive()
+        if msg.type == WSMsgType.TEXT:
+            try:
+                frame = protocol.parse(protocol.decode(msg.data))
+            except protocol.FatalFrame as exc:
+                conn.close(protocol.CLOSE_PROTOCOL_ERROR, str(exc))
+                return
+            except protocol.FrameError as exc:
+                conn.send(protocol.error(str(exc), exc.ref))
+                continue
+            try:
+                await _handle(conn, frame)
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("device %s: frame not stored: %s", conn.device_id, exc)
+                conn.close(CLOSE_TRY_AGAIN, "database unavailable")
+                return
+        elif msg.type == WSMsgType.PING:
+            conn.pong(msg.data)
+        elif msg.type == WSMsgType.PONG:
+            conn.last_pong = time.monotonic()
+        elif msg.type == WSMsgType.BINARY:
+            conn.close(protocol.CLOSE_PROTOCOL_ERROR, "binary frames are not allowed")
+            return
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (too large: aiohttp closes with 1009 itself)
+            if msg.type == WSMsgType.ERROR and not ws.closed:
+                conn.close(1009, "frame too large")
+            return
+
+
+async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
+    pool = conn.pool
+    principal = conn.principal
+    if isinstance(frame, protocol.Ack):
+        current = await messages.ack(pool, principal.device_id, frame.id, frame.attempt)
+        if current is None:
+            return _reply_error(conn, frame.ref, f"Unknown message {frame.id}")
+        if frame.attempt > current:
+            return _reply_error(conn, frame.ref, f"Unknown attempt {frame.attempt} of {frame.id}")
+        if frame.attempt == current:
+            conn.settle(frame.id)
+        return _reply_ok(conn, frame.ref)
+
+    if isinstance(frame, protocol.Status):
+        outcome = await messages.record_status(
+            pool, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error
+        )
+        if not outcome.found:
+            if await messages.message_exists(pool, principal.device_id, frame.id):
+                return _reply_error(
+                    conn, frame.ref, f"Unknown recipient {frame.to} of message {frame.id}"
+                )
+            return _reply_error(conn, frame.ref, f"Unknown message {frame.id}")
+        assert outcome.current_attempt is not None
+        if frame.attempt > outcome.current_attempt:
+            return _reply_error(conn, frame.ref, f"Unknown attempt {frame.attempt} of {frame.id}")
+        if outcome.accepted:
+            conn.settle(frame.id)
+        return _reply_ok(conn, frame.ref)
+
+    if isinstance(frame, protocol.Inbound):
+        await messages.store_inbound(
+            pool, principal, frame.ref, frame.sender, frame.message, frame.received_at
+        )
+        return _reply_ok(conn, frame.ref)
+
+    await pool.execute(
+        """UPDATE devices SET battery = coalesce($2, battery), charging = coalesce($3, charging),
+                  signal = coalesce($4, signal), telemetry_at = now(), last_seen_at = now()
+            WHERE id = $1""",
+        principal.device_id,
+        frame.battery,
+        frame.charging,
+        frame.signal,
+    )
+    _reply_ok(conn, frame.ref)
+
+
+def _reply_ok(conn: DeviceConnection, ref: str | int | None) -> None:
+    if ref is not None:
+        conn.send(protocol.ok(ref))
+
+
+def _reply_error(conn: DeviceConnection, ref: str | int | None, error: str) -> None:
+    conn.send(protocol.error(error, ref))

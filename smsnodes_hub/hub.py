@@ -1,0 +1,292 @@
+"""The hub: live device connections in this process, presence shared through PostgreSQL, and
+the bus (LISTEN/NOTIFY) that lets several hub processes act as one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+
+import asyncpg
+
+from . import messages
+from .config import Settings
+from .connection import DeviceConnection
+from .db import UNAVAILABLE
+from .protocol import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS, CLOSE_REPLACED
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "smsnodes_hub"
+PROCESS_HEARTBEAT = 5.0
+PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessions
+ORPHAN_SWEEP = 5.0
+
+_REGISTER = """
+WITH gate AS (
+    SELECT id FROM devices WHERE id = $1 AND credential_epoch = $8
+), s AS (
+    INSERT INTO device_sessions (device_id, connection_id, process_id, remote)
+    SELECT $1, $2, $3, $4 FROM gate
+    ON CONFLICT (device_id) DO UPDATE
+       SET connection_id = EXCLUDED.connection_id, process_id = EXCLUDED.process_id,
+           connected_at = now(), remote = EXCLUDED.remote
+    RETURNING 1
+), d AS (
+    UPDATE devices SET last_seen_at = now(), model = coalesce($5, model),
+                       app_version = coalesce($6, app_version), sims = coalesce($7, sims)
+     WHERE id IN (SELECT id FROM gate)
+    RETURNING 1
+), rq AS (
+    UPDATE messages SET state = 'queued', dispatched_to = NULL
+     WHERE device_id IN (SELECT id FROM gate) AND state = 'dispatched'
+       AND dispatched_to IS DISTINCT FROM $2
+    RETURNING 1
+), n AS (
+    SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate WHERE $9
+)
+SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requeued,
+       (SELECT count(*) FROM n) AS notified
+"""
+
+_UNREGISTER = """
+WITH s AS (
+    DELETE FROM device_sessions WHERE device_id = $1 AND connection_id = $2
+), d AS (
+    UPDATE devices SET last_seen_at = now() WHERE id = $1
+)
+UPDATE messages SET state = 'queued', dispatched_to = NULL
+ WHERE device_id = $1 AND state = 'dispatched' AND dispatched_to = $2
+"""
+
+CONNECTED_SQL = """
+SELECT count(*) FROM device_sessions s JOIN hub_processes p ON p.id = s.process_id
+ WHERE p.heartbeat_at > now() - make_interval(secs => $1)
+"""
+
+
+class Hub:
+    """Owns this process's device connections and background duties. Only this object
+    knows which phone is connected where; handlers ask it."""
+
+    __slots__ = (
+        "_listener",
+        "_stopped",
+        "_tasks",
+        "connections",
+        "other_processes",
+        "pool",
+        "process_id",
+        "settings",
+    )
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.process_id = uuid.uuid4()
+        self.connections: dict[int, DeviceConnection] = {}
+        # Other live hub processes on this database; while there are none, NOTIFY is skipped.
+        self.other_processes = 0
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    # -- Lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, dsn: str) -> None:
+        await self._register_process()
+        self._tasks = [
+            asyncio.create_task(self._heartbeat_loop(dsn), name="hub-heartbeat"),
+            asyncio.create_task(self._ack_timeout_loop(), name="hub-ack-timeouts"),
+        ]
+
+    async def stop(self) -> None:
+        """Close every socket with 1001, requeue what was in flight, leave the process table."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for conn in list(self.connections.values()):
+            conn.close(CLOSE_GOING_AWAY, "hub shutting down")
+        closing = [c.wait_closed() for c in self.connections.values()]
+        if closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*closing), 5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+            await self.pool.execute("DELETE FROM hub_processes WHERE id = $1", self.process_id)
+
+    async def _register_process(self) -> None:
+        await self.pool.execute(
+            """INSERT INTO hub_processes (id, hostname, pid) VALUES ($1, $2, $3)
+               ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()""",
+            self.process_id,
+            socket.gethostname(),
+            os.getpid(),
+        )
+
+    async def _heartbeat_loop(self, dsn: str) -> None:
+        while True:
+            try:
+                await self._listen(dsn)
+                await self._beat()
+                await self._sweep_orphans()
+            except asyncio.CancelledError:
+                raise
+            except UNAVAILABLE as exc:
+                log.warning("database unavailable for the hub heartbeat: %s", exc)
+            except Exception:
+                log.exception("hub heartbeat failed")
+            await asyncio.sleep(PROCESS_HEARTBEAT)
+
+    async def _beat(self) -> None:
+        row = await self.pool.fetchrow(
+            """WITH me AS (
+                   UPDATE hub_processes SET heartbeat_at = now() WHERE id = $1 RETURNING 1
+               ), dead AS (
+                   DELETE FROM hub_processes
+                    WHERE heartbeat_at < now() - make_interval(secs => $2 * 4) AND id <> $1
+               ), seen AS (
+                   UPDATE devices SET last_seen_at = now() WHERE id = ANY($3::bigint[])
+               )
+               SELECT (SELECT count(*) FROM me) AS alive,
+                      (SELECT count(*) FROM hub_processes
+                        WHERE id <> $1
+                          AND heartbeat_at > now() - make_interval(secs => $2)) AS others""",
+            self.process_id,
+            PROCESS_STALE,
+            list(self.connections),
+        )
+        assert row is not None
+        self.other_processes = row["others"]
+        if not row["alive"]:
+            # We were paused long enough to be declared dead: come back, with our sessions.
+            await self._register_process()
+            for conn in list(self.connections.values()):
+                await self._register_session(conn, model=None, app=None, sims=None)
+
+    async def _sweep_orphans(self) -> None:
+        grace = self.settings.device.ack_timeout
+        for device_id in await messages.requeue_orphans(self.pool, grace, PROCESS_STALE):
+            conn = self.connections.get(device_id)
+            if conn is not None:
+                conn.note_new_work()
+            elif self.other_processes:
+                await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"work:{device_id}")
+
+    async def _ack_timeout_loop(self) -> None:
+        period = min(1.0, self.settings.device.ack_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                conn.resend_overdue(now)
+
+    # -- The bus ------------------------------------------------------------------------------
+
+    async def _listen(self, dsn: str) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = await asyncpg.connect(dsn, timeout=5)
+        await self._listener.add_listener(CHANNEL, self._on_notify)
+        # Anything announced while we were not listening is found by asking the queue again.
+        for conn in self.connections.values():
+            conn.note_new_work()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        kind, _, rest = payload.partition(":")
+        if kind == "work":
+            conn = self.connections.get(int(rest))
+            if conn is not None:
+                conn.note_new_work()
+        elif kind == "replace":
+            device, _, connection_id = rest.partition(":")
+            conn = self.connections.get(int(device))
+            if conn is not None and str(conn.id) != connection_id:
+                self._drop(conn, CLOSE_REPLACED, "replaced")
+        elif kind == "credentials":
+            self.forget_device(int(rest))
+
+    def forget_device(self, device_id: int) -> None:
+        """The password changed or the device was removed: its sockets and tokens are void."""
+        conn = self.connections.get(device_id)
+        if conn is not None:
+            self._drop(conn, CLOSE_INVALID_CREDENTIALS, "credentials changed")
+
+    def _drop(self, conn: DeviceConnection, code: int, reason: str) -> None:
+        if self.connections.get(conn.device_id) is conn:
+            del self.connections[conn.device_id]
+        conn.close(code, reason)
+
+    async def announce_work(self, device_id: int) -> None:
+        conn = self.connections.get(device_id)
+        if conn is not None:
+            conn.note_new_work()
+        elif self.other_processes:
+            await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"work:{device_id}")
+
+    # -- Sessions -----------------------------------------------------------------------------
+
+    async def attach(
+        self, conn: DeviceConnection, *, model: str | None, app: str | None, sims: int | None
+    ) -> bool:
+        """Make `conn` the device's one live connection, here and across processes. False if
+        the credentials it logged in with were changed meanwhile."""
+        older = self.connections.get(conn.device_id)
+        self.connections[conn.device_id] = conn
+        if older is not None:
+            older.close(CLOSE_REPLACED, "replaced")
+        if not await self._register_session(conn, model=model, app=app, sims=sims):
+            if self.connections.get(conn.device_id) is conn:
+                del self.connections[conn.device_id]
+            return False
+        return True
+
+    async def _register_session(
+        self, conn: DeviceConnection, *, model: str | None, app: str | None, sims: int | None
+    ) -> bool:
+        row = await self.pool.fetchrow(
+            _REGISTER,
+            conn.device_id,
+            conn.id,
+            self.process_id,
+            conn.remote,
+            model,
+            app,
+            sims,
+            conn.principal.credential_epoch,
+            self.other_processes > 0,
+        )
+        assert row is not None
+        return bool(row["registered"])
+
+    async def detach(self, conn: DeviceConnection) -> None:
+        """The socket closed: forget it and put its in-flight messages back in the queue."""
+        if self.connections.get(conn.device_id) is conn:
+            del self.connections[conn.device_id]
+        try:
+            await self.pool.execute(_UNREGISTER, conn.device_id, conn.id)
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            # The orphan sweep requeues them once the database is back.
+            log.warning("could not requeue in-flight messages of device %s: %s",
+                        conn.device_id, exc)
+            return
+        newer = self.connections.get(conn.device_id)
+        if newer is not None:
+            newer.note_new_work()
+
+    def local(self, device_id: int) -> DeviceConnection | None:
+        return self.connections.get(device_id)
+
+    async def connected_devices(self, db: asyncpg.Pool | asyncpg.Connection) -> int:
+        return int(await db.fetchval(CONNECTED_SQL, PROCESS_STALE))

@@ -1,0 +1,262 @@
+"""Device protocol v1 (PROTOCOL.md): frame parsing, validation and the hub's own frames.
+
+Parsing is strict about types, so a phone gets a precise `error` naming the field instead
+of the hub guessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .phones import InvalidNumber, normalize
+from .timefmt import parse_iso
+
+VERSION = 1
+MAX_FRAME = 64 * 1024
+
+# Close codes (PROTOCOL.md section 7, plus 1008 for a phone that stops reading).
+CLOSE_GOING_AWAY = 1001
+CLOSE_SLOW_CONSUMER = 1008
+CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_INVALID_CREDENTIALS = 4401
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_REPLACED = 4409
+CLOSE_TOO_MANY_ATTEMPTS = 4429
+
+INVALID_CREDENTIALS = "Invalid credentials"
+AUTH_TIMEOUT = "Authentication timeout"
+TOO_MANY_ATTEMPTS = "Too many attempts"
+
+STATUSES = ("sent", "delivered", "failed")
+MAX_TEXT = 10_000
+MAX_ERROR = 200
+
+
+class FatalFrame(Exception):
+    """The frame breaks the framing rules: the connection is closed with 4400."""
+
+
+class FrameError(Exception):
+    """The frame is understood but invalid: answered with an `error` frame."""
+
+    def __init__(self, message: str, ref: str | int | None = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    username: str | None
+    password: str | None
+    token: str | None
+    model: str | None
+    app: str | None
+    sims: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    ref: str | int | None
+    id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    ref: str | int | None
+    id: int
+    attempt: int
+    to: str
+    status: str
+    at: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    ref: str
+    sender: str
+    message: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    ref: str | int | None
+    battery: int | None
+    charging: bool | None
+    signal: int | None
+
+
+Frame = Ack | Status | Inbound | Heartbeat
+
+
+def decode(data: bytes | str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise FatalFrame("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FatalFrame("frame must be a JSON object")
+    return obj
+
+
+def _ref(obj: dict[str, Any]) -> str | int | None:
+    ref = obj.get("ref")
+    if ref is None or (isinstance(ref, str) and 0 < len(ref) <= 200):
+        return ref
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return ref
+    raise FrameError("ref must be a string of 1 to 200 characters or an integer")
+
+
+def _int(obj: dict[str, Any], key: str, ref: str | int | None, *, default: int | None = None,
+         low: int = 1, high: int = 2**62) -> int:
+    value = obj.get(key, default)
+    if value is None:
+        raise FrameError(f"{key} is required", ref)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise FrameError(f"{key} must be an integer from {low} to {high}", ref)
+    return value
+
+
+def _str(obj: dict[str, Any], key: str, ref: str | int | None, *, limit: int,
+         required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise FrameError(f"{key} must be a non-empty string of at most {limit} characters", ref)
+    return value
+
+
+def _time(obj: dict[str, Any], key: str, ref: str | int | None,
+          required: bool) -> datetime | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise FrameError(f"{key} must be an ISO 8601 timestamp", ref)
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise FrameError(f"{key} must be an ISO 8601 timestamp", ref) from None
+
+
+def _number(obj: dict[str, Any], key: str, ref: str | int | None) -> str:
+    try:
+        return normalize(obj.get(key))
+    except InvalidNumber:
+        raise FrameError(f"{key} must be a phone number", ref) from None
+
+
+def parse_auth(obj: dict[str, Any]) -> Auth:
+    """Raises FrameError for an auth frame of the wrong shape (answered as bad credentials)."""
+    if obj.get("type") != "auth":
+        raise FrameError("the first frame must be an auth frame")
+    token = obj.get("token")
+    username = obj.get("username")
+    password = obj.get("password")
+    if token is not None:
+        if not isinstance(token, str):
+            raise FrameError("token must be a string")
+    elif not isinstance(username, str) or not isinstance(password, str):
+        raise FrameError("auth needs username and password, or token")
+    info = obj.get("device")
+    model = app = None
+    sims = None
+    if isinstance(info, dict):
+        model = info.get("model") if isinstance(info.get("model"), str) else None
+        app = info.get("app") if isinstance(info.get("app"), str) else None
+        raw_sims = info.get("sims")
+        if isinstance(raw_sims, int) and not isinstance(raw_sims, bool) and 0 <= raw_sims < 16:
+            sims = raw_sims
+    return Auth(
+        username if token is None else None,
+        password if token is None else None,
+        token,
+        model[:100] if model else None,
+        app[:50] if app else None,
+        sims,
+    )
+
+
+def parse(obj: dict[str, Any]) -> Frame:
+    """A frame after authentication. Raises FrameError (with the ref when there was one)."""
+    ref = _ref(obj)
+    kind = obj.get("type")
+    if kind == "ack":
+        return Ack(ref, _int(obj, "id", ref), _int(obj, "attempt", ref, default=1))
+    if kind == "status":
+        status = obj.get("status")
+        if status not in STATUSES:
+            raise FrameError("status must be one of sent, delivered, failed", ref)
+        error = _str(obj, "error", ref, limit=MAX_ERROR, required=False)
+        return Status(
+            ref,
+            _int(obj, "id", ref),
+            _int(obj, "attempt", ref, default=1),
+            _number(obj, "to", ref),
+            status,
+            _time(obj, "at", ref, required=False),
+            error if status == "failed" else None,
+        )
+    if kind == "inbound":
+        if not isinstance(ref, str):
+            raise FrameError("inbound needs a string ref (its idempotency key)", ref)
+        return Inbound(
+            ref,
+            _number(obj, "from", ref),
+            _str(obj, "message", ref, limit=MAX_TEXT) or "",
+            _time(obj, "receivedAt", ref, required=True) or datetime.min,
+        )
+    if kind == "heartbeat":
+        battery = obj.get("battery")
+        charging = obj.get("charging")
+        signal = obj.get("signal")
+        if battery is not None and (type(battery) is not int or not 0 <= battery <= 100):
+            raise FrameError("battery must be an integer from 0 to 100", ref)
+        if charging is not None and not isinstance(charging, bool):
+            raise FrameError("charging must be true or false", ref)
+        if signal is not None and (type(signal) is not int or not 0 <= signal <= 4):
+            raise FrameError("signal must be an integer from 0 to 4", ref)
+        return Heartbeat(ref, battery, charging, signal)
+    if kind == "auth":
+        raise FrameError("already authenticated", ref)
+    if not isinstance(kind, str):
+        raise FrameError("frame needs a string type", ref)
+    raise FrameError(f"unknown frame type {kind[:40]!r}", ref)
+
+
+# -- The hub's frames -------------------------------------------------------------------------
+
+
+def ok(ref: str | int) -> bytes:
+    return orjson.dumps({"type": "ok", "ref": ref})
+
+
+def error(message: str, ref: str | int | None = None) -> bytes:
+    if ref is None:
+        return orjson.dumps({"type": "error", "error": message})
+    return orjson.dumps({"type": "error", "ref": ref, "error": message})
+
+
+def auth_failed(message: str, retry_after: int | None = None) -> bytes:
+    frame: dict[str, Any] = {"type": "auth_failed", "error": message}
+    if retry_after is not None:
+        frame["retryAfter"] = retry_after
+    return orjson.dumps(frame)
+
+
+def auth_ok(device_id: int, username: str, token: str, heartbeat: int, window: int) -> bytes:
+    return orjson.dumps({
+        "type": "auth_ok", "deviceId": device_id, "username": username, "token": token,
+        "heartbeat": heartbeat, "window": window, "protocol": VERSION,
+    })
+
+
+def cancel(message_id: int) -> bytes:
+    return orjson.dumps({"type": "cancel", "id": message_id})
