@@ -168,8 +168,13 @@ async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
             try:
                 await _handle(conn, frame)
             except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                # Not durable, so no `ok`: the phone keeps the frame and resends it later.
                 log.warning("device %s: frame not stored: %s", conn.device_id, exc)
                 conn.close(CLOSE_TRY_AGAIN, "database unavailable")
+                return
+            except Exception:
+                log.exception("device %s: frame handling failed", conn.device_id)
+                conn.close(1011, "internal error")
                 return
         elif msg.type == WSMsgType.PING:
             conn.pong(msg.data)

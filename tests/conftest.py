@@ -115,6 +115,13 @@ def test_settings(database_url: str, **env: str) -> Settings:
     return load_settings(None, environ)
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def database_name(dsn: str) -> str:
+    return dsn.partition("?")[0].rsplit("/", 1)[1]
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return test_settings(database_url)
