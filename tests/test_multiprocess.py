@@ -1,0 +1,90 @@
+"""Several hub processes on one database act as one hub (DESIGN.md, "Scaling out"), and
+credential changes reach live sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from smsnodes_hub import accounts
+from smsnodes_hub.appkeys import AUTH, HUB
+
+from .conftest import PASSWORD, add_device, ws_url
+from .test_delivery import send
+from .wsclient import RawPhone
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_send_on_one_process_reaches_a_phone_on_another(make_hub):
+    hub_a = await make_hub()
+    hub_b = await make_hub()
+    await add_device(hub_a, "shop-phone-1")
+    await until(lambda: hub_a.app[HUB].other_processes >= 1)
+    phone = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
+    body = await send(hub_a, text="via the bus", priority=3)
+    assert body["deviceOnline"] is True  # presence is shared
+    [frame] = await phone.recv_sms(1)
+    assert frame["id"] == body["messageId"] and frame["message"] == "via the bus"
+    health_a = await (await hub_a.get("/api/health")).json()
+    assert health_a["connectedDevices"] == 1
+    await phone.close()
+
+
+async def test_messages_in_flight_on_a_dead_process_are_queued_again(make_hub, pool):
+    hub_a = await make_hub(SMSNODES_DEVICE_ACK_TIMEOUT="0.2")
+    await add_device(hub_a, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub_a), "shop-phone-1", PASSWORD)
+    body = await send(hub_a, text="orphan")
+    await phone.recv_sms(1)
+    # The process vanishes without cleaning up: simulate with a stale heartbeat row.
+    await pool.execute("UPDATE hub_processes SET heartbeat_at = now() - interval '1 hour'")
+    hub_a.app[HUB].connections.clear()
+    await phone.session.close()
+    hub_b = await make_hub(SMSNODES_DEVICE_ACK_TIMEOUT="0.2")
+    await asyncio.sleep(0.3)  # older than the ack timeout: the grace before a sweep
+    # hub_b's sweep requeues it (at start and every few seconds)...
+    await hub_b.app[HUB]._sweep_orphans()
+    state = await pool.fetchval("SELECT state FROM messages WHERE id = $1", body["messageId"])
+    assert state == "queued"
+    # ...and the phone gets it when it comes back on hub_b.
+    back = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
+    [frame] = await back.recv_sms(1)
+    assert frame["id"] == body["messageId"] and frame["attempt"] == 1
+    await back.close()
+
+
+async def test_password_change_closes_the_phone_and_voids_its_token(hub, pool):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    token = phone.auth["token"]
+    auth = hub.app[AUTH]
+    async with pool.acquire() as conn:
+        await accounts.change_password(
+            conn, auth.kdf, auth.params, "shop-phone-1", PASSWORD, "a new password"
+        )
+    assert await phone.closed_with(timeout=10) == 4401
+    again = await RawPhone.connect(ws_url(hub))
+    await again.send({"type": "auth", "token": token})
+    assert (await again.recv())["type"] == "auth_failed"
+    await again.session.close()
+    # The old password stops working even though it was cached by this process.
+    resp = await hub.post("/api/send-sms", json={
+        "deviceUsername": "shop-phone-1", "password": PASSWORD,
+        "phoneNumbers": ["+1234567890"], "message": "x"})
+    assert resp.status == 401
+    await phone.session.close()
+
+
+async def test_removing_a_device_closes_its_socket(hub, pool):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    await accounts.remove_device(pool, "shop-phone-1")
+    assert await phone.closed_with(timeout=10) == 4401
+    await phone.session.close()
