@@ -48,9 +48,10 @@ async def serving(database_url: str, tmp_path: Path, **env: str) -> AsyncIterato
 
 async def test_serve_prints_its_url_and_stops_cleanly_on_ctrl_c(database_url, tmp_path, pool):
     async with serving(database_url, tmp_path) as (proc, base):
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{base}/api/health") as resp:
-                body = await resp.json()
+        async with aiohttp.ClientSession() as session, session.get(
+            f"{base}/api/health"
+        ) as resp:
+            body = await resp.json()
         assert resp.status == 200 and body["ssl"] is False
         await add_device(pool, "shop-phone-1")
         phone = await RawPhone.login(base.replace("http", "ws") + "/ws/device",
