@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
     except ConfigError as exc:
-        print(f"smsnodes-hub: {exc}", file=sys.stderr)
+        _fail(exc)
         return EXIT_CONFIG
     logging.basicConfig(
         level=settings.logging.level.upper(),
@@ -48,10 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args, settings) or 0)
     except (CliError, accounts.AccountError, db.DatabaseUnavailable) as exc:
-        print(f"smsnodes-hub: {exc}", file=sys.stderr)
+        _fail(exc)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(exc: Exception) -> None:
+    # One line on stderr, whatever the underlying library put in its message.
+    print(f"smsnodes-hub: {' '.join(str(exc).split())}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,13 +230,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 # -- device -----------------------------------------------------------------------------------
 
 
-def _read_password(args: argparse.Namespace, prompt: str, stdin: TextIO,
-                   *, generated_note: bool = True) -> str:
+def _read_password(args: argparse.Namespace, prompt: str, stdin: TextIO) -> str:
+    """The new password; a generated one is printed by the caller once it is in use."""
     if args.generate_password:
-        password = secrets.token_urlsafe(18)
-        if generated_note:
-            print(f"generated password (shown only now): {password}")
-        return password
+        return secrets.token_urlsafe(18)
     if args.password_stdin:
         line = stdin.readline()
         if not line:
@@ -261,6 +263,9 @@ def _device_add(args: argparse.Namespace, settings: Settings) -> int:
         device_id = await accounts.create_device(
             conn, kdf, kdf_params(settings), args.name, password  # type: ignore[arg-type]
         )
+        # Shown only once the account exists: a failed add must not print a dead password.
+        if args.generate_password:
+            print(f"generated password (shown only now): {password}")
         print(f"created device {args.name!r} (id {device_id})")
 
     try:
@@ -292,12 +297,12 @@ def _device_passwd(args: argparse.Namespace, settings: Settings) -> int:
         if not line:
             raise CliError("no current password on standard input")
         old = line.rstrip("\r\n")
-    elif args.generate_password or not sys.stdin.isatty():
+    elif not sys.stdin.isatty():
         raise CliError("the current password is needed: give it on the first line of "
                        "--password-stdin, or use --reset")
     else:
         old = getpass.getpass("Current password: ")
-    new = _read_password(args, "New password", sys.stdin, generated_note=False)
+    new = _read_password(args, "New password", sys.stdin)
     accounts.check_password(new)
     kdf = _kdf(settings)
 

@@ -101,7 +101,14 @@ def _one_of(*choices: str) -> _Check:
     return check
 
 
+def _database_url(value: Any) -> str | None:
+    if value == "" or value.startswith(("postgresql://", "postgres://")):
+        return None
+    return "must be empty (embedded PostgreSQL) or a postgresql:// URL"
+
+
 _CHECKS: dict[str, _Check] = {
+    "database.url": _database_url,
     "server.port": _between(0, 65535),
     "server.shutdown_timeout": _between(0, 300),
     "database.pool_min": _between(1, 1000),
@@ -124,9 +131,17 @@ _CHECKS: dict[str, _Check] = {
 }
 
 
+# Values never repeated in an error message: a database URL may hold a password.
+_SECRET_KEYS = {"database.url"}
+
+
+def _shown(key: str, raw: Any) -> str:
+    return "value not shown" if key in _SECRET_KEYS else f"got {raw!r}"
+
+
 def _coerce(key: str, kind: type, raw: Any, from_env: bool) -> Any:
     """Turn a TOML or environment value into the key's type, or raise ConfigError."""
-    shown = repr(raw)
+    shown = _shown(key, raw)
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -134,7 +149,7 @@ def _coerce(key: str, kind: type, raw: Any, from_env: bool) -> Any:
             return True
         if from_env and isinstance(raw, str) and raw.lower() in {"0", "false", "no", "off"}:
             return False
-        raise ConfigError(f"config: {key}: must be true or false (got {shown})")
+        raise ConfigError(f"config: {key}: must be true or false ({shown})")
     if kind is int:
         if isinstance(raw, int) and not isinstance(raw, bool):
             return raw
@@ -143,7 +158,7 @@ def _coerce(key: str, kind: type, raw: Any, from_env: bool) -> Any:
                 return int(raw.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"config: {key}: must be a whole number (got {shown})")
+        raise ConfigError(f"config: {key}: must be a whole number ({shown})")
     if kind is float:
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             return float(raw)
@@ -152,10 +167,10 @@ def _coerce(key: str, kind: type, raw: Any, from_env: bool) -> Any:
                 return float(raw.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"config: {key}: must be a number (got {shown})")
+        raise ConfigError(f"config: {key}: must be a number ({shown})")
     if isinstance(raw, str):
         return raw
-    raise ConfigError(f"config: {key}: must be a string (got {shown})")
+    raise ConfigError(f"config: {key}: must be a string ({shown})")
 
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -205,7 +220,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             check = _CHECKS.get(dotted)
             problem = check(value) if check else None
             if problem:
-                raise ConfigError(f"config: {dotted}: {problem} (got {raw!r})")
+                raise ConfigError(f"config: {dotted}: {problem} ({_shown(dotted, raw)})")
             values[key] = value
         sections[name] = section_cls(**values)
 

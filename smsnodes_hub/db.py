@@ -102,10 +102,8 @@ async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
             max_inactive_connection_lifetime=300,
             timeout=5,
         )
-    except UNAVAILABLE as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to the database at {redact(dsn)}: {exc}"
-        ) from exc
+    except _CONNECT_FAILURES as exc:
+        raise _unavailable(dsn, exc) from exc
     assert pool is not None
     return pool
 
@@ -113,19 +111,43 @@ async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
 async def connect(dsn: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=5)
-    except UNAVAILABLE as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to the database at {redact(dsn)}: {exc}"
-        ) from exc
+    except _CONNECT_FAILURES as exc:
+        raise _unavailable(dsn, exc) from exc
+
+
+# While connecting, a server error (unknown database, bad password, no such role) and a URL
+# asyncpg cannot parse also mean "cannot use the database": one message, not a traceback.
+_CONNECT_FAILURES = (*UNAVAILABLE, asyncpg.PostgresError, ValueError)
+
+
+def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
+    # asyncpg's ValueErrors come from parsing the URL and may quote it: show only its type.
+    reason = "invalid database URL" if type(exc) is ValueError else str(exc) or type(exc).__name__
+    return DatabaseUnavailable(f"cannot connect to the database at {redact(dsn)}: {reason}")
+
+
+_SECRET_PARAMS = {"password", "sslpassword"}
 
 
 def redact(dsn: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL without its password (in the user part or `?password=`), for messages and logs."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "(unparsable database URL)"
+    # Work on the raw text: `parts.password` is percent-decoded and would not match it.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at:
+        user, _, password = userinfo.partition(":")
+        if password:
+            netloc = f"{user}:***@{hosts}"
+    query = "&".join(
+        f"{name}=***" if name.lower() in _SECRET_PARAMS else pair
+        for pair in parts.query.split("&") if pair
+        for name in [pair.partition("=")[0]]
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 # -- Embedded PostgreSQL ----------------------------------------------------------------------

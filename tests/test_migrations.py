@@ -1,0 +1,119 @@
+"""Schema migrations on a fresh, empty database: once each, in order, safe to run together."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from smsnodes_hub import db
+
+from .conftest import _with_database
+from .test_cli import cli_env, run_cli
+
+CATALOG = """
+SELECT c.relname, c.relkind::text, c.relpersistence::text FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' ORDER BY c.relname
+"""
+
+
+@pytest.fixture
+async def empty_database(admin_dsn: str) -> AsyncIterator[str]:
+    """A new database with nothing in it (not cloned from the migrated template)."""
+    name = f"m_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(admin_dsn, name)
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def recorded(conn: asyncpg.Connection) -> list[tuple[int, str, object]]:
+    rows = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations "
+                            "ORDER BY version")
+    return [tuple(r) for r in rows]
+
+
+def test_migration_files_are_numbered_in_order() -> None:
+    found = db.migrations()
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    assert all(m.path.is_file() for m in found)
+
+
+async def test_migrate_twice_applies_each_file_once(empty_database: str) -> None:
+    expected = db.migrations()
+    conn = await asyncpg.connect(empty_database)
+    try:
+        first = await db.migrate(conn)
+        assert [m.version for m in first] == [m.version for m in expected]
+        rows = await recorded(conn)
+        assert [(v, n) for v, n, _ in rows] == [(m.version, m.name) for m in expected]
+        catalog = [tuple(r) for r in await conn.fetch(CATALOG)]
+        assert ("devices", "r", "p") in catalog and ("messages", "r", "p") in catalog
+
+        assert await db.migrate(conn) == []
+        assert await recorded(conn) == rows  # same rows, same applied_at
+        assert [tuple(r) for r in await conn.fetch(CATALOG)] == catalog
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_migrators_both_finish_and_record_each_once(
+    empty_database: str,
+) -> None:
+    one, two = (await asyncpg.connect(empty_database), await asyncpg.connect(empty_database))
+    try:
+        done_one, done_two = await asyncio.wait_for(
+            asyncio.gather(db.migrate(one), db.migrate(two)), 30)
+        versions = sorted(m.version for m in [*done_one, *done_two])
+        assert versions == [m.version for m in db.migrations()]
+        assert [v for v, _, _ in await recorded(one)] == versions
+        # The advisory lock is released: a later migrator is not blocked.
+        assert await asyncio.wait_for(db.migrate(one), 5) == []
+        assert await one.fetchval(
+            """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database =
+                   (SELECT oid FROM pg_database WHERE datname = current_database())""") == 0
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_failed_migration_rolls_back_and_is_not_recorded(
+    empty_database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "001_good.sql").write_text("CREATE TABLE good (id int);")
+    (tmp_path / "002_bad.sql").write_text("CREATE TABLE half (id int); SELECT no_such_fn();")
+    conn = await asyncpg.connect(empty_database)
+    try:
+        with pytest.raises(asyncpg.PostgresError):
+            await db.migrate(conn, tmp_path)
+        assert [v for v, _, _ in await recorded(conn)] == [1]
+        tables = {r["relname"] for r in await conn.fetch(CATALOG)}
+        assert "good" in tables and "half" not in tables
+        # Fixed file: the next run applies just that one.
+        (tmp_path / "002_bad.sql").write_text("CREATE TABLE half (id int);")
+        assert [m.version for m in await db.migrate(conn, tmp_path)] == [2]
+    finally:
+        await conn.close()
+
+
+async def test_cli_migrate_reports_what_it_did(empty_database: str, tmp_path: Path) -> None:
+    env = cli_env(DATABASE_URL=empty_database)
+    first = await run_cli("migrate", cwd=tmp_path, env=env)
+    assert first.code == 0, first
+    assert first.out.splitlines() == [f"applied {m.version:03d}_{m.name}"
+                                      for m in db.migrations()]
+    second = await run_cli("migrate", cwd=tmp_path, env=env)
+    assert second.code == 0, second
+    assert second.out.strip() == "database is up to date"
