@@ -339,7 +339,7 @@ class SimulatedPhone:
     async def wait_for(
         self,
         predicate: Callable[[], bool],
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> None:
         """Wait until predicate() is true; re-checked on every frame and state change."""
         loop = asyncio.get_running_loop()
@@ -357,7 +357,7 @@ class SimulatedPhone:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, WAIT_POLL))
 
-    async def wait_for_sms(self, count: int, timeout: float = 5.0) -> list[Frame]:  # noqa: ASYNC109
+    async def wait_for_sms(self, count: int, timeout: float = 5.0) -> list[Frame]:
         """Wait for ``count`` distinct sms frames; return the first ``count`` of them."""
         await self.wait_for(lambda: len(self.received) >= count, timeout)
         return self.received[:count]

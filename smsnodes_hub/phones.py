@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 _SEPARATORS = str.maketrans("", "", " -.()\t")
 _VALID = re.compile(r"^(?:\+[0-9]{6,15}|[0-9]{3,8})$")
 MAX_RECIPIENTS = 100
+_SHOWN_MAX = 40
 
 
 class InvalidNumber(ValueError):
     pass
 
 
-def normalize(raw: object) -> str:
+def _shown(value: object) -> str:
+    """The offending entry for an error message, as JSON and cut short: the caller controls
+    its size."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + "..."
+
+
+def normalize(raw: object, field: str = "phoneNumbers") -> str:
     """Remove spaces, dashes, dots and parentheses; then `+` and 6-15 digits, or 3-8 digits."""
     if not isinstance(raw, str):
-        raise InvalidNumber(f"phoneNumbers: every entry must be a string (got {raw!r})")
+        raise InvalidNumber(f"{field}: must be a string, got {_shown(raw)}")
     cleaned = raw.translate(_SEPARATORS)
     if not _VALID.match(cleaned):
         raise InvalidNumber(
-            f"phoneNumbers: invalid phone number {raw!r}: use + and 6 to 15 digits, "
+            f"{field}: invalid phone number {_shown(raw)}: use + and 6 to 15 digits, "
             "or a short code of 3 to 8 digits"
         )
     return cleaned
@@ -32,4 +45,6 @@ def normalize_list(raw: object) -> list[str]:
         raise InvalidNumber("phoneNumbers: must be a non-empty array of strings")
     if len(raw) > MAX_RECIPIENTS:
         raise InvalidNumber(f"phoneNumbers: at most {MAX_RECIPIENTS} recipients per message")
-    return list(dict.fromkeys(normalize(item) for item in raw))
+    # The error names the entry by position too: the same text may appear more than once.
+    cleaned = (normalize(item, f"phoneNumbers[{i}]") for i, item in enumerate(raw))
+    return list(dict.fromkeys(cleaned))

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
+
+from .accounts import USERNAME_RE
 
 # Forget a failure record this long after its last failure (and after any lockout ends).
 _FORGET_AFTER = 3600.0
 _MAX_ENTRIES = 100_000
 _MAX_LOCKOUT = 86400.0
+
+
+def client_key(address: str) -> str:
+    """What one client is counted as: its IPv4 address, or its IPv6 /64. A single IPv6 host
+    usually holds a whole /64, so counting its addresses one by one would give it 2**64
+    fresh budgets."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
+
+
+def _trackable(username: str | None) -> str | None:
+    # A name no account can have is not kept: the caller chooses its size (up to the body
+    # limit), and the address is counted anyway.
+    return username if username is not None and USERNAME_RE.fullmatch(username) else None
 
 
 @dataclass(slots=True)
@@ -38,6 +62,7 @@ class LoginThrottle:
 
     def retry_after(self, username: str | None, address: str) -> int | None:
         """Seconds to wait before this attempt may be checked, or None to go ahead."""
+        address, username = client_key(address), _trackable(username)
         now = time.monotonic()
         by_address = self._live(self._addresses, address, now)
         if by_address and by_address.locked_until > now:
@@ -49,12 +74,14 @@ class LoginThrottle:
         return None
 
     def failure(self, username: str | None, address: str) -> None:
+        address, username = client_key(address), _trackable(username)
         now = time.monotonic()
         self._bump(self._addresses, address, now)
         if username is not None:
             self._bump(self._users, username, now)
 
     def success(self, username: str | None, address: str) -> None:
+        address, username = client_key(address), _trackable(username)
         self._addresses.pop(address, None)
         if username is not None:
             self._users.pop(username, None)

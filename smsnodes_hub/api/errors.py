@@ -14,6 +14,18 @@ from ..db import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_UNAVAILABLE = "5"
+DATABASE_UNAVAILABLE = "Database unavailable"
+INTERNAL_ERROR = "Internal server error"
+# What a lost, refused or overloaded database raises, as opposed to a bug in a query. The
+# last three come from opening a connection: a database closed to connections (55000, e.g.
+# ALLOW_CONNECTIONS false), dropped (3D000), or refusing the hub's role (28000, 28P01).
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -40,6 +52,19 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def database_unavailable(request: web.Request, exc: BaseException) -> ApiError:
+    """Log (without the DSN or any secret: asyncpg's messages hold neither) and answer 503."""
+    log.warning("%s %s: database unavailable: %s: %s",
+                request.method, request.path, type(exc).__name__, exc)
+    return ApiError(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
+
+
+def internal_error(request: web.Request) -> ApiError:
+    """Log the traceback of an unexpected failure; the caller sees no detail of it."""
+    log.exception("%s %s failed", request.method, request.path)
+    return ApiError(500, INTERNAL_ERROR)
+
+
 _REASONS = {
     404: "Not found",
     405: "Method not allowed",
@@ -61,11 +86,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         message = _REASONS.get(exc.status, exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
         return error_response(exc.status, message, headers)
-    except (*UNAVAILABLE, asyncpg.PostgresConnectionError) as exc:
-        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
-        return error_response(
-            503, "Database unavailable", {"Retry-After": RETRY_AFTER_UNAVAILABLE}
-        )
+    except DATABASE_DOWN as exc:
+        error = database_unavailable(request, exc)
+        return error_response(error.status, error.message, error.headers)
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return error_response(500, "Internal server error")
+        error = internal_error(request)
+        return error_response(error.status, error.message)
