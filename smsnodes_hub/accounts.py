@@ -5,7 +5,9 @@ in memory (it is never stored unwrapped)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import os
 import re
 import time
@@ -17,6 +19,8 @@ from typing import Any
 import asyncpg
 
 from . import crypto
+
+log = logging.getLogger(__name__)
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -40,13 +44,16 @@ class Principal:
     data_key: bytes = field(repr=False)
     credential_epoch: int
     mac_key: bytes = field(repr=False)
+    token_id: int | None = None  # set when the login was by token: revoking it ends this
 
     @classmethod
     def build(
-        cls, account_id: int, device_id: int, username: str, data_key: bytes, epoch: int
+        cls, account_id: int, device_id: int, username: str, data_key: bytes, epoch: int,
+        token_id: int | None = None,
     ) -> Principal:
         return cls(
-            account_id, device_id, username, data_key, epoch, crypto.number_mac_key(data_key)
+            account_id, device_id, username, data_key, epoch, crypto.number_mac_key(data_key),
+            token_id,
         )
 
     def seal(self, plaintext: str, purpose: str) -> bytes:
@@ -194,9 +201,15 @@ async def change_password(
             old = await kdf.derive(old_password, row["kdf_salt"], old_params)
             if not crypto.verifier_matches(row["verifier"], old.verifier):
                 raise AccountError("the current password is wrong")
-            data_key = crypto.unwrap_key(
-                old.kek, row["wrapped_key"], _password_wrap_aad(account_id, username)
-            )
+            try:
+                data_key = crypto.unwrap_key(
+                    old.kek, row["wrapped_key"], _password_wrap_aad(account_id, username)
+                )
+            except crypto.DecryptionError:
+                raise AccountError(
+                    f"the stored key of device {username!r} does not open (the database row "
+                    "was altered or damaged); only --reset can give it a new one"
+                ) from None
         salt = crypto.new_salt()
         keys = await kdf.derive(new_password, salt, params)
         await conn.execute(
@@ -238,14 +251,15 @@ class CredentialCache:
         self._ttl = ttl_seconds
         self._entries: dict[bytes, _CacheEntry] = {}
 
-    def _slot(self, username: str, password: str) -> bytes:
+    def slot(self, username: str, password: str) -> bytes:
+        """The key of this username and password in the cache (and of their login in flight)."""
         material = username.encode("utf-8") + b"\x00" + password.encode("utf-8")
         return hmac.new(self._key, material, sha256).digest()
 
     def get(self, username: str, password: str) -> Principal | None:
         if self._ttl <= 0:
             return None
-        slot = self._slot(username, password)
+        slot = self.slot(username, password)
         entry = self._entries.get(slot)
         if entry is None:
             return None
@@ -260,7 +274,7 @@ class CredentialCache:
         now = time.monotonic()
         if len(self._entries) > 10_000:
             self._entries = {k: v for k, v in self._entries.items() if v.expires >= now}
-        self._entries[self._slot(username, password)] = _CacheEntry(principal, now + self._ttl)
+        self._entries[self.slot(username, password)] = _CacheEntry(principal, now + self._ttl)
 
     def forget_device(self, device_id: int) -> None:
         self._entries = {
@@ -279,7 +293,7 @@ _DUMMY_SALT = b"\x00" * crypto.SALT_BYTES
 class Authenticator:
     """Password and token logins for the HTTP API and the device socket."""
 
-    __slots__ = ("cache", "kdf", "params")
+    __slots__ = ("_in_flight", "cache", "kdf", "params")
 
     def __init__(
         self, kdf: crypto.PasswordKdf, params: crypto.KdfParams, cache: CredentialCache
@@ -287,11 +301,34 @@ class Authenticator:
         self.kdf = kdf
         self.params = params
         self.cache = cache
+        # Password checks under way, by cache slot: a burst of requests with the same
+        # credentials (a script's first batch) shares one Argon2id run instead of one each.
+        self._in_flight: dict[bytes, asyncio.Future[Principal | None]] = {}
 
     async def login(self, db: Executor, username: str, password: str) -> Principal | None:
+        """The principal for a right password, None for anything else. Pass a pool as `db`:
+        the check may outlive the caller that started it."""
         cached = self.cache.get(username, password)
         if cached is not None:
             return cached
+        slot = self.cache.slot(username, password)
+        check = self._in_flight.get(slot)
+        if check is None:
+            check = asyncio.ensure_future(self._check_password(db, username, password))
+            self._in_flight[slot] = check
+            check.add_done_callback(lambda done: self._settled(slot, done))
+        # Shielded: one caller going away must not cancel the check the others wait for.
+        return await asyncio.shield(check)
+
+    def _settled(self, slot: bytes, check: asyncio.Future[Principal | None]) -> None:
+        if self._in_flight.get(slot) is check:
+            del self._in_flight[slot]
+        if not check.cancelled():
+            check.exception()  # retrieved here too, in case every waiter went away
+
+    async def _check_password(
+        self, db: Executor, username: str, password: str
+    ) -> Principal | None:
         row = await db.fetchrow(
             """SELECT id, account_id, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes,
                       verifier, wrapped_key, credential_epoch
@@ -305,26 +342,41 @@ class Authenticator:
         keys = await self.kdf.derive(password, row["kdf_salt"], params)
         if not crypto.verifier_matches(row["verifier"], keys.verifier):
             return None
-        data_key = crypto.unwrap_key(
-            keys.kek, row["wrapped_key"], _password_wrap_aad(row["account_id"], username)
-        )
+        try:
+            data_key = crypto.unwrap_key(
+                keys.kek, row["wrapped_key"], _password_wrap_aad(row["account_id"], username)
+            )
+        except crypto.DecryptionError:
+            # The password matched, so the stored row was altered or damaged: refuse the login
+            # like a wrong password (a 401, not a crash) and tell the operator.
+            log.warning(
+                "device %r (id %d): the password is right but its stored data key does not "
+                "open; the row was altered or damaged (reset the password with --reset)",
+                username, row["id"],
+            )
+            return None
         principal = Principal.build(
             row["account_id"], row["id"], username, data_key, row["credential_epoch"]
         )
         self.cache.put(username, password, principal)
         return principal
 
-    async def login_token(self, db: Executor, token: str) -> Principal | None:
+    async def login_token(
+        self, db: Executor, token: str, kind: str = "session"
+    ) -> Principal | None:
+        """A session token (the phone's socket) or an API token (HTTP Bearer): each works
+        only where it was issued for."""
         if not token.startswith(crypto.TOKEN_PREFIX) or len(token) > 200:
             return None
         keys = crypto.token_keys(token)
         row = await db.fetchrow(
             """UPDATE tokens t SET last_used_at = now()
                  FROM devices d
-                WHERE t.lookup = $1 AND d.id = t.device_id
-            RETURNING t.account_id, t.device_id, t.wrapped_key, d.username,
+                WHERE t.lookup = $1 AND t.kind = $2 AND d.id = t.device_id
+            RETURNING t.id, t.account_id, t.device_id, t.wrapped_key, d.username,
                       d.credential_epoch""",
             keys.lookup,
+            kind,
         )
         if row is None:
             return None
@@ -336,7 +388,7 @@ class Authenticator:
             return None
         return Principal.build(
             row["account_id"], row["device_id"], row["username"], data_key,
-            row["credential_epoch"],
+            row["credential_epoch"], row["id"],
         )
 
 

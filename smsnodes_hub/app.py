@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from . import api, db
 from .accounts import Authenticator, CredentialCache
 from .api.errors import json_errors
-from .appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SEND_LIMITER, SETTINGS
+from .appkeys import AUTH, BEARER_CACHE, HUB, LOGIN_THROTTLE, POOL, SEND_LIMITER, SETTINGS
 from .config import Settings
 from .crypto import KdfParams, PasswordKdf
 from .device_ws import device_socket
 from .hub import Hub
 from .throttle import LoginThrottle, RateLimiter
+from .tokens import BearerCache
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
     sec = settings.security
     app[LOGIN_THROTTLE] = LoginThrottle(sec.login_max_failures, sec.login_lockout_seconds)
     app[SEND_LIMITER] = RateLimiter(settings.limits.send_per_minute)
+    app[BEARER_CACHE] = BearerCache(sec.credential_cache_seconds)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         pool = await db.create_pool(dsn, settings.database)
@@ -54,6 +56,7 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
 
     async def hub(app: web.Application) -> AsyncIterator[None]:
         hub = Hub(settings, app[POOL])
+        hub.invalidation_hooks.append(_forget_logins(app))
         app[HUB] = hub
         await hub.start(dsn)
         yield
@@ -64,6 +67,17 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
     api.setup(app)
     app.router.add_get("/ws/device", device_socket)
     return app
+
+
+def _forget_logins(app: web.Application) -> Callable[[str, int], None]:
+    def forget(kind: str, ident: int) -> None:
+        if kind == "credentials":
+            app[AUTH].cache.forget_device(ident)
+            app[BEARER_CACHE].forget_device(ident)
+        elif kind == "token":
+            app[BEARER_CACHE].forget_token(ident)
+
+    return forget
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", "Settings")
 POOL = web.AppKey("pool", asyncpg.Pool)
 AUTH = web.AppKey("auth", "Authenticator")
+BEARER_CACHE = web.AppKey("bearer_cache", "BearerCache")
 HUB = web.AppKey("hub", "Hub")
 LOGIN_THROTTLE = web.AppKey("login_throttle", "LoginThrottle")
 SEND_LIMITER = web.AppKey("send_limiter", "RateLimiter")

@@ -19,6 +19,8 @@ from aiohttp import WSMsgType, web
 
 from . import messages
 from .accounts import Principal
+from .pacing import Pacer
+from .protocol import cancel as protocol_cancel
 from .timefmt import iso
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class DeviceConnection:
         "_pump_task",
         "_queue_may_hold_work",
         "_recent",
+        "_room_timer",
         "_writer",
         "ack_timeout",
         "closed",
@@ -71,6 +74,7 @@ class DeviceConnection:
         "id",
         "in_flight",
         "last_pong",
+        "pacer",
         "pool",
         "principal",
         "remote",
@@ -90,6 +94,7 @@ class DeviceConnection:
         heartbeat: float,
         outbox_size: int,
         remote: str,
+        pacer: Pacer | None = None,
     ) -> None:
         self.id = uuid.uuid4()
         self.ws = ws
@@ -111,6 +116,8 @@ class DeviceConnection:
         self._queue_may_hold_work = True  # until a claim comes back short
         self._recent: deque[int] = deque(maxlen=256)  # ids pushed lately: sentImmediately
         self._writer: asyncio.Task[None] | None = None
+        self.pacer = pacer or Pacer()
+        self._room_timer: asyncio.TimerHandle | None = None
 
     @property
     def device_id(self) -> int:
@@ -187,6 +194,8 @@ class DeviceConnection:
             return
         finally:
             self._closing = True
+            if self._room_timer is not None:
+                self._room_timer.cancel()
 
     async def wait_closed(self) -> None:
         if self._writer is not None:
@@ -244,15 +253,39 @@ class DeviceConnection:
                 free = self.free_slots()
                 if free <= 0:
                     return
+                allowance = self.pacer.allowance()
+                if allowance == 0:
+                    self._wake_when_paced()
+                    return
                 try:
-                    rows = await messages.claim(self.pool, self.device_id, self.id, free)
+                    rows = await messages.claim(
+                        self.pool, self.device_id, self.id, free, allowance
+                    )
                 except Exception:
                     log.exception("could not claim messages for device %s", self.device_id)
                     return
-                if len(rows) < free:
+                if allowance is not None:
+                    if not rows:  # the head of the queue waits for room in the minute
+                        self._wake_when_paced()
+                        return
+                elif len(rows) < free:
                     self._queue_may_hold_work = False
                 for row in rows:
+                    self.pacer.record(len(row["numbers"]))
                     self.push(row["id"], row["attempt"], self._frame_from_row(row))
+
+    def _wake_when_paced(self) -> None:
+        if self._room_timer is None or self._room_timer.when() <= asyncio.get_running_loop().time():
+            self._room_timer = asyncio.get_running_loop().call_later(
+                self.pacer.seconds_until_room(), self.wake
+            )
+
+    def withdraw(self, message_id: int) -> None:
+        """The message was cancelled or expired: tell the phone, free its slot."""
+        self.in_flight.pop(message_id, None)
+        self.send(protocol_cancel(message_id))
+        if self._queue_may_hold_work:
+            self.wake()
 
     def _frame_from_row(self, row: asyncpg.Record) -> bytes:
         open_ = self.principal.open

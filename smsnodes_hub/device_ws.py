@@ -3,13 +3,15 @@ handler task while the connection's writer task does all the writing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from . import accounts, messages, protocol
+from . import accounts, devices, messages, protocol
 from .accounts import Principal
 from .appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
 from .connection import DeviceConnection
@@ -47,6 +49,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         heartbeat=settings.device.heartbeat,
         outbox_size=settings.device.outbox_size,
         remote=remote,
+        pacer=hub.pacer(principal.device_id),
     )
     try:
         attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
@@ -73,7 +76,10 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         await _read_loop(ws, conn)
     finally:
         conn.close(1000)
-        await hub.detach(conn)
+        # aiohttp cancels this handler when the peer vanishes: the cleanup (presence row,
+        # requeue of what was in flight) runs in its own task so it is never cut short.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(hub.detach_soon(conn))
         await conn.wait_closed()
         log.info("device %s disconnected", principal.device_id)
     return ws
@@ -225,14 +231,8 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
         )
         return _reply_ok(conn, frame.ref)
 
-    await pool.execute(
-        """UPDATE devices SET battery = coalesce($2, battery), charging = coalesce($3, charging),
-                  signal = coalesce($4, signal), telemetry_at = now(), last_seen_at = now()
-            WHERE id = $1""",
-        principal.device_id,
-        frame.battery,
-        frame.charging,
-        frame.signal,
+    await devices.record_telemetry(
+        pool, principal.device_id, frame.battery, frame.charging, frame.signal
     )
     _reply_ok(conn, frame.ref)
 

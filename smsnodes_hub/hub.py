@@ -10,6 +10,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -17,6 +18,7 @@ from . import messages
 from .config import Settings
 from .connection import DeviceConnection
 from .db import UNAVAILABLE
+from .pacing import Pacer
 from .protocol import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS, CLOSE_REPLACED
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ CHANNEL = "smsnodes_hub"
 PROCESS_HEARTBEAT = 5.0
 PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessions
 ORPHAN_SWEEP = 5.0
+CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
 
 _REGISTER = """
 WITH gate AS (
@@ -50,7 +53,8 @@ WITH gate AS (
     SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate WHERE $9
 )
 SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requeued,
-       (SELECT count(*) FROM n) AS notified
+       (SELECT count(*) FROM n) AS notified,
+       (SELECT pace_per_minute FROM devices WHERE id = $1) AS pace
 """
 
 _UNREGISTER = """
@@ -74,11 +78,14 @@ class Hub:
     knows which phone is connected where; handlers ask it."""
 
     __slots__ = (
+        "_detaching",
         "_listener",
         "_stopped",
         "_tasks",
         "connections",
+        "invalidation_hooks",
         "other_processes",
+        "pacers",
         "pool",
         "process_id",
         "settings",
@@ -91,9 +98,14 @@ class Hub:
         self.connections: dict[int, DeviceConnection] = {}
         # Other live hub processes on this database; while there are none, NOTIFY is skipped.
         self.other_processes = 0
+        self.pacers: dict[int, Pacer] = {}
+        # Called with ("credentials", device_id) or ("token", token_id) when another process
+        # (or the CLI) changed credentials: caches of verified logins drop their entries.
+        self.invalidation_hooks: list[Callable[[str, int], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self._detaching: set[asyncio.Task[None]] = set()
 
     # -- Lifecycle ----------------------------------------------------------------------------
 
@@ -102,6 +114,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(dsn), name="hub-heartbeat"),
             asyncio.create_task(self._ack_timeout_loop(), name="hub-ack-timeouts"),
+            asyncio.create_task(self._clock_loop(), name="hub-clock"),
         ]
 
     async def stop(self) -> None:
@@ -115,6 +128,8 @@ class Hub:
         if closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*closing), 5)
+        if self._detaching:
+            await asyncio.wait(list(self._detaching), timeout=5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -184,6 +199,46 @@ class Hub:
             elif self.other_processes:
                 await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"work:{device_id}")
 
+    async def _clock_loop(self) -> None:
+        """Expire what is due (first, so nothing expired is released), then release the
+        scheduled messages whose time has come. Also the catch-up after downtime."""
+        while True:
+            try:
+                for withdrawn in await messages.expire_due(self.pool):
+                    if withdrawn.on_phone:
+                        await self.withdraw(withdrawn.device_id, withdrawn.message_id)
+                for device_id in await messages.release_due(self.pool):
+                    await self.announce_work(device_id)
+            except asyncio.CancelledError:
+                raise
+            except UNAVAILABLE as exc:
+                log.warning("database unavailable for scheduled messages: %s", exc)
+            except Exception:
+                log.exception("scheduled message release failed")
+            await asyncio.sleep(CLOCK_TICK)
+
+    async def withdraw(self, device_id: int, message_id: int) -> None:
+        """Send `cancel` for a message the phone holds, wherever its socket is."""
+        conn = self.connections.get(device_id)
+        if conn is not None:
+            conn.withdraw(message_id)
+        elif self.other_processes:
+            await self.pool.execute(
+                "SELECT pg_notify($1, $2)", CHANNEL, f"cancel:{device_id}:{message_id}"
+            )
+
+    def set_pace(self, device_id: int, per_minute: int | None) -> None:
+        self.pacer(device_id).per_minute = per_minute
+        conn = self.connections.get(device_id)
+        if conn is not None:
+            conn.note_new_work()
+
+    def pacer(self, device_id: int) -> Pacer:
+        pacer = self.pacers.get(device_id)
+        if pacer is None:
+            pacer = self.pacers[device_id] = Pacer()
+        return pacer
+
     async def _ack_timeout_loop(self) -> None:
         period = min(1.0, self.settings.device.ack_timeout / 4)
         while True:
@@ -215,7 +270,25 @@ class Hub:
             if conn is not None and str(conn.id) != connection_id:
                 self._drop(conn, CLOSE_REPLACED, "replaced")
         elif kind == "credentials":
+            self._invalidate("credentials", int(rest))
             self.forget_device(int(rest))
+        elif kind == "cancel":
+            device, _, message = rest.partition(":")
+            conn = self.connections.get(int(device))
+            if conn is not None:
+                conn.withdraw(int(message))
+        elif kind == "pace":
+            device, _, per_minute = rest.partition(":")
+            self.set_pace(int(device), int(per_minute) or None)
+        elif kind == "token":
+            self._invalidate("token", int(rest))
+            for conn in list(self.connections.values()):
+                if conn.principal.token_id == int(rest):
+                    self._drop(conn, CLOSE_INVALID_CREDENTIALS, "token revoked")
+
+    def _invalidate(self, kind: str, ident: int) -> None:
+        for hook in self.invalidation_hooks:
+            hook(kind, ident)
 
     def forget_device(self, device_id: int) -> None:
         """The password changed or the device was removed: its sockets and tokens are void."""
@@ -268,7 +341,14 @@ class Hub:
             self.other_processes > 0,
         )
         assert row is not None
+        self.pacer(conn.device_id).per_minute = row["pace"]
         return bool(row["registered"])
+
+    def detach_soon(self, conn: DeviceConnection) -> asyncio.Task[None]:
+        task = asyncio.create_task(self.detach(conn), name=f"detach-{conn.id}")
+        self._detaching.add(task)
+        task.add_done_callback(self._detaching.discard)
+        return task
 
     async def detach(self, conn: DeviceConnection) -> None:
         """The socket closed: forget it and put its in-flight messages back in the queue."""

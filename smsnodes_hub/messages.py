@@ -28,6 +28,7 @@ class Inserted:
 _INSERT = """
 WITH dev AS (
     SELECT id FROM devices WHERE id = $1 AND credential_epoch = $2
+       AND ($15::bigint IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE id = $15))
 ), msg AS (
     INSERT INTO messages (account_id, device_id, priority, state, body, recipient_count,
                           dispatched_to, dispatched_at, scheduled_at, expires_at)
@@ -40,8 +41,8 @@ WITH dev AS (
     SELECT msg.id, r.position, r.number, r.mac
       FROM msg, unnest($7::bytea[], $11::bytea[]) WITH ORDINALITY AS r(number, mac, position)
 ), ev AS (
-    INSERT INTO message_events (message_id, status, at)
-    SELECT msg.id, s.status, msg.created_at + s.n * interval '1 microsecond'
+    INSERT INTO message_events (message_id, status, attempt, at)
+    SELECT msg.id, s.status, 1, msg.created_at + s.n * interval '1 microsecond'
       FROM msg, unnest(CASE WHEN $5 = 'dispatched' THEN ARRAY['queued', 'dispatched']
                             ELSE ARRAY[$5] END) WITH ORDINALITY AS s(status, n)
 ), wake AS (
@@ -70,24 +71,32 @@ async def insert(
     scheduled_at: datetime | None = None,
     expires_at: datetime | None = None,
 ) -> Inserted:
-    """Store a new message encrypted: `dispatched` to `dispatch_to` when the caller already
-    holds a free slot on the device's live connection, `queued` otherwise."""
+    """Store a new message encrypted: `scheduled` when it has a future time, `dispatched` to
+    `dispatch_to` when the caller already holds a free slot on the device's live connection,
+    `queued` otherwise."""
+    if scheduled_at is not None:
+        state = "scheduled"
+    elif dispatch_to is not None:
+        state = "dispatched"
+    else:
+        state = "queued"
     row = await db.fetchrow(
         _INSERT,
         principal.device_id,
         principal.credential_epoch,
         principal.account_id,
         priority,
-        "dispatched" if dispatch_to else "queued",
+        state,
         principal.seal(text, TEXT_PURPOSE),
         [principal.seal(n, NUMBER_PURPOSE) for n in numbers],
         dispatch_to,
         scheduled_at,
         expires_at,
         [principal.number_mac(n) for n in numbers],
-        notify,
+        notify and state == "queued",
         local_online,
         stale_seconds,
+        principal.token_id,
     )
     if row is None:
         return Inserted(None, None, local_online)
@@ -95,18 +104,22 @@ async def insert(
 
 
 _CLAIM = """
-WITH picked AS (
-    SELECT id FROM messages
-     WHERE device_id = $1 AND state = 'queued'
+WITH head AS (
+    SELECT id, recipient_count FROM messages
+     WHERE device_id = $1 AND state = 'queued' AND (expires_at IS NULL OR expires_at > now())
      ORDER BY priority DESC, id
      LIMIT $3
        FOR UPDATE SKIP LOCKED
+), picked AS (
+    -- With pacing ($4 set), the head of the queue waits rather than overshoot the limit.
+    SELECT id FROM head WHERE $4::integer IS NULL OR recipient_count <= $4
 ), upd AS (
     UPDATE messages m SET state = 'dispatched', dispatched_to = $2, dispatched_at = now()
       FROM picked WHERE m.id = picked.id
     RETURNING m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at
 ), ev AS (
-    INSERT INTO message_events (message_id, status) SELECT id, 'dispatched' FROM upd
+    INSERT INTO message_events (message_id, status, attempt)
+    SELECT id, 'dispatched', attempt FROM upd
 )
 SELECT upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.expires_at,
        ARRAY(SELECT r.number FROM recipients r
@@ -118,11 +131,18 @@ SELECT upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.expires_
 
 
 async def claim(
-    db: Executor, device_id: int, connection_id: uuid.UUID, limit: int
+    db: Executor,
+    device_id: int,
+    connection_id: uuid.UUID,
+    limit: int,
+    max_recipients: int | None = None,
 ) -> list[asyncpg.Record]:
     """Mark up to `limit` waiting messages of the device as dispatched to this connection,
-    highest priority first, oldest first within a priority."""
-    return await db.fetch(_CLAIM, device_id, connection_id, limit)
+    highest priority first, oldest first within a priority. With `max_recipients` (pacing)
+    at most one message, and only if it has no more recipients than that."""
+    if max_recipients is not None:
+        limit = 1
+    return await db.fetch(_CLAIM, device_id, connection_id, limit, max_recipients)
 
 
 _ACK = """
@@ -131,7 +151,7 @@ WITH upd AS (
      WHERE id = $1 AND device_id = $2 AND attempt = $3 AND state IN ('queued', 'dispatched')
     RETURNING id
 ), ev AS (
-    INSERT INTO message_events (message_id, status) SELECT id, 'accepted' FROM upd
+    INSERT INTO message_events (message_id, status, attempt) SELECT id, 'accepted', $3 FROM upd
 )
 SELECT (SELECT attempt FROM messages WHERE id = $1 AND device_id = $2) AS attempt,
        (SELECT count(*) FROM upd) AS changed
@@ -154,8 +174,10 @@ class StatusOutcome:
     accepted: bool  # the report also stood in for a lost ack
 
 
-# The monotonic rule ranks pending < sent < every ending (delivered, failed, ...): a report
-# never moves a recipient backwards, and one about an older attempt changes nothing.
+# The monotonic rule ranks pending < cancelled, expired (the hub's word) < sent < delivered,
+# failed (the phone's word on the outcome). A report never moves a recipient backwards; a
+# report of what really happened overrides a cancel or expiry that came too late; one about
+# an older attempt changes nothing.
 _STATUS = """
 WITH target AS (
     SELECT m.id, m.state AS message_state, m.attempt AS message_attempt,
@@ -166,25 +188,39 @@ WITH target AS (
     UPDATE recipients r SET state = $5, error = $6, updated_at = now()
       FROM target t
      WHERE r.message_id = t.id AND r.position = t.position AND t.attempt = $4
-       AND (CASE t.state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 ELSE 2 END)
-         < (CASE $5::text WHEN 'sent' THEN 1 ELSE 2 END)
+       AND (CASE t.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
+                         WHEN 'sent' THEN 2 ELSE 3 END)
+         < (CASE $5::text WHEN 'sent' THEN 2 ELSE 3 END)
     RETURNING r.message_id, r.position
-), acc AS (
-    UPDATE messages m SET state = 'accepted', accepted_at = now(), dispatched_to = NULL
-      FROM (SELECT DISTINCT id, message_attempt FROM target
-             WHERE message_state IN ('queued', 'dispatched')) t
-     WHERE m.id = t.id AND t.message_attempt = $4
-    RETURNING m.id
+), msg AS (
+    -- A report stands in for a lost ack; the last recipient to leave 'pending' ends it.
+    UPDATE messages m SET
+        state = CASE
+            WHEN m.state IN ('queued', 'dispatched', 'accepted') AND NOT EXISTS (
+                SELECT 1 FROM recipients o
+                 WHERE o.message_id = m.id AND o.state = 'pending'
+                   AND o.position NOT IN (SELECT position FROM upd)) THEN 'done'
+            WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4 THEN 'accepted'
+            ELSE m.state END,
+        accepted_at = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
+                           THEN now() ELSE m.accepted_at END,
+        dispatched_to = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
+                             THEN NULL ELSE m.dispatched_to END
+      FROM (SELECT DISTINCT id, message_state, message_attempt FROM target) t
+     WHERE m.id = t.id
+       AND ((m.state IN ('queued', 'dispatched') AND m.attempt = $4) OR EXISTS (SELECT 1 FROM upd))
+    RETURNING m.id, t.message_state IN ('queued', 'dispatched') AND m.attempt = $4 AS acked
 ), ev AS (
-    INSERT INTO message_events (message_id, position, status, error, at)
-    SELECT id, NULL, 'accepted', NULL, clock_timestamp() FROM acc
+    INSERT INTO message_events (message_id, position, status, error, attempt, at)
+    SELECT id, NULL, 'accepted', NULL, $4, clock_timestamp() FROM msg WHERE acked
     UNION ALL
-    SELECT message_id, position, $5, $6, clock_timestamp() + interval '1 microsecond' FROM upd
+    SELECT message_id, position, $5, $6, $4, clock_timestamp() + interval '1 microsecond'
+      FROM upd
 )
 SELECT (SELECT attempt FROM target LIMIT 1) AS attempt,
        EXISTS (SELECT 1 FROM target) AS found,
        (SELECT count(*) FROM upd) AS changed,
-       (SELECT count(*) FROM acc) AS accepted
+       (SELECT count(*) FROM msg WHERE acked) AS accepted
 """
 
 
@@ -203,6 +239,43 @@ async def record_status(
     )
     assert row is not None
     return StatusOutcome(row["found"], row["attempt"], row["changed"] > 0, row["accepted"] > 0)
+
+
+_RETRY = """
+WITH m AS (
+    SELECT id, CASE WHEN state IN ('scheduled', 'queued') AND attempt > $3 THEN attempt
+                    ELSE attempt + 1 END AS next_attempt
+      FROM messages WHERE id = $1 AND device_id = $2 FOR UPDATE
+), r AS (
+    UPDATE recipients r SET state = 'pending', attempt = m.next_attempt, updated_at = now()
+      FROM m
+     WHERE r.message_id = m.id AND r.number_mac = $4 AND r.state = 'failed' AND r.attempt = $3
+    RETURNING r.position, m.next_attempt
+), upd AS (
+    UPDATE messages SET attempt = r.next_attempt, dispatched_to = NULL,
+           state = CASE WHEN state = 'queued' THEN 'queued' ELSE 'scheduled' END,
+           scheduled_at = CASE WHEN state = 'queued' THEN scheduled_at
+                               ELSE now() + make_interval(secs => $5) END
+      FROM r WHERE messages.id = $1
+    RETURNING messages.state, messages.scheduled_at, r.next_attempt
+), ev AS (
+    INSERT INTO message_events (message_id, position, status, attempt)
+    SELECT $1, NULL, state, next_attempt FROM upd
+)
+SELECT next_attempt, scheduled_at FROM upd
+"""
+
+
+async def schedule_retry(
+    db: Executor, principal: Principal, message_id: int, attempt: int, number: str,
+    delay: float,
+) -> int | None:
+    """Send a recipient that failed with a transient error again after `delay` seconds, as a
+    new attempt (PROTOCOL.md: same id, higher attempt, only the failed recipients).
+    Returns the new attempt, or None when nothing was retried."""
+    return await db.fetchval(
+        _RETRY, message_id, principal.device_id, attempt, principal.number_mac(number), delay
+    )
 
 
 async def message_exists(db: Executor, device_id: int, message_id: int) -> bool:
@@ -265,3 +338,162 @@ async def requeue_orphans(
         stale_seconds,
     )
     return sorted({r["device_id"] for r in rows})
+
+
+# -- Time: scheduled messages and expiry ----------------------------------------------------------
+
+_RELEASE_DUE = """
+WITH due AS (
+    SELECT id FROM messages
+     WHERE state = 'scheduled' AND scheduled_at <= now()
+       AND (expires_at IS NULL OR expires_at > now())
+     ORDER BY scheduled_at
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE messages m SET state = 'queued' FROM due WHERE m.id = due.id
+    RETURNING m.id, m.device_id, m.attempt
+), ev AS (
+    INSERT INTO message_events (message_id, status, attempt) SELECT id, 'queued', attempt FROM upd
+)
+SELECT DISTINCT device_id FROM upd
+"""
+
+
+async def release_due(db: Executor, limit: int = 1000) -> list[int]:
+    """Scheduled messages whose time has come join the queue. Returns the devices to wake.
+    Row locks make each message move once, however many hub processes run this."""
+    return [r["device_id"] for r in await db.fetch(_RELEASE_DUE, limit)]
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    message_id: int
+    device_id: int
+    on_phone: bool  # dispatched or accepted: the phone must be told to drop it
+
+
+_EXPIRE_DUE = """
+WITH due AS (
+    SELECT id, device_id, state FROM messages
+     WHERE expires_at <= now() AND state IN ('scheduled', 'queued', 'dispatched', 'accepted')
+     ORDER BY expires_at
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+), r AS (
+    UPDATE recipients SET state = 'expired', updated_at = now()
+     WHERE message_id IN (SELECT id FROM due) AND state = 'pending'
+    RETURNING message_id, position, attempt
+), upd AS (
+    UPDATE messages m SET state = 'done', dispatched_to = NULL FROM due WHERE m.id = due.id
+), ev AS (
+    INSERT INTO message_events (message_id, position, status, attempt)
+    SELECT message_id, position, 'expired', attempt FROM r
+)
+SELECT id, device_id, state IN ('dispatched', 'accepted') AS on_phone FROM due
+"""
+
+
+async def expire_due(db: Executor, limit: int = 1000) -> list[Withdrawn]:
+    """Recipients not yet sent when their message expires end as `expired`."""
+    rows = await db.fetch(_EXPIRE_DUE, limit)
+    return [Withdrawn(r["id"], r["device_id"], r["on_phone"]) for r in rows]
+
+
+# -- Cancel -------------------------------------------------------------------------------------
+
+_CANCEL = """
+WITH m AS (
+    SELECT id, device_id, state FROM messages WHERE id = $1 AND account_id = $2 FOR UPDATE
+), r AS (
+    UPDATE recipients SET state = 'cancelled', updated_at = now()
+     WHERE message_id IN (SELECT id FROM m) AND state = 'pending'
+    RETURNING position, attempt
+), upd AS (
+    UPDATE messages SET state = 'done', dispatched_to = NULL
+     WHERE id IN (SELECT id FROM m) AND EXISTS (SELECT 1 FROM r)
+), ev AS (
+    INSERT INTO message_events (message_id, position, status, attempt)
+    SELECT $1, position, 'cancelled', attempt FROM r
+)
+SELECT m.device_id, m.state, (SELECT count(*) FROM r) AS cancelled FROM m
+"""
+
+
+class NotFound(Exception):
+    pass
+
+
+class NothingToCancel(Exception):
+    pass
+
+
+async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
+    """Cancel every recipient not yet sent. Raises NotFound (no such message of this
+    account) or NothingToCancel (every recipient was already sent or ended)."""
+    row = await db.fetchrow(_CANCEL, message_id, account_id)
+    if row is None:
+        raise NotFound
+    if not row["cancelled"]:
+        raise NothingToCancel
+    return Withdrawn(message_id, row["device_id"], row["state"] in ("dispatched", "accepted"))
+
+
+# -- Reading, for the status API ----------------------------------------------------------------
+
+_MESSAGE_COLUMNS = """
+    m.id, m.device_id, m.priority, m.state, m.attempt, m.body, m.created_at, m.scheduled_at,
+    m.expires_at, m.accepted_at,
+    message_status(m.state, ARRAY(SELECT state FROM recipients x WHERE x.message_id = m.id))
+        AS status,
+    ARRAY(SELECT row(r.position, r.number, r.state, r.error, r.attempt, r.updated_at)
+            FROM recipients r WHERE r.message_id = m.id ORDER BY r.position) AS recipients
+"""
+
+
+async def get_message(
+    db: Executor, account_id: int, message_id: int
+) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    """The message with its recipients and its events in time order, or None."""
+    row = await db.fetchrow(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages m "  # noqa: S608
+        "WHERE m.id = $1 AND m.account_id = $2",
+        message_id, account_id,
+    )
+    if row is None:
+        return None
+    events = await db.fetch(
+        "SELECT position, status, error, attempt, at FROM message_events "
+        "WHERE message_id = $1 ORDER BY at, id",
+        message_id,
+    )
+    return row, events
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    recipient_mac: bytes | None = None
+
+
+async def list_messages(
+    db: Executor, account_id: int, filters: MessageFilter, limit: int, offset: int
+) -> tuple[int, list[asyncpg.Record]]:
+    """A page of the account's messages, newest first, and the total that match."""
+    where = """m.account_id = $1
+        AND ($2::text IS NULL OR message_status(m.state,
+               ARRAY(SELECT state FROM recipients x WHERE x.message_id = m.id)) = $2)
+        AND ($3::timestamptz IS NULL OR m.created_at >= $3)
+        AND ($4::timestamptz IS NULL OR m.created_at < $4)
+        AND ($5::bytea IS NULL OR EXISTS (
+               SELECT 1 FROM recipients y WHERE y.message_id = m.id AND y.number_mac = $5))"""
+    args = (account_id, filters.status, filters.since, filters.until, filters.recipient_mac)
+    total = await db.fetchval(f"SELECT count(*) FROM messages m WHERE {where}", *args)  # noqa: S608
+    rows = await db.fetch(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE {where} "  # noqa: S608
+        "ORDER BY m.created_at DESC, m.id DESC LIMIT $6 OFFSET $7",
+        *args, limit, offset,
+    )
+    return int(total), rows

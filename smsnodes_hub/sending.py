@@ -1,16 +1,29 @@
-"""Accepting a message: store it, and push it during the request when the phone is here
-and has a free slot. The rules of dispatch live here, not in the HTTP handler."""
+"""Accepting a message: store it, then push it during the request when the phone is here
+and has a free slot. The rules of dispatch live here, not in the HTTP handler.
+
+Two phases, because the push must wait for the commit: `store` writes the message (one
+round trip, or inside the caller's transaction), `Stored.push` acts on it afterwards."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
 from . import messages
 from .accounts import Principal
-from .connection import sms_frame
+from .connection import DeviceConnection, sms_frame
 from .hub import PROCESS_STALE, Hub
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    text: str
+    numbers: list[str]
+    priority: int
+    scheduled_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,56 +31,102 @@ class Accepted:
     message_id: int
     device_online: bool
     sent_immediately: bool
+    scheduled: bool = False
 
 
 class CredentialsChanged(Exception):
-    """The cached login is stale: the password changed or the device was removed."""
+    """The cached login is stale: the password changed, the device or token is gone."""
+
+
+@dataclass(slots=True)
+class Stored:
+    """A committed (or about to be committed) message and what to do with it next."""
+
+    message_id: int
+    created_at: datetime
+    device_online: bool
+    outgoing: Outgoing
+    principal: Principal
+    # The connection whose slot the row was written into, already dispatched to it.
+    reserved: DeviceConnection | None = None
+    # The phone is here but the message waits in the queue behind others (or for a slot).
+    queued_here: DeviceConnection | None = field(default=None)
+
+    @property
+    def expected(self) -> Accepted:
+        """The answer as it will be if the push goes as planned (for idempotency replays)."""
+        return Accepted(self.message_id, self.device_online, self.reserved is not None,
+                        self.outgoing.scheduled_at is not None)
+
+    async def push(self, hub: Hub, pool: asyncpg.Pool) -> Accepted:
+        """Call after the commit: send the frame, or let the connection claim from the queue."""
+        conn = self.reserved
+        out = self.outgoing
+        if conn is not None:
+            conn.reserved -= 1
+            if conn.open:
+                conn.push(self.message_id, 1, sms_frame(
+                    self.message_id, 1, out.numbers, out.text, out.priority, self.created_at,
+                    out.expires_at,
+                ))
+                return self.expected
+            # The socket closed while we wrote: its requeue may have run before our commit.
+            await messages.requeue_connection(pool, self.principal.device_id, conn.id)
+            await hub.announce_work(self.principal.device_id)
+            return Accepted(self.message_id, hub.local(self.principal.device_id) is not None,
+                            False)
+        here = self.queued_here
+        if here is not None and here.open:
+            here.expect_work()
+            await here.pump()
+            return Accepted(self.message_id, True, here.was_pushed(self.message_id))
+        return self.expected
+
+    def abandon(self) -> None:
+        """The transaction did not commit: give back the reserved slot."""
+        if self.reserved is not None:
+            self.reserved.reserved -= 1
+            self.reserved = None
+
+
+async def store(
+    hub: Hub, db: asyncpg.Pool | asyncpg.Connection, principal: Principal, out: Outgoing
+) -> Stored:
+    """Write the message. When the phone is connected here with a free slot and nothing can
+    be waiting ahead of it, the row is written already dispatched to that connection, whose
+    slot is held meanwhile: one round trip from request to frame."""
+    conn = hub.local(principal.device_id)
+    direct = conn is not None and out.scheduled_at is None and conn.can_push_directly()
+    if direct:
+        assert conn is not None
+        conn.reserved += 1
+    try:
+        stored = await messages.insert(
+            db, principal, priority=out.priority, text=out.text, numbers=out.numbers,
+            dispatch_to=conn.id if direct and conn else None,
+            notify=conn is None and hub.other_processes > 0,
+            local_online=conn is not None, stale_seconds=PROCESS_STALE,
+            scheduled_at=out.scheduled_at, expires_at=out.expires_at,
+        )
+    except BaseException:
+        if direct and conn is not None:
+            conn.reserved -= 1
+        raise
+    if stored.id is None:
+        if direct and conn is not None:
+            conn.reserved -= 1
+        raise CredentialsChanged
+    assert stored.created_at is not None
+    return Stored(
+        stored.id, stored.created_at, stored.device_online, out, principal,
+        reserved=conn if direct else None,
+        queued_here=conn if not direct and out.scheduled_at is None else None,
+    )
 
 
 async def submit(
-    hub: Hub,
-    pool: asyncpg.Pool,
-    principal: Principal,
-    *,
-    text: str,
-    numbers: list[str],
-    priority: int,
+    hub: Hub, pool: asyncpg.Pool, principal: Principal, out: Outgoing
 ) -> Accepted:
-    conn = hub.local(principal.device_id)
-    if conn is not None and conn.can_push_directly():
-        # One round trip: the row is written already dispatched to this connection, whose
-        # slot we hold meanwhile, and the frame goes out as soon as it is committed.
-        conn.reserved += 1
-        try:
-            stored = await messages.insert(
-                pool, principal, priority=priority, text=text, numbers=numbers,
-                dispatch_to=conn.id, notify=False, local_online=True,
-                stale_seconds=PROCESS_STALE,
-            )
-        finally:
-            conn.reserved -= 1
-        if stored.id is None:
-            raise CredentialsChanged
-        if conn.open:
-            assert stored.created_at is not None
-            conn.push(stored.id, 1, sms_frame(
-                stored.id, 1, numbers, text, priority, stored.created_at, None
-            ))
-            return Accepted(stored.id, True, True)
-        # The socket closed while we wrote: its requeue may have run before our commit.
-        await messages.requeue_connection(pool, principal.device_id, conn.id)
-        await hub.announce_work(principal.device_id)
-        return Accepted(stored.id, hub.local(principal.device_id) is not None, False)
-
-    stored = await messages.insert(
-        pool, principal, priority=priority, text=text, numbers=numbers, dispatch_to=None,
-        notify=conn is None and hub.other_processes > 0, local_online=conn is not None,
-        stale_seconds=PROCESS_STALE,
-    )
-    if stored.id is None:
-        raise CredentialsChanged
-    if conn is None:
-        return Accepted(stored.id, stored.device_online, False)
-    conn.expect_work()
-    await conn.pump()
-    return Accepted(stored.id, True, conn.was_pushed(stored.id))
+    """Store and push: the whole path of a send without an idempotency key."""
+    stored = await store(hub, pool, principal, out)
+    return await stored.push(hub, pool)

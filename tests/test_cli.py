@@ -268,6 +268,12 @@ async def test_every_error_is_one_line_and_changes_nothing(
          "current password is needed"),
         ("database unreachable", ["device", "list"], "",
          {"DATABASE_URL": "postgresql://u:s3cretpw@127.0.0.1:1/db"}, "cannot connect"),
+        ("unreachable, encoded password", ["device", "list"], "",
+         {"DATABASE_URL": "postgresql://u:s3cret%40pw@127.0.0.1:1/db"}, "u:***@127.0.0.1"),
+        ("unreachable, password parameter", ["device", "list"], "",
+         {"DATABASE_URL": "postgresql://u@127.0.0.1:1/db?password=s3cretpw"}, "password=***"),
+        ("bad port in the URL", ["device", "list"], "",
+         {"DATABASE_URL": "postgresql://u:s3cretpw@127.0.0.1:x/db"}, "invalid database URL"),
         ("database missing", ["device", "add", "phone-4", "--password-stdin"],
          f"{PASSWORD}\n", {"DATABASE_URL": unknown_db}, "no_such_database"),
     ]
@@ -278,7 +284,7 @@ async def test_every_error_is_one_line_and_changes_nothing(
         line = run.one_error_line()
         assert expected in line, (what, line)
         assert "generated password" not in run.out, (what, run)  # never print a dead one
-        for secret in (PASSWORD, NEW_PASSWORD, "s3cretpw", "another password"):
+        for secret in (PASSWORD, NEW_PASSWORD, "s3cret", "another password"):
             assert secret not in run.err and secret not in run.out, (what, run)
         assert await device_rows(pool) == snapshot, what
     # The wrong current password did not lock the owner out.

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import health, send_sms
+from . import device, health, messages, openapi, send_sms, tokens
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/health", health.get_health)
     app.router.add_post("/api/send-sms", send_sms.post_send_sms)
+    app.router.add_get("/api/messages", messages.list_messages)
+    app.router.add_get("/api/messages/{id}", messages.get_message)
+    app.router.add_delete("/api/messages/{id}", messages.cancel_message)
+    app.router.add_post("/api/tokens", tokens.create_token)
+    app.router.add_get("/api/tokens", tokens.list_tokens)
+    app.router.add_delete("/api/tokens/{id}", tokens.revoke_token)
+    app.router.add_get("/api/device", device.get_device)
+    app.router.add_put("/api/device/pacing", device.put_pacing)
+    app.router.add_get("/api/openapi.json", openapi.get_openapi)

@@ -2,33 +2,41 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from .. import phones
+from .. import idempotency, phones
 from ..accounts import Principal
-from ..appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SEND_LIMITER
-from ..sending import CredentialsChanged, submit
-from ..throttle import RateDecision
-from .errors import ApiError, json_response
+from ..appkeys import AUTH, BEARER_CACHE, HUB, POOL, SEND_LIMITER
+from ..segments import analyze
+from ..sending import Accepted, CredentialsChanged, Outgoing, store, submit
+from ..throttle import RateDecision, client_key
+from ..timefmt import parse_iso
+from .auth import basic_credentials, bearer_token, password_login, token_login
+from .body import read_json_object
+from .errors import (
+    DATABASE_DOWN,
+    ApiError,
+    database_unavailable,
+    internal_error,
+    json_response,
+)
 
-MAX_BODY = 64 * 1024
 MAX_TEXT = 1600
+MAX_AHEAD = timedelta(days=366)  # the furthest a message may be scheduled or kept
 MISSING_CREDENTIALS = "Username and password are required"
 INVALID_CREDENTIALS = "Invalid credentials"
 RATE_LIMITED = "Rate limit exceeded"
 
 
 @dataclass(frozen=True, slots=True)
-class SendRequest:
-    numbers: list[str]
-    text: str
-    priority: int
+class Credentials:
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
 
 
 async def post_send_sms(request: web.Request) -> web.Response:
@@ -36,81 +44,140 @@ async def post_send_sms(request: web.Request) -> web.Response:
     address = request.remote or "unknown"
     decision: RateDecision | None = None
     try:
-        body = await _read_json(request)
-        username, password = _credentials(request, body)
-        send = _validate(body)
-        principal = await _login(request, username, password, address)
-        if limiter.enabled:
-            decision = limiter.hit(("account", principal.account_id))
-            if not decision.allowed:
-                raise ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
+        body = await read_json_object(request, allow_empty=True)
+        credentials = _credentials(request, body)
+        out = _validate(body)
+        key = _idempotency_key(request)
         try:
-            accepted = await submit(
-                request.app[HUB], request.app[POOL], principal,
-                text=send.text, numbers=send.numbers, priority=send.priority,
-            )
-        except CredentialsChanged:
-            request.app[AUTH].cache.forget_device(principal.device_id)
-            raise ApiError(401, INVALID_CREDENTIALS) from None
-        response = json_response({
-            "message": "SMS queued successfully",
-            "messageId": accepted.message_id,
-            "deviceOnline": accepted.device_online,
-            "sentImmediately": accepted.sent_immediately,
-        })
+            principal = await _login(request, credentials)
+            if limiter.enabled:
+                decision = limiter.hit(("account", principal.account_id))
+                if not decision.allowed:
+                    raise ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
+            if key is None:
+                response = _answer(await _submit(request, principal, out), out)
+            else:
+                response = await _submit_once(request, principal, out, body, key)
+        # Answered here rather than by the middleware, so these too carry the rate headers.
+        except DATABASE_DOWN as exc:
+            raise database_unavailable(request, exc) from None
+        except (ApiError, web.HTTPException):
+            raise
+        except Exception:
+            raise internal_error(request) from None
+        reply = json_response(response)
     except ApiError as exc:
         if decision is None and limiter.enabled:
             # Requests that never reached an account count against the caller's address.
-            decision = limiter.hit(("address", address))
+            decision = limiter.hit(("address", client_key(address)))
             if not decision.allowed and exc.status != 429:
                 exc = ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
-        response = json_response({"error": exc.message}, exc.status, exc.headers)
+        reply = json_response({"error": exc.message}, exc.status, exc.headers)
     if decision is not None:
-        response.headers["X-RateLimit-Limit"] = str(decision.limit)
-        response.headers["X-RateLimit-Remaining"] = str(max(decision.remaining, 0))
-        response.headers["X-RateLimit-Reset"] = str(decision.reset)
-    return response
+        reply.headers["X-RateLimit-Limit"] = str(decision.limit)
+        reply.headers["X-RateLimit-Remaining"] = str(max(decision.remaining, 0))
+        reply.headers["X-RateLimit-Reset"] = str(decision.reset)
+    return reply
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "Request body too large: the limit is 64 KiB")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "Request body too large: the limit is 64 KiB")
-    if not raw:
-        return {}
+def _answer(accepted: Accepted, out: Outgoing) -> dict[str, Any]:
+    segmentation = analyze(out.text)
+    return {
+        "message": "SMS scheduled successfully" if accepted.scheduled
+        else "SMS queued successfully",
+        "messageId": accepted.message_id,
+        "deviceOnline": accepted.device_online,
+        "sentImmediately": accepted.sent_immediately,
+        "segments": segmentation.segments * len(out.numbers),
+        "segmentsPerRecipient": segmentation.segments,
+        "encoding": segmentation.encoding,
+    }
+
+
+def _stale_login(request: web.Request, principal: Principal) -> ApiError:
+    request.app[AUTH].cache.forget_device(principal.device_id)
+    request.app[BEARER_CACHE].forget_device(principal.device_id)
+    return ApiError(401, INVALID_CREDENTIALS)
+
+
+async def _submit(request: web.Request, principal: Principal, out: Outgoing) -> Accepted:
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "Request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    return body
+        return await submit(request.app[HUB], request.app[POOL], principal, out)
+    except CredentialsChanged:
+        raise _stale_login(request, principal) from None
 
 
-def _credentials(request: web.Request, body: dict[str, Any]) -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "basic" and value:
+async def _submit_once(request: web.Request, principal: Principal, out: Outgoing,
+                       body: dict[str, Any], key: str) -> dict[str, Any]:
+    """With an Idempotency-Key: claim the key, store the message and record the answer in
+    one transaction; push only after it commits."""
+    hub, pool = request.app[HUB], request.app[POOL]
+    request_hash = idempotency.fingerprint(principal, {
+        k: v for k, v in body.items() if k not in ("deviceUsername", "password")
+    })
+    async with pool.acquire() as conn:
+        stored = None
         try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise ApiError(401, INVALID_CREDENTIALS) from None
-        username, sep, password = decoded.partition(":")
-        if not sep or not username or not password:
-            raise ApiError(400, MISSING_CREDENTIALS)
-        return username, password
-    username = body.get("deviceUsername")
-    password = body.get("password")
+            async with conn.transaction():
+                prior = await idempotency.reserve(conn, principal.account_id, key, request_hash)
+                if prior is not None:
+                    if not prior.same_request:
+                        raise ApiError(409, f"{idempotency.HEADER} was already used with a "
+                                            "different request")
+                    if prior.response is None:  # pragma: no cover - recorded in the same txn
+                        raise ApiError(409, f"{idempotency.HEADER} is in use by a request "
+                                            "still in progress")
+                    return prior.response
+                stored = await store(hub, conn, principal, out)
+                expected = _answer(stored.expected, out)
+                await idempotency.record(conn, principal.account_id, key, stored.message_id,
+                                         expected)
+        except CredentialsChanged:
+            raise _stale_login(request, principal) from None
+        except BaseException:
+            if stored is not None:
+                stored.abandon()
+            raise
+    actual = _answer(await stored.push(hub, pool), out)
+    if actual != expected:
+        await idempotency.record(pool, principal.account_id, key, stored.message_id, actual)
+    return actual
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(idempotency.HEADER)
+    if key is None:
+        return None
+    if not key or len(key) > idempotency.MAX_KEY or not key.isprintable():
+        raise ApiError(400, f"{idempotency.HEADER} must be 1 to {idempotency.MAX_KEY} "
+                            "printable characters")
+    return key
+
+
+def _credentials(request: web.Request, body: dict[str, Any]) -> Credentials:
+    token = bearer_token(request)
+    if token is not None:
+        return Credentials(token=token)
+    basic = basic_credentials(request)
+    if basic is not None:
+        username, password = basic
+    else:
+        username, password = body.get("deviceUsername"), body.get("password")
     if not username or not password:
         raise ApiError(400, MISSING_CREDENTIALS)
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(400, "deviceUsername and password must be strings")
-    return username, password
+    return Credentials(username, password)
 
 
-def _validate(body: dict[str, Any]) -> SendRequest:
+async def _login(request: web.Request, credentials: Credentials) -> Principal:
+    if credentials.token is not None:
+        return await token_login(request, credentials.token)
+    assert credentials.username is not None and credentials.password is not None
+    return await password_login(request, credentials.username, credentials.password)
+
+
+def _validate(body: dict[str, Any]) -> Outgoing:
     if "phoneNumbers" not in body:
         raise ApiError(400, "phoneNumbers is required")
     try:
@@ -129,17 +196,44 @@ def _validate(body: dict[str, Any]) -> SendRequest:
         priority = 1
     if type(priority) is not int or not 1 <= priority <= 5:
         raise ApiError(400, "priority must be an integer from 1 to 5")
-    return SendRequest(numbers, text, priority)
+    scheduled_at, expires_at = _times(body)
+    return Outgoing(text, numbers, priority, scheduled_at, expires_at)
 
 
-async def _login(request: web.Request, username: str, password: str, address: str) -> Principal:
-    throttle = request.app[LOGIN_THROTTLE]
-    retry_after = throttle.retry_after(username, address)
-    if retry_after is not None:
-        raise ApiError(429, RATE_LIMITED, {"Retry-After": str(retry_after)})
-    principal = await request.app[AUTH].login(request.app[POOL], username, password)
-    if principal is None:
-        throttle.failure(username, address)
-        raise ApiError(401, INVALID_CREDENTIALS)
-    throttle.success(username, address)
-    return principal
+def _timestamp(body: dict[str, Any], name: str) -> datetime | None:
+    raw = body.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ApiError(400, f"{name} must be an ISO 8601 timestamp string")
+    try:
+        return parse_iso(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO 8601 timestamp, "
+                            "e.g. 2026-11-21T10:00:00Z") from None
+
+
+def _times(body: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    now = datetime.now(UTC)
+    scheduled_at = _timestamp(body, "scheduledAt")
+    if scheduled_at is not None:
+        if scheduled_at > now + MAX_AHEAD:
+            raise ApiError(400, "scheduledAt must be within a year from now")
+        if scheduled_at <= now:
+            scheduled_at = None  # due already: send now
+    expires_at = _timestamp(body, "expiresAt")
+    ttl = body.get("ttl")
+    if ttl is not None:
+        if expires_at is not None:
+            raise ApiError(400, "ttl and expiresAt cannot be used together")
+        if type(ttl) is not int or not 1 <= ttl <= MAX_AHEAD.total_seconds():
+            raise ApiError(400, "ttl must be a whole number of seconds from 1 to 31622400")
+        expires_at = now + timedelta(seconds=ttl)
+    if expires_at is not None:
+        if expires_at <= now:
+            raise ApiError(400, "expiresAt must be in the future")
+        if expires_at > now + MAX_AHEAD:
+            raise ApiError(400, "expiresAt must be within a year from now")
+        if scheduled_at is not None and expires_at <= scheduled_at:
+            raise ApiError(400, "expiresAt must be after scheduledAt")
+    return scheduled_at, expires_at

@@ -1,0 +1,54 @@
+"""GET /api/device (the authenticated device: presence, telemetry, pacing) and
+PUT /api/device/pacing."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import devices
+from ..appkeys import HUB, POOL
+from ..hub import PROCESS_STALE
+from ..timefmt import iso
+from .auth import authenticate
+from .body import read_json_object
+from .errors import ApiError, json_response
+
+
+async def get_device(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    row = await devices.describe(request.app[POOL], principal.device_id, PROCESS_STALE)
+    if row is None:
+        raise ApiError(404, "Device not found")
+    return json_response({
+        "id": row["id"],
+        "username": row["username"],
+        "online": row["connected_since"] is not None,
+        "connectedSince": iso(row["connected_since"]),
+        "lastSeenAt": iso(row["last_seen_at"]),
+        "createdAt": iso(row["created_at"]),
+        "model": row["model"],
+        "app": row["app_version"],
+        "sims": row["sims"],
+        "battery": row["battery"],
+        "charging": row["charging"],
+        "signal": row["signal"],
+        "telemetryAt": iso(row["telemetry_at"]),
+        "pacing": {"perMinute": row["pace_per_minute"]},
+    })
+
+
+async def put_pacing(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = await read_json_object(request)
+    if "perMinute" not in body:
+        raise ApiError(400, "perMinute is required (a number of SMS per minute, or null)")
+    per_minute = body["perMinute"]
+    if per_minute is not None and (
+        type(per_minute) is not int or not 1 <= per_minute <= devices.MAX_PACE
+    ):
+        raise ApiError(
+            400, f"perMinute must be a whole number from 1 to {devices.MAX_PACE}, or null"
+        )
+    await devices.set_pace(request.app[POOL], principal.device_id, per_minute)
+    request.app[HUB].set_pace(principal.device_id, per_minute)
+    return json_response({"perMinute": per_minute})

@@ -1,0 +1,48 @@
+"""API tokens: POST /api/tokens (with the password; the token is shown once),
+GET /api/tokens, DELETE /api/tokens/{id}."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import tokens
+from ..appkeys import POOL
+from ..timefmt import iso
+from .auth import authenticate
+from .body import read_json_object
+from .errors import ApiError, json_response
+
+
+def _describe(info: tokens.TokenInfo) -> dict[str, object]:
+    return {"id": info.id, "name": info.name, "createdAt": iso(info.created_at),
+            "lastUsedAt": iso(info.last_used_at)}
+
+
+async def create_token(request: web.Request) -> web.Response:
+    principal = await authenticate(request, password_only=True)
+    body = await read_json_object(request, allow_empty=True)
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, "name must be a string")
+    try:
+        info, token = await tokens.create_api_token(request.app[POOL], principal, name)
+    except tokens.TokenError as exc:
+        raise ApiError(409, str(exc)) from None
+    return json_response({**_describe(info), "token": token}, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    found = await tokens.list_api_tokens(request.app[POOL], principal.device_id)
+    return json_response({"data": [_describe(info) for info in found]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, f"Token {raw[:40]} not found")
+    token_id = int(raw)
+    if not await tokens.revoke_token(request.app[POOL], principal.device_id, token_id):
+        raise ApiError(404, f"Token {token_id} not found")
+    return json_response({"id": token_id, "revoked": True})

@@ -1,0 +1,48 @@
+"""Device records beyond credentials: presence, telemetry and pacing settings."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from .accounts import Executor
+
+MAX_PACE = 10_000
+
+
+async def record_telemetry(
+    db: Executor, device_id: int, battery: int | None, charging: bool | None,
+    signal: int | None,
+) -> None:
+    await db.execute(
+        """UPDATE devices SET battery = coalesce($2, battery), charging = coalesce($3, charging),
+                  signal = coalesce($4, signal), telemetry_at = now(), last_seen_at = now()
+            WHERE id = $1""",
+        device_id, battery, charging, signal,
+    )
+
+
+async def set_pace(db: Executor, device_id: int, per_minute: int | None) -> bool:
+    """Store the device's pacing and tell every hub process (the one holding its socket
+    applies it at once)."""
+    if per_minute is not None and not 1 <= per_minute <= MAX_PACE:
+        raise ValueError(f"pacing must be from 1 to {MAX_PACE} SMS per minute, or off")
+    changed = await db.fetchval(
+        """WITH upd AS (UPDATE devices SET pace_per_minute = $2 WHERE id = $1 RETURNING id)
+           SELECT id FROM upd, pg_notify('smsnodes_hub', 'pace:' || upd.id || ':' || $3)""",
+        device_id, per_minute, str(per_minute or 0),
+    )
+    return changed is not None
+
+
+async def describe(db: Executor, device_id: int, stale_seconds: float) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        """SELECT d.id, d.username, d.created_at, d.last_seen_at, d.model, d.app_version,
+                  d.sims, d.battery, d.charging, d.signal, d.telemetry_at, d.pace_per_minute,
+                  s.connected_at AS connected_since
+             FROM devices d
+             LEFT JOIN (device_sessions s JOIN hub_processes p ON p.id = s.process_id
+                        AND p.heartbeat_at > now() - make_interval(secs => $2))
+                    ON s.device_id = d.id
+            WHERE d.id = $1""",
+        device_id, stale_seconds,
+    )

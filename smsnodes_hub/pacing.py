@@ -1,0 +1,46 @@
+"""Pacing: at most N SMS per minute from one phone, because carriers block SIMs that send
+too fast. The hub holds messages back in the queue rather than push faster."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+WINDOW = 60.0
+
+
+class Pacer:
+    """A sliding one-minute log of SMS handed to a phone. Kept per device by the hub, so a
+    reconnect to the same process does not reset it."""
+
+    __slots__ = ("_log", "per_minute")
+
+    def __init__(self, per_minute: int | None = None) -> None:
+        self.per_minute = per_minute
+        self._log: deque[tuple[float, int]] = deque()
+
+    def _prune(self, now: float) -> int:
+        while self._log and self._log[0][0] <= now - WINDOW:
+            self._log.popleft()
+        return sum(count for _, count in self._log)
+
+    def allowance(self, now: float | None = None) -> int | None:
+        """SMS that may go now; None when pacing is off."""
+        if not self.per_minute:
+            return None
+        used = self._prune(time.monotonic() if now is None else now)
+        if used == 0:
+            # A message with more recipients than the limit must still go, alone.
+            return 2**31 - 1
+        return max(0, self.per_minute - used)
+
+    def record(self, count: int, now: float | None = None) -> None:
+        if self.per_minute:
+            self._log.append((time.monotonic() if now is None else now, count))
+
+    def seconds_until_room(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._prune(now)
+        if not self._log:
+            return 0.0
+        return max(0.01, self._log[0][0] + WINDOW - now)

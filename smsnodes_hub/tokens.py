@@ -1,0 +1,132 @@
+"""API tokens: long-lived Bearer credentials for scripts, each with its own wrapped copy of
+the account's data key. Created with the password (the data key must be open to wrap it),
+shown once, listed by name, revoked by id; all die with a password change."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import crypto
+from .accounts import Authenticator, Executor, Principal, token_row
+
+MAX_NAME = 100
+MAX_API_TOKENS = 100  # per device: plenty for scripts, bounded against runaway creation
+
+
+class TokenError(Exception):
+    """A token request that cannot be done; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+async def create_api_token(
+    db: Executor, principal: Principal, name: str | None
+) -> tuple[TokenInfo, str]:
+    """Returns the token's description and the token itself, which is never shown again."""
+    if name is not None and (not name.strip() or len(name) > MAX_NAME):
+        raise TokenError(f"name must be 1 to {MAX_NAME} characters")
+    token = crypto.new_token()
+    lookup, wrapped = token_row(principal, token)
+    row = await db.fetchrow(
+        """INSERT INTO tokens (account_id, device_id, kind, name, lookup, wrapped_key)
+           SELECT $1, $2, 'api', $3, $4, $5
+             FROM devices WHERE id = $2 AND credential_epoch = $6
+              AND (SELECT count(*) FROM tokens WHERE device_id = $2 AND kind = 'api') < $7
+           RETURNING id, name, created_at, last_used_at""",
+        principal.account_id,
+        principal.device_id,
+        name,
+        lookup,
+        wrapped,
+        principal.credential_epoch,
+        MAX_API_TOKENS,
+    )
+    if row is None:
+        raise TokenError(
+            f"cannot create a token: the credentials changed, or the device has "
+            f"{MAX_API_TOKENS} tokens already (revoke some)"
+        )
+    return TokenInfo(**dict(row)), token
+
+
+async def list_api_tokens(db: Executor, device_id: int) -> list[TokenInfo]:
+    rows = await db.fetch(
+        """SELECT id, name, created_at, last_used_at FROM tokens
+            WHERE device_id = $1 AND kind = 'api' ORDER BY id""",
+        device_id,
+    )
+    return [TokenInfo(**dict(r)) for r in rows]
+
+
+async def revoke_token(db: Executor, device_id: int, token_id: int) -> bool:
+    """Delete a token of this device (API or session) and tell every hub process, so
+    cached logins and sockets that used it end now."""
+    revoked = await db.fetchval(
+        """WITH gone AS (DELETE FROM tokens WHERE id = $1 AND device_id = $2 RETURNING id)
+           SELECT id FROM gone, pg_notify('smsnodes_hub', 'token:' || gone.id)""",
+        token_id,
+        device_id,
+    )
+    return revoked is not None
+
+
+async def revoke_session_tokens(db: Executor, device_id: int) -> int:
+    """End every phone session of the device (the next login needs the password)."""
+    rows = await db.fetch(
+        """WITH gone AS (DELETE FROM tokens WHERE device_id = $1 AND kind = 'session'
+                         RETURNING id)
+           SELECT id, pg_notify('smsnodes_hub', 'token:' || id) FROM gone""",
+        device_id,
+    )
+    return len(rows)
+
+
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal
+    expires: float
+
+
+class BearerCache:
+    """Recently used API tokens, so a script's thousandth request costs no database round
+    trip for its login. Keyed by the token's lookup hash (not the token). A revoked token
+    is dropped through the bus at once, and can never send: the message insert checks it."""
+
+    __slots__ = ("_entries", "_ttl")
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl = ttl_seconds
+        self._entries: dict[bytes, _Cached] = {}
+
+    async def login(self, auth: Authenticator, db: Executor, token: str) -> Principal | None:
+        if not token.startswith(crypto.TOKEN_PREFIX) or len(token) > 200:
+            return None
+        key = crypto.token_keys(token).lookup
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit.expires > now:
+            return hit.principal
+        principal = await auth.login_token(db, token, kind="api")
+        if principal is not None and self._ttl > 0:
+            if len(self._entries) > 10_000:
+                self._entries = {k: v for k, v in self._entries.items() if v.expires > now}
+            self._entries[key] = _Cached(principal, now + self._ttl)
+        return principal
+
+    def forget_token(self, token_id: int) -> None:
+        self._entries = {
+            k: v for k, v in self._entries.items() if v.principal.token_id != token_id
+        }
+
+    def forget_device(self, device_id: int) -> None:
+        self._entries = {
+            k: v for k, v in self._entries.items() if v.principal.device_id != device_id
+        }
