@@ -60,6 +60,13 @@ class DeviceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    max_attempts: int = 3
+    retry_backoff: float = 30.0
+    retry_backoff_max: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsSettings:
     send_per_minute: int = 600
 
@@ -75,6 +82,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -126,6 +134,9 @@ _CHECKS: dict[str, _Check] = {
     "device.ack_timeout": _between(0.05, 86400),
     "device.auth_timeout": _between(0.05, 600),
     "device.outbox_size": _between(8, 100000),
+    "delivery.max_attempts": _between(1, 20),
+    "delivery.retry_backoff": _between(0.01, 86400),
+    "delivery.retry_backoff_max": _between(0.01, 86400),
     "limits.send_per_minute": _between(0, 10_000_000),
     "logging.level": _one_of("debug", "info", "warning", "error"),
 }

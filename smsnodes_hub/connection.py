@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 
 from . import messages
 from .accounts import Principal
+from .config import DeliverySettings
 from .pacing import Pacer
 from .protocol import cancel as protocol_cancel
 from .timefmt import iso
@@ -70,6 +71,7 @@ class DeviceConnection:
         "ack_timeout",
         "closed",
         "connected_at",
+        "delivery",
         "heartbeat",
         "id",
         "in_flight",
@@ -95,6 +97,7 @@ class DeviceConnection:
         outbox_size: int,
         remote: str,
         pacer: Pacer | None = None,
+        delivery: DeliverySettings | None = None,
     ) -> None:
         self.id = uuid.uuid4()
         self.ws = ws
@@ -117,6 +120,7 @@ class DeviceConnection:
         self._recent: deque[int] = deque(maxlen=256)  # ids pushed lately: sentImmediately
         self._writer: asyncio.Task[None] | None = None
         self.pacer = pacer or Pacer()
+        self.delivery = delivery or DeliverySettings()
         self._room_timer: asyncio.TimerHandle | None = None
 
     @property

@@ -11,7 +11,7 @@ import time
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from . import accounts, devices, messages, protocol
+from . import accounts, devices, messages, protocol, retries
 from .accounts import Principal
 from .appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
 from .connection import DeviceConnection
@@ -50,6 +50,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         outbox_size=settings.device.outbox_size,
         remote=remote,
         pacer=hub.pacer(principal.device_id),
+        delivery=settings.delivery,
     )
     try:
         attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
@@ -209,9 +210,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
         return _reply_ok(conn, frame.ref)
 
     if isinstance(frame, protocol.Status):
-        outcome = await messages.record_status(
-            pool, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error
-        )
+        outcome = await _record_status(conn, frame)
         if not outcome.found:
             if await messages.message_exists(pool, principal.device_id, frame.id):
                 return _reply_error(
@@ -235,6 +234,31 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
         pool, principal.device_id, frame.battery, frame.charging, frame.signal
     )
     _reply_ok(conn, frame.ref)
+
+
+async def _record_status(
+    conn: DeviceConnection, frame: protocol.Status
+) -> messages.StatusOutcome:
+    """Store the report; a transient failure with attempts left also schedules the retry,
+    in the same transaction, so no failure is left without its retry."""
+    principal = conn.principal
+    delivery = conn.delivery
+    if not (frame.status == "failed" and retries.is_transient(frame.error)
+            and frame.attempt < delivery.max_attempts):
+        return await messages.record_status(
+            conn.pool, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error
+        )
+    async with conn.pool.acquire() as db, db.transaction():
+        outcome = await messages.record_status(
+            db, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error
+        )
+        if outcome.changed:
+            await messages.schedule_retry(
+                db, principal, frame.id, frame.attempt, frame.to,
+                retries.backoff(frame.attempt, delivery.retry_backoff,
+                                delivery.retry_backoff_max),
+            )
+    return outcome
 
 
 def _reply_ok(conn: DeviceConnection, ref: str | int | None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from . import messages
+from . import idempotency, messages
 from .config import Settings
 from .connection import DeviceConnection
 from .db import UNAVAILABLE
@@ -28,6 +28,7 @@ PROCESS_HEARTBEAT = 5.0
 PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessions
 ORPHAN_SWEEP = 5.0
 CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
+IDEMPOTENCY_PRUNE_TICKS = 4 * 600  # forget expired idempotency keys every ten minutes
 
 _REGISTER = """
 WITH gate AS (
@@ -202,8 +203,12 @@ class Hub:
     async def _clock_loop(self) -> None:
         """Expire what is due (first, so nothing expired is released), then release the
         scheduled messages whose time has come. Also the catch-up after downtime."""
+        ticks = 0
         while True:
+            ticks += 1
             try:
+                if ticks % IDEMPOTENCY_PRUNE_TICKS == 0:
+                    await idempotency.prune(self.pool)
                 for withdrawn in await messages.expire_due(self.pool):
                     if withdrawn.on_phone:
                         await self.withdraw(withdrawn.device_id, withdrawn.message_id)
