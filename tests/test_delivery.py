@@ -174,16 +174,16 @@ async def test_status_reports_follow_the_monotonic_rule(hub, pool):
     assert await pool.fetchval("SELECT state FROM messages WHERE id = $1", mid) == "accepted"
     assert await report("delivered", "r2") == {"type": "ok", "ref": "r2"}
     assert await report("sent", "r3") == {"type": "ok", "ref": "r3"}  # backwards: ignored
-    assert await report("failed", "r4", error="RESULT_ERROR_NO_SERVICE") == {
+    assert await report("failed", "r4", error="RESULT_ERROR_NULL_PDU") == {
         "type": "ok", "ref": "r4"}  # after delivered: ignored
     assert await report("failed", "r5", to="+0987654321",
-                        error="RESULT_ERROR_NO_SERVICE") == {"type": "ok", "ref": "r5"}
+                        error="RESULT_ERROR_NULL_PDU") == {"type": "ok", "ref": "r5"}
     rows = await pool.fetch(
         "SELECT position, state, error FROM recipients WHERE message_id = $1 ORDER BY position",
         body["messageId"],
     )
     assert [(r["state"], r["error"]) for r in rows] == [
-        ("delivered", None), ("failed", "RESULT_ERROR_NO_SERVICE")]
+        ("delivered", None), ("failed", "RESULT_ERROR_NULL_PDU")]
     # A repeated report (phone resent its outbox) changes nothing and is still confirmed.
     assert await report("delivered", "r2") == {"type": "ok", "ref": "r2"}
     events = await pool.fetch(
