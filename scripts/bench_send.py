@@ -734,6 +734,9 @@ async def bench(args: argparse.Namespace, dsn: str | None, workdir: Path) -> dic
                 hub = await InProcessHub.start(dsn, env)
                 mode = "in-process"
         stack.push_async_callback(hub.stop)
+        if not args.json_only and hub.pid is not None:
+            # For a profiler: py-spy record --pid N --nonblocking
+            print(f"hub: pid {hub.pid} on {hub.base_url}", file=sys.stderr, flush=True)
 
         connector = aiohttp.TCPConnector(limit=args.concurrency + 1, force_close=False)
         session = await stack.enter_async_context(aiohttp.ClientSession(

@@ -400,18 +400,23 @@ def token_row(principal: Principal, token: str) -> tuple[bytes, bytes]:
     )
 
 
-async def issue_session_token(db: Executor, principal: Principal) -> str:
+async def issue_session_token(db: Executor, principal: Principal) -> tuple[str, int] | None:
+    """A new session token for the phone and its id; None when the credentials changed
+    since the login (the phone must not be handed a token that does not work)."""
     token = crypto.new_token()
     lookup, wrapped = token_row(principal, token)
-    await db.execute(
+    token_id = await db.fetchval(
         """WITH new AS (
                INSERT INTO tokens (account_id, device_id, kind, lookup, wrapped_key)
                SELECT $1, $2, 'session', $3, $4
                  FROM devices WHERE id = $2 AND credential_epoch = $5
-               RETURNING id)
-           DELETE FROM tokens WHERE device_id = $2 AND kind = 'session' AND id NOT IN (
-               SELECT id FROM tokens WHERE device_id = $2 AND kind = 'session'
-               ORDER BY id DESC LIMIT $6)""",
+               RETURNING id
+           ), pruned AS (
+               DELETE FROM tokens WHERE device_id = $2 AND kind = 'session' AND id NOT IN (
+                   SELECT id FROM tokens WHERE device_id = $2 AND kind = 'session'
+                   ORDER BY id DESC LIMIT $6)
+           )
+           SELECT id FROM new""",
         principal.account_id,
         principal.device_id,
         lookup,
@@ -419,4 +424,4 @@ async def issue_session_token(db: Executor, principal: Principal) -> str:
         principal.credential_epoch,
         MAX_SESSION_TOKENS - 1,
     )
-    return token
+    return None if token_id is None else (token, token_id)

@@ -18,7 +18,8 @@ from typing import TextIO
 
 from aiohttp import web
 
-from . import __version__, accounts, db
+from . import __version__, accounts, db, devices, tokens
+from .accounts import Authenticator, CredentialCache
 from .app import create_app, kdf_params
 from .config import ConfigError, Settings, load_settings
 from .crypto import PasswordKdf
@@ -102,6 +103,33 @@ def _parser() -> argparse.ArgumentParser:
     remove = device_commands.add_parser("remove", help="delete a device and its data")
     remove.add_argument("name")
     remove.set_defaults(handler=_device_remove)
+
+    pace = device_commands.add_parser(
+        "pace", help="limit how many SMS per minute the device sends (carriers block SIMs "
+                     "that send too fast)",
+    )
+    pace.add_argument("name")
+    pace.add_argument("per_minute", metavar="PER_MINUTE|off")
+    pace.set_defaults(handler=_device_pace)
+
+    token = commands.add_parser("token", help="manage API tokens (Bearer) of a device")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION",
+                                          required=True)
+    create = token_commands.add_parser(
+        "create", help="create an API token (needs the device password; shown once)"
+    )
+    create.add_argument("device")
+    create.add_argument("--name", help="a label to recognise the token by")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the device password from standard input")
+    create.set_defaults(handler=_token_create)
+    tlist = token_commands.add_parser("list", help="list a device's tokens and sessions")
+    tlist.add_argument("device")
+    tlist.set_defaults(handler=_token_list)
+    revoke = token_commands.add_parser("revoke", help="revoke a token or a phone session")
+    revoke.add_argument("device")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=_token_revoke)
     return parser
 
 
@@ -325,5 +353,91 @@ def _device_remove(args: argparse.Namespace, settings: Settings) -> int:
     async def work(conn: object) -> None:
         await accounts.remove_device(conn, args.name)  # type: ignore[arg-type]
         print(f"removed device {args.name!r}")
+
+    return _with_connection(settings, work)
+
+
+async def _device_id(conn: object, name: str) -> int:
+    device_id = await conn.fetchval(  # type: ignore[attr-defined]
+        "SELECT id FROM devices WHERE username = $1", name
+    )
+    if device_id is None:
+        raise CliError(f"no device named {name!r}")
+    return int(device_id)
+
+
+def _device_pace(args: argparse.Namespace, settings: Settings) -> int:
+    raw = args.per_minute.strip().lower()
+    if raw in ("off", "0", "none"):
+        per_minute = None
+    elif raw.isdigit() and 1 <= int(raw) <= devices.MAX_PACE:
+        per_minute = int(raw)
+    else:
+        raise CliError(f"PER_MINUTE must be a whole number from 1 to {devices.MAX_PACE}, "
+                       "or off")
+
+    async def work(conn: object) -> None:
+        await devices.set_pace(conn, await _device_id(conn, args.name),  # type: ignore[arg-type]
+                               per_minute)
+        shown = f"at most {per_minute} SMS per minute" if per_minute else "no pacing"
+        print(f"device {args.name!r}: {shown}")
+
+    return _with_connection(settings, work)
+
+
+# -- token ------------------------------------------------------------------------------------
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"Password of {args.device}: ")
+    else:
+        raise CliError("the device password is needed: use --password-stdin")
+    try:
+        tokens.check_name(args.name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    kdf = _kdf(settings)
+
+    async def work(conn: object) -> None:
+        authenticator = Authenticator(kdf, kdf_params(settings), CredentialCache(0))
+        principal = await authenticator.login(conn, args.device, password)  # type: ignore[arg-type]
+        if principal is None:
+            raise CliError("wrong device name or password")
+        info, token = await tokens.create_api_token(conn, principal, args.name)  # type: ignore[arg-type]
+        print(f"created token {info.id} for {args.device!r} (shown only now):")
+        print(token)
+
+    try:
+        return _with_connection(settings, work)
+    except tokens.TokenError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        kdf.close()
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> None:
+        found = await tokens.list_tokens(conn, await _device_id(conn, args.device))  # type: ignore[arg-type]
+        if not found:
+            print(f"device {args.device!r} has no tokens")
+            return
+        print(f"{'ID':>6}  {'KIND':<8}  {'NAME':<24}  {'CREATED':<20}  LAST USED")
+        for t in found:
+            created = t.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            used = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "never"
+            print(f"{t.id:>6}  {t.kind:<8}  {(t.name or '-')[:24]:<24}  {created:<20}  {used}")
+
+    return _with_connection(settings, work)
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> None:
+        device_id = await _device_id(conn, args.device)
+        if not await tokens.revoke_token(conn, device_id, args.id):  # type: ignore[arg-type]
+            raise CliError(f"device {args.device!r} has no token {args.id}")
+        print(f"revoked token {args.id} of {args.device!r}")
 
     return _with_connection(settings, work)

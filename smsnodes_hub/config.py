@@ -249,6 +249,10 @@ def _check_combinations(settings: Settings) -> None:
         value = getattr(settings.server, key)
         if value and not Path(value).is_file():
             raise ConfigError(f"config: server.{key}: file not found: {value}")
+    if settings.delivery.retry_backoff_max < settings.delivery.retry_backoff:
+        raise ConfigError(
+            "config: delivery.retry_backoff_max: must not be less than delivery.retry_backoff"
+        )
     lanes = settings.security.argon2_lanes
     if settings.security.argon2_memory_kib < 8 * lanes:
         raise ConfigError(

@@ -142,6 +142,12 @@ def number_mac(mac_key: bytes, number: str) -> bytes:
     return hmac.new(mac_key, number.encode("utf-8"), sha256).digest()
 
 
+def idempotency_key(data_key: bytes) -> bytes:
+    """Key for fingerprints of send requests (Idempotency-Key): separate from the number
+    MAC key so neither use can be turned against the other."""
+    return _hkdf(data_key, b"smsnodes-hub/v1/idempotency")
+
+
 def aad(account_id: int, purpose: str) -> bytes:
     """Associated data binding a ciphertext to its owner and what it holds."""
     return f"smsnodes-hub/v1/{account_id}/{purpose}".encode()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 
 import asyncpg
 from aiohttp import WSMsgType, web
@@ -146,7 +147,13 @@ async def _authenticate(
         return None
     throttle.success(auth.username, remote)
     if auth.token is None:
-        token = await accounts.issue_session_token(pool, principal)
+        issued = await accounts.issue_session_token(pool, principal)
+        if issued is None:  # the password changed between the check and now
+            await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+            return None
+        token, token_id = issued
+        # The socket now lives on this session token: revoking it ends the connection.
+        principal = replace(principal, token_id=token_id)
     return principal, token, auth
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from . import crypto
 from .accounts import Executor, Principal
 
 HEADER = "Idempotency-Key"
@@ -27,8 +28,8 @@ class Prior:
 def fingerprint(principal: Principal, request: dict[str, Any]) -> bytes:
     """A keyed hash of the request: tells a true repeat from a reused key without storing
     anything that would reveal the text or the numbers."""
-    return hmac.new(principal.mac_key, orjson.dumps(request, option=orjson.OPT_SORT_KEYS),
-                    sha256).digest()
+    key = crypto.idempotency_key(principal.data_key)
+    return hmac.new(key, orjson.dumps(request, option=orjson.OPT_SORT_KEYS), sha256).digest()
 
 
 async def reserve(db: Executor, account_id: int, key: str, request_hash: bytes) -> Prior | None:

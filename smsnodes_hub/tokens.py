@@ -22,6 +22,7 @@ class TokenError(Exception):
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
     id: int
+    kind: str  # 'api' (Bearer for scripts) or 'session' (a phone's login)
     name: str | None
     created_at: datetime
     last_used_at: datetime | None
@@ -31,8 +32,7 @@ async def create_api_token(
     db: Executor, principal: Principal, name: str | None
 ) -> tuple[TokenInfo, str]:
     """Returns the token's description and the token itself, which is never shown again."""
-    if name is not None and (not name.strip() or len(name) > MAX_NAME):
-        raise TokenError(f"name must be 1 to {MAX_NAME} characters")
+    check_name(name)
     token = crypto.new_token()
     lookup, wrapped = token_row(principal, token)
     row = await db.fetchrow(
@@ -40,7 +40,7 @@ async def create_api_token(
            SELECT $1, $2, 'api', $3, $4, $5
              FROM devices WHERE id = $2 AND credential_epoch = $6
               AND (SELECT count(*) FROM tokens WHERE device_id = $2 AND kind = 'api') < $7
-           RETURNING id, name, created_at, last_used_at""",
+           RETURNING id, kind, name, created_at, last_used_at""",
         principal.account_id,
         principal.device_id,
         name,
@@ -57,10 +57,16 @@ async def create_api_token(
     return TokenInfo(**dict(row)), token
 
 
-async def list_api_tokens(db: Executor, device_id: int) -> list[TokenInfo]:
+def check_name(name: str | None) -> None:
+    if name is not None and (not name.strip() or len(name) > MAX_NAME):
+        raise ValueError(f"name must be 1 to {MAX_NAME} characters")
+
+
+async def list_tokens(db: Executor, device_id: int) -> list[TokenInfo]:
+    """The device's API tokens and its phone sessions (so either can be revoked by id)."""
     rows = await db.fetch(
-        """SELECT id, name, created_at, last_used_at FROM tokens
-            WHERE device_id = $1 AND kind = 'api' ORDER BY id""",
+        """SELECT id, kind, name, created_at, last_used_at FROM tokens
+            WHERE device_id = $1 ORDER BY id""",
         device_id,
     )
     return [TokenInfo(**dict(r)) for r in rows]

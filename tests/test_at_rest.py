@@ -61,7 +61,7 @@ async def test_dump_reveals_no_password_key_text_or_number(pool, database_url: s
             await accounts.create_device(conn, auth.kdf, CHEAP, "at-rest-phone", PASSWORD)
         principal = await auth.login(pool, "at-rest-phone", PASSWORD)
         assert principal is not None
-        token = await accounts.issue_session_token(pool, principal)
+        token, _ = await accounts.issue_session_token(pool, principal)  # type: ignore[misc]
         await messages.insert(
             pool, principal, priority=3, text=TEXT, numbers=[NUMBER], dispatch_to=None,
             notify=False, local_online=False, stale_seconds=15,

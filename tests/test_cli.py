@@ -158,7 +158,7 @@ async def test_list_shows_id_name_created_and_last_seen(cli: Cli, pool, auth) ->
 
 async def test_passwd_keeps_the_data_key_and_ends_old_credentials(cli: Cli, pool, auth) -> None:
     before = await make_device(pool, auth, "phone-p")
-    token = await accounts.issue_session_token(pool, before)
+    token, _ = await accounts.issue_session_token(pool, before)  # type: ignore[misc]
     assert await auth.login_token(pool, token) is not None
     queued = await store_message(pool, before, "queued before the change")
 
@@ -178,10 +178,9 @@ async def test_passwd_keeps_the_data_key_and_ends_old_credentials(cli: Cli, pool
     body = await pool.fetchval("SELECT body FROM messages WHERE id = $1", queued)
     assert after.open(body, messages.TEXT_PURPOSE) == "queued before the change"
     # A login cached from before the change cannot mint working tokens any more.
-    stale = await accounts.issue_session_token(pool, before)
-    assert await auth.login_token(pool, stale) is None
+    assert await accounts.issue_session_token(pool, before) is None
     fresh = await accounts.issue_session_token(pool, after)
-    assert await auth.login_token(pool, fresh) is not None
+    assert fresh is not None and await auth.login_token(pool, fresh[0]) is not None
 
 
 async def test_passwd_reset_starts_a_new_key_and_deletes_stored_data(
@@ -189,7 +188,7 @@ async def test_passwd_reset_starts_a_new_key_and_deletes_stored_data(
 ) -> None:
     before = await make_device(pool, auth, "phone-r")
     other = await make_device(pool, auth, "phone-other")
-    token = await accounts.issue_session_token(pool, before)
+    token, _ = await accounts.issue_session_token(pool, before)  # type: ignore[misc]
     await store_message(pool, before, "unreadable after a reset")
     await messages.store_inbound(pool, before, "ref-1", "+15550001111", "hi",
                                  datetime.now(UTC))

@@ -77,8 +77,10 @@ def render(principal: Principal, row: asyncpg.Record,
         "recipients": recipients,
     }
     if text is not None:
+        # As in the send-sms answer: the total over all recipients, and per recipient.
         segmentation = analyze(text)
-        body["segments"] = segmentation.segments
+        body["segments"] = segmentation.segments * len(recipients)
+        body["segmentsPerRecipient"] = segmentation.segments
         body["encoding"] = segmentation.encoding
     if events is not None:
         body["events"] = [

@@ -169,6 +169,7 @@ MESSAGE_DELIVERED = {
     "recipients": [{"to": "+1234567890", "status": "delivered", "error": None, "attempt": 1,
                     "updatedAt": "2026-11-21T10:00:04.310Z"}],
     "segments": 1,
+    "segmentsPerRecipient": 1,
     "encoding": "GSM-7",
     "events": [
         {"status": "queued", "to": None, "at": "2026-11-21T10:00:00.120Z", "attempt": 1},
@@ -196,7 +197,8 @@ MESSAGE_PARTIAL = {
         {"to": "+0987654321", "status": "failed", "error": "RESULT_ERROR_NULL_PDU",
          "attempt": 1, "updatedAt": "2026-11-21T10:05:02.900Z"},
     ],
-    "segments": 1,
+    "segments": 2,
+    "segmentsPerRecipient": 1,
     "encoding": "UCS-2",
     "events": [
         {"status": "queued", "to": None, "at": "2026-11-21T10:05:00.000Z", "attempt": 1},
@@ -221,6 +223,7 @@ MESSAGE_SCHEDULED = {
     "recipients": [{"to": "+1234567890", "status": "scheduled", "error": None, "attempt": 1,
                     "updatedAt": "2026-11-21T10:10:00.000Z"}],
     "segments": 1,
+    "segmentsPerRecipient": 1,
     "encoding": "GSM-7",
 }
 
@@ -236,6 +239,7 @@ MESSAGE_CANCELLED = {
     "recipients": [{"to": "+1234567890", "status": "cancelled", "error": None, "attempt": 1,
                     "updatedAt": "2026-11-21T10:21:30.000Z"}],
     "segments": 1,
+    "segmentsPerRecipient": 1,
     "encoding": "GSM-7",
     "events": [
         {"status": "queued", "to": None, "at": "2026-11-21T10:20:00.000Z", "attempt": 1},
@@ -250,7 +254,8 @@ def _listed(message: Json) -> Json:
     return {k: v for k, v in message.items() if k != "events"}
 
 
-TOKEN_INFO = {"id": 7, "name": "billing script", "createdAt": "2026-11-21T09:00:00.000Z",
+TOKEN_INFO = {"id": 7, "kind": "api", "name": "billing script",
+              "createdAt": "2026-11-21T09:00:00.000Z",
               "lastUsedAt": "2026-11-21T10:00:00.120Z"}
 DEVICE = {
     "id": 1,
@@ -283,13 +288,16 @@ def _schemas() -> Json:
     number_out = {"type": ["string", "null"], "pattern": NUMBER_PATTERN}
     token_properties: Json = {
         "id": {"type": "integer", "description": "The token's id, for revoking it."},
+        "kind": {"type": "string", "enum": ["api", "session"],
+                 "description": "`api`: a Bearer token for scripts; `session`: a phone's "
+                                "login (its socket closes when revoked)."},
         "name": {"type": ["string", "null"], "maxLength": MAX_NAME,
                  "description": "The name given at creation, or null."},
         "createdAt": _timestamp("When the token was created."),
         "lastUsedAt": _timestamp("When the token last authenticated a request, or null "
                                  "if never.", nullable=True),
     }
-    token_required = ["id", "name", "createdAt", "lastUsedAt"]
+    token_required = ["id", "kind", "name", "createdAt", "lastUsedAt"]
     return {
         "Error": _obj(
             {"error": {"type": "string", "description": "A human-readable reason. It never "
@@ -432,7 +440,11 @@ def _schemas() -> Json:
                                         nullable=True),
                 "recipients": {"type": "array", "items": _ref("Recipient"), "minItems": 1},
                 "segments": {"type": "integer", "minimum": 0,
-                             "description": "SMS per recipient (absent with `message` null)."},
+                             "description": "SMS in all: per recipient times recipients, "
+                                            "as in the send-sms answer (absent with "
+                                            "`message` null)."},
+                "segmentsPerRecipient": {"type": "integer", "minimum": 0,
+                                         "description": "SMS per recipient."},
                 "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
                 "events": {"type": "array", "items": _ref("MessageEvent"), "description":
                            "The timeline in time order; only on a single message (GET or "

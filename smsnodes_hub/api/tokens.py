@@ -1,5 +1,5 @@
 """API tokens: POST /api/tokens (with the password; the token is shown once),
-GET /api/tokens, DELETE /api/tokens/{id}."""
+GET /api/tokens (API tokens and phone sessions), DELETE /api/tokens/{id} (either kind)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from .errors import ApiError, json_response
 
 
 def _describe(info: tokens.TokenInfo) -> dict[str, object]:
-    return {"id": info.id, "name": info.name, "createdAt": iso(info.created_at),
-            "lastUsedAt": iso(info.last_used_at)}
+    return {"id": info.id, "kind": info.kind, "name": info.name,
+            "createdAt": iso(info.created_at), "lastUsedAt": iso(info.last_used_at)}
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -25,6 +25,10 @@ async def create_token(request: web.Request) -> web.Response:
     if name is not None and not isinstance(name, str):
         raise ApiError(400, "name must be a string")
     try:
+        tokens.check_name(name)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    try:
         info, token = await tokens.create_api_token(request.app[POOL], principal, name)
     except tokens.TokenError as exc:
         raise ApiError(409, str(exc)) from None
@@ -33,7 +37,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def list_tokens(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    found = await tokens.list_api_tokens(request.app[POOL], principal.device_id)
+    found = await tokens.list_tokens(request.app[POOL], principal.device_id)
     return json_response({"data": [_describe(info) for info in found]})
 
 
