@@ -67,6 +67,17 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    allow_http: bool = False
+    allow_private: bool = False
+    timeout: float = 10.0
+    retry_for_hours: float = 72.0
+    disable_after_hours: float = 72.0
+    offline_grace: float = 60.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsSettings:
     send_per_minute: int = 600
 
@@ -83,6 +94,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -135,6 +147,11 @@ _CHECKS: dict[str, _Check] = {
     "device.auth_timeout": _between(0.05, 600),
     "device.outbox_size": _between(8, 100000),
     "delivery.max_attempts": _between(1, 20),
+    "webhooks.timeout": _between(0.1, 60),
+    "webhooks.retry_for_hours": _between(0.0001, 24 * 30),
+    "webhooks.disable_after_hours": _between(0.0001, 24 * 30),
+    "webhooks.offline_grace": _between(0, 86400),
+    "webhooks.concurrency": _between(1, 256),
     "delivery.retry_backoff": _between(0.01, 86400),
     "delivery.retry_backoff_max": _between(0.01, 86400),
     "limits.send_per_minute": _between(0, 10_000_000),

@@ -257,7 +257,8 @@ async def _record_status(
         )
     async with conn.pool.acquire() as db, db.transaction():
         outcome = await messages.record_status(
-            db, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error
+            db, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error,
+            final=False,
         )
         if outcome.changed:
             await messages.schedule_retry(

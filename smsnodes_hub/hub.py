@@ -29,10 +29,12 @@ PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessi
 ORPHAN_SWEEP = 5.0
 CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
 IDEMPOTENCY_PRUNE_TICKS = 4 * 600  # forget expired idempotency keys every ten minutes
+OFFLINE_SWEEP_TICKS = 4  # look for devices to announce offline every second
 
 _REGISTER = """
 WITH gate AS (
-    SELECT id FROM devices WHERE id = $1 AND credential_epoch = $8
+    SELECT id, account_id, announced_online FROM devices
+     WHERE id = $1 AND credential_epoch = $8
 ), s AS (
     INSERT INTO device_sessions (device_id, connection_id, process_id, remote)
     SELECT $1, $2, $3, $4 FROM gate
@@ -42,9 +44,14 @@ WITH gate AS (
     RETURNING 1
 ), d AS (
     UPDATE devices SET last_seen_at = now(), model = coalesce($5, model),
-                       app_version = coalesce($6, app_version), sims = coalesce($7, sims)
+                       app_version = coalesce($6, app_version), sims = coalesce($7, sims),
+                       announced_online = true
      WHERE id IN (SELECT id FROM gate)
     RETURNING 1
+), online AS (
+    SELECT emit_webhook_event(gate.account_id, 'device.online', $1, NULL, NULL, NULL, NULL,
+                              NULL, NULL)
+      FROM gate WHERE NOT gate.announced_online AND EXISTS (SELECT 1 FROM d)
 ), rq AS (
     UPDATE messages SET state = 'queued', dispatched_to = NULL
      WHERE device_id IN (SELECT id FROM gate) AND state = 'dispatched'
@@ -54,7 +61,7 @@ WITH gate AS (
     SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate WHERE $9
 )
 SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requeued,
-       (SELECT count(*) FROM n) AS notified,
+       (SELECT count(*) FROM n) AS notified, (SELECT count(*) FROM online) AS hooked,
        (SELECT pace_per_minute FROM devices WHERE id = $1) AS pace
 """
 
@@ -66,6 +73,22 @@ WITH s AS (
 )
 UPDATE messages SET state = 'queued', dispatched_to = NULL
  WHERE device_id = $1 AND state = 'dispatched' AND dispatched_to = $2
+"""
+
+# A device gone longer than the grace period is announced offline, once, by whichever
+# process gets there first (the row lock decides).
+_ANNOUNCE_OFFLINE = """
+WITH gone AS (
+    UPDATE devices d SET announced_online = false
+     WHERE announced_online AND last_seen_at < now() - make_interval(secs => $1)
+       AND NOT EXISTS (
+           SELECT 1 FROM device_sessions s JOIN hub_processes p ON p.id = s.process_id
+            WHERE s.device_id = d.id AND p.heartbeat_at > now() - make_interval(secs => $2))
+    RETURNING id, account_id
+)
+SELECT emit_webhook_event(account_id, 'device.offline', id, NULL, NULL, NULL, NULL, NULL,
+                          NULL) AS hooked
+  FROM gone
 """
 
 CONNECTED_SQL = """
@@ -209,6 +232,10 @@ class Hub:
             try:
                 if ticks % IDEMPOTENCY_PRUNE_TICKS == 0:
                     await idempotency.prune(self.pool)
+                if ticks % OFFLINE_SWEEP_TICKS == 0:
+                    await self.pool.fetch(
+                        _ANNOUNCE_OFFLINE, self.settings.webhooks.offline_grace, PROCESS_STALE
+                    )
                 for withdrawn in await messages.expire_due(self.pool):
                     if withdrawn.on_phone:
                         await self.withdraw(withdrawn.device_id, withdrawn.message_id)

@@ -180,7 +180,7 @@ class StatusOutcome:
 # an older attempt changes nothing.
 _STATUS = """
 WITH target AS (
-    SELECT m.id, m.state AS message_state, m.attempt AS message_attempt,
+    SELECT m.id, m.account_id, m.state AS message_state, m.attempt AS message_attempt,
            r.position, r.state, r.attempt
       FROM messages m JOIN recipients r ON r.message_id = m.id
      WHERE m.id = $1 AND m.device_id = $2 AND r.number_mac = $3
@@ -216,8 +216,15 @@ WITH target AS (
     UNION ALL
     SELECT message_id, position, $5, $6, $4, clock_timestamp() + interval '1 microsecond'
       FROM upd
+), hook AS (
+    -- A failure about to be retried is not an outcome yet: no message.failed for it.
+    SELECT emit_webhook_event(t.account_id, 'message.' || $5, $2, upd.message_id,
+                              upd.position, NULL, $5, $6, $4)
+      FROM upd JOIN target t ON t.position = upd.position
+     WHERE $7
 )
 SELECT (SELECT attempt FROM target LIMIT 1) AS attempt,
+       (SELECT count(*) FROM hook) AS hooked,
        EXISTS (SELECT 1 FROM target) AS found,
        (SELECT count(*) FROM upd) AS changed,
        (SELECT count(*) FROM msg WHERE acked) AS accepted
@@ -232,10 +239,14 @@ async def record_status(
     number: str,
     status: str,
     error: str | None,
+    *,
+    final: bool = True,
 ) -> StatusOutcome:
+    """Apply a phone's report. `final=False` for a failure that will be retried: it is
+    recorded but raises no webhook event."""
     row = await db.fetchrow(
         _STATUS, message_id, principal.device_id, principal.number_mac(number), attempt,
-        status, error,
+        status, error, final,
     )
     assert row is not None
     return StatusOutcome(row["found"], row["attempt"], row["changed"] > 0, row["accepted"] > 0)
@@ -296,15 +307,24 @@ async def store_inbound(
 ) -> bool:
     """Store a received SMS once per (device, ref). Returns False for a repeat."""
     new_id = await db.fetchval(
-        """INSERT INTO inbound_messages (account_id, device_id, ref, sender, body, received_at)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (device_id, ref) DO NOTHING RETURNING id""",
+        """WITH ins AS (
+               INSERT INTO inbound_messages (account_id, device_id, ref, sender, body,
+                                             received_at, sender_mac)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (device_id, ref) DO NOTHING RETURNING id
+           ), hook AS (
+               SELECT emit_webhook_event($1, 'sms.received', $2, NULL, NULL, ins.id, NULL,
+                                         NULL, NULL)
+                 FROM ins
+           )
+           SELECT id FROM ins WHERE (SELECT count(*) FROM hook) >= 0""",
         principal.account_id,
         principal.device_id,
         ref,
         principal.seal(sender, INBOUND_SENDER_PURPOSE),
         principal.seal(text, INBOUND_TEXT_PURPOSE),
         received_at,
+        principal.number_mac(sender),
     )
     return new_id is not None
 
@@ -386,11 +406,18 @@ WITH due AS (
     RETURNING message_id, position, attempt
 ), upd AS (
     UPDATE messages m SET state = 'done', dispatched_to = NULL FROM due WHERE m.id = due.id
+    RETURNING m.id, m.account_id, m.device_id
 ), ev AS (
     INSERT INTO message_events (message_id, position, status, attempt)
     SELECT message_id, position, 'expired', attempt FROM r
+), hook AS (
+    SELECT emit_webhook_event(upd.account_id, 'message.expired', upd.device_id, r.message_id,
+                              r.position, NULL, 'expired', NULL, r.attempt)
+      FROM r JOIN upd ON upd.id = r.message_id
 )
-SELECT id, device_id, state IN ('dispatched', 'accepted') AS on_phone FROM due
+SELECT id, device_id, state IN ('dispatched', 'accepted') AS on_phone,
+       (SELECT count(*) FROM hook) AS hooked
+  FROM due
 """
 
 
@@ -415,8 +442,14 @@ WITH m AS (
 ), ev AS (
     INSERT INTO message_events (message_id, position, status, attempt)
     SELECT $1, position, 'cancelled', attempt FROM r
+), hook AS (
+    SELECT emit_webhook_event($2, 'message.cancelled', m.device_id, $1, r.position, NULL,
+                              'cancelled', NULL, r.attempt)
+      FROM r, m
 )
-SELECT m.device_id, m.state, (SELECT count(*) FROM r) AS cancelled FROM m
+SELECT m.device_id, m.state, (SELECT count(*) FROM r) AS cancelled,
+       (SELECT count(*) FROM hook) AS hooked
+  FROM m
 """
 
 
