@@ -10,11 +10,21 @@ from aiohttp import web
 from . import api, db
 from .accounts import Authenticator, CredentialCache
 from .api.errors import json_errors
-from .appkeys import AUTH, BEARER_CACHE, HUB, LOGIN_THROTTLE, POOL, SEND_LIMITER, SETTINGS
+from .appkeys import (
+    AUTH,
+    BEARER_CACHE,
+    HUB,
+    KEYRING,
+    LOGIN_THROTTLE,
+    POOL,
+    SEND_LIMITER,
+    SETTINGS,
+)
 from .config import Settings
 from .crypto import KdfParams, PasswordKdf
 from .device_ws import device_socket
 from .hub import Hub
+from .keyring import KeyRing
 from .throttle import LoginThrottle, RateLimiter
 from .tokens import BearerCache
 
@@ -58,6 +68,10 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
         hub = Hub(settings, app[POOL])
         hub.invalidation_hooks.append(_forget_logins(app))
         app[HUB] = hub
+        app[KEYRING] = KeyRing(
+            sec.credential_cache_seconds,
+            lambda: [conn.principal for conn in hub.connections.values()],
+        )
         await hub.start(dsn)
         yield
         await hub.stop()
@@ -74,6 +88,7 @@ def _forget_logins(app: web.Application) -> Callable[[str, int], None]:
         if kind == "credentials":
             app[AUTH].cache.forget_device(ident)
             app[BEARER_CACHE].forget_device(ident)
+            app[KEYRING].forget_device(ident)
         elif kind == "token":
             app[BEARER_CACHE].forget_token(ident)
 

@@ -9,7 +9,7 @@ import binascii
 from aiohttp import web
 
 from ..accounts import Principal
-from ..appkeys import AUTH, BEARER_CACHE, LOGIN_THROTTLE, POOL
+from ..appkeys import AUTH, BEARER_CACHE, KEYRING, LOGIN_THROTTLE, POOL
 from .errors import ApiError
 
 INVALID_CREDENTIALS = "Invalid credentials"
@@ -51,6 +51,7 @@ async def password_login(request: web.Request, username: str, password: str) -> 
         throttle.failure(username, address)
         raise ApiError(401, INVALID_CREDENTIALS)
     throttle.success(username, address)
+    request.app[KEYRING].remember(principal)
     return principal
 
 
@@ -66,6 +67,7 @@ async def token_login(request: web.Request, token: str) -> Principal:
     if principal is None:
         throttle.failure(None, address)
         raise ApiError(401, INVALID_CREDENTIALS)
+    request.app[KEYRING].remember(principal)
     return principal
 
 
