@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 
 
+CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed us
+
 # What the writer sends: a text frame, ("pong", payload) or ("close", code, reason).
 Outgoing = bytes | tuple[str, int, str] | tuple[str, bytes]
 
@@ -265,8 +267,11 @@ class DeviceConnection:
                     rows = await messages.claim(
                         self.pool, self.device_id, self.id, free, allowance
                     )
-                except Exception:
-                    log.exception("could not claim messages for device %s", self.device_id)
+                except Exception as exc:
+                    # Try again shortly: nothing else may wake us (no new send, no ack).
+                    log.warning("could not claim messages for device %s: %s",
+                                self.device_id, exc)
+                    self._wake_later(CLAIM_RETRY)
                     return
                 if allowance is not None:
                     if not rows:  # the head of the queue waits for room in the minute
@@ -279,10 +284,12 @@ class DeviceConnection:
                     self.push(row["id"], row["attempt"], self._frame_from_row(row))
 
     def _wake_when_paced(self) -> None:
-        if self._room_timer is None or self._room_timer.when() <= asyncio.get_running_loop().time():
-            self._room_timer = asyncio.get_running_loop().call_later(
-                self.pacer.seconds_until_room(), self.wake
-            )
+        self._wake_later(self.pacer.seconds_until_room())
+
+    def _wake_later(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self._room_timer is None or self._room_timer.when() <= loop.time():
+            self._room_timer = loop.call_later(delay, self.wake)
 
     def withdraw(self, message_id: int) -> None:
         """The message was cancelled or expired: tell the phone, free its slot."""
