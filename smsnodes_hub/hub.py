@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 
@@ -29,6 +30,9 @@ PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessi
 ORPHAN_SWEEP = 5.0
 CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
 IDEMPOTENCY_PRUNE_TICKS = 4 * 600  # forget expired idempotency keys every ten minutes
+# An operator's "disconnect" (dashboard): a normal closure, not a credential problem, so the
+# phone reconnects with its token as after any drop. Keeping it out is "revoke tokens".
+CLOSE_BY_OPERATOR = 1000
 OFFLINE_SWEEP_TICKS = 4  # look for devices to announce offline every second
 
 _REGISTER = """
@@ -97,6 +101,22 @@ SELECT count(*) FROM device_sessions s JOIN hub_processes p ON p.id = s.process_
 """
 
 
+async def _every(
+    period: float, what: str, step: Callable[..., Awaitable[None]], *args: object
+) -> None:
+    """Run `step` forever, `period` seconds apart; a failure is logged, never fatal."""
+    while True:
+        try:
+            await step(*args)
+        except asyncio.CancelledError:
+            raise
+        except UNAVAILABLE as exc:
+            log.warning("database unavailable for %s: %s", what, exc)
+        except Exception:
+            log.exception("%s failed", what)
+        await asyncio.sleep(period)
+
+
 class Hub:
     """Owns this process's device connections and background duties. Only this object
     knows which phone is connected where; handlers ask it."""
@@ -136,9 +156,15 @@ class Hub:
     async def start(self, dsn: str) -> None:
         await self._register_process()
         self._tasks = [
-            asyncio.create_task(self._heartbeat_loop(dsn), name="hub-heartbeat"),
+            asyncio.create_task(
+                _every(PROCESS_HEARTBEAT, "the hub heartbeat", self._heartbeat, dsn),
+                name="hub-heartbeat",
+            ),
             asyncio.create_task(self._ack_timeout_loop(), name="hub-ack-timeouts"),
-            asyncio.create_task(self._clock_loop(), name="hub-clock"),
+            asyncio.create_task(
+                _every(CLOCK_TICK, "scheduled messages", self._clock_tick, itertools.count(1)),
+                name="hub-clock",
+            ),
         ]
 
     async def stop(self) -> None:
@@ -174,19 +200,10 @@ class Hub:
             os.getpid(),
         )
 
-    async def _heartbeat_loop(self, dsn: str) -> None:
-        while True:
-            try:
-                await self._listen(dsn)
-                await self._beat()
-                await self._sweep_orphans()
-            except asyncio.CancelledError:
-                raise
-            except UNAVAILABLE as exc:
-                log.warning("database unavailable for the hub heartbeat: %s", exc)
-            except Exception:
-                log.exception("hub heartbeat failed")
-            await asyncio.sleep(PROCESS_HEARTBEAT)
+    async def _heartbeat(self, dsn: str) -> None:
+        await self._listen(dsn)
+        await self._beat()
+        await self._sweep_orphans()
 
     async def _beat(self) -> None:
         row = await self.pool.fetchrow(
@@ -223,31 +240,21 @@ class Hub:
             elif self.other_processes:
                 await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"work:{device_id}")
 
-    async def _clock_loop(self) -> None:
+    async def _clock_tick(self, ticks: Iterator[int]) -> None:
         """Expire what is due (first, so nothing expired is released), then release the
         scheduled messages whose time has come. Also the catch-up after downtime."""
-        ticks = 0
-        while True:
-            ticks += 1
-            try:
-                if ticks % IDEMPOTENCY_PRUNE_TICKS == 0:
-                    await idempotency.prune(self.pool)
-                if ticks % OFFLINE_SWEEP_TICKS == 0:
-                    await self.pool.fetch(
-                        _ANNOUNCE_OFFLINE, self.settings.webhooks.offline_grace, PROCESS_STALE
-                    )
-                for withdrawn in await messages.expire_due(self.pool):
-                    if withdrawn.on_phone:
-                        await self.withdraw(withdrawn.device_id, withdrawn.message_id)
-                for device_id in await messages.release_due(self.pool):
-                    await self.announce_work(device_id)
-            except asyncio.CancelledError:
-                raise
-            except UNAVAILABLE as exc:
-                log.warning("database unavailable for scheduled messages: %s", exc)
-            except Exception:
-                log.exception("scheduled message release failed")
-            await asyncio.sleep(CLOCK_TICK)
+        tick = next(ticks)
+        if tick % IDEMPOTENCY_PRUNE_TICKS == 0:
+            await idempotency.prune(self.pool)
+        if tick % OFFLINE_SWEEP_TICKS == 0:
+            await self.pool.fetch(
+                _ANNOUNCE_OFFLINE, self.settings.webhooks.offline_grace, PROCESS_STALE
+            )
+        for withdrawn in await messages.expire_due(self.pool):
+            if withdrawn.on_phone:
+                await self.withdraw(withdrawn.device_id, withdrawn.message_id)
+        for device_id in await messages.release_due(self.pool):
+            await self.announce_work(device_id)
 
     async def withdraw(self, device_id: int, message_id: int) -> None:
         """Send `cancel` for a message the phone holds, wherever its socket is."""
@@ -258,6 +265,16 @@ class Hub:
             await self.pool.execute(
                 "SELECT pg_notify($1, $2)", CHANNEL, f"cancel:{device_id}:{message_id}"
             )
+
+    async def disconnect(self, device_id: int) -> bool:
+        """Close the device's socket, wherever it is. True if this process held it; else the
+        process that holds it (if any) is told through the bus."""
+        conn = self.connections.get(device_id)
+        if conn is not None:
+            self._drop(conn, CLOSE_BY_OPERATOR, "disconnected by operator")
+            return True
+        await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"disconnect:{device_id}")
+        return False
 
     def set_pace(self, device_id: int, per_minute: int | None) -> None:
         self.pacer(device_id).per_minute = per_minute
@@ -312,6 +329,10 @@ class Hub:
         elif kind == "pace":
             device, _, per_minute = rest.partition(":")
             self.set_pace(int(device), int(per_minute) or None)
+        elif kind == "disconnect":
+            conn = self.connections.get(int(rest))
+            if conn is not None:
+                self._drop(conn, CLOSE_BY_OPERATOR, "disconnected by operator")
         elif kind == "token":
             self._invalidate("token", int(rest))
             for conn in list(self.connections.values()):
