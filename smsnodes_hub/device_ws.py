@@ -59,7 +59,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
         await ws.close(code=CLOSE_TRY_AGAIN, message=b"database unavailable")
         return ws
-    if not attached:
+    if attached is None:
         await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
         return ws
     conn.send(
@@ -71,6 +71,8 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
             settings.device.window,
         )
     )
+    for message_id in attached:  # cancelled or expired while the phone was away
+        conn.withdraw(message_id)
     conn.start_writer()
     conn.note_new_work()
     log.info("device %s connected from %s", principal.device_id, remote)
@@ -246,27 +248,13 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
 async def _record_status(
     conn: DeviceConnection, frame: protocol.Status
 ) -> messages.StatusOutcome:
-    """Store the report; a transient failure with attempts left also schedules the retry,
-    in the same transaction, so no failure is left without its retry."""
-    principal = conn.principal
     delivery = conn.delivery
-    if not (frame.status == "failed" and retries.is_transient(frame.error)
-            and frame.attempt < delivery.max_attempts):
-        return await messages.record_status(
-            conn.pool, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error
-        )
-    async with conn.pool.acquire() as db, db.transaction():
-        outcome = await messages.record_status(
-            db, principal, frame.id, frame.attempt, frame.to, frame.status, frame.error,
-            final=False,
-        )
-        if outcome.changed:
-            await messages.schedule_retry(
-                db, principal, frame.id, frame.attempt, frame.to,
-                retries.backoff(frame.attempt, delivery.retry_backoff,
-                                delivery.retry_backoff_max),
-            )
-    return outcome
+    retry = (frame.status == "failed" and retries.is_transient(frame.error)
+             and frame.attempt < delivery.max_attempts)
+    return await messages.record_status(
+        conn.pool, conn.principal, frame.id, frame.attempt, frame.to, frame.status,
+        frame.error, retry=retry, reported_at=frame.at,
+    )
 
 
 def _reply_ok(conn: DeviceConnection, ref: str | int | None) -> None:

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 
 import asyncpg
 
@@ -63,10 +63,16 @@ WITH gate AS (
     RETURNING 1
 ), n AS (
     SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate WHERE $9
+), wd AS (
+    -- Cancels and expiries that happened while the phone was away.
+    UPDATE messages SET withdraw_pending = false
+     WHERE device_id IN (SELECT id FROM gate) AND withdraw_pending
+    RETURNING id
 )
 SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requeued,
        (SELECT count(*) FROM n) AS notified, (SELECT count(*) FROM online) AS hooked,
-       (SELECT pace_per_minute FROM devices WHERE id = $1) AS pace
+       (SELECT pace_per_minute FROM devices WHERE id = $1) AS pace,
+       ARRAY(SELECT id FROM wd ORDER BY id) AS withdrawn
 """
 
 _UNREGISTER = """
@@ -250,6 +256,9 @@ class Hub:
             await self.pool.fetch(
                 _ANNOUNCE_OFFLINE, self.settings.webhooks.offline_grace, PROCESS_STALE
             )
+        delivery = self.settings.delivery
+        await messages.advance_rounds(self.pool, delivery.retry_backoff,
+                                      delivery.retry_backoff_max)
         for withdrawn in await messages.expire_due(self.pool):
             if withdrawn.on_phone:
                 await self.withdraw(withdrawn.device_id, withdrawn.message_id)
@@ -261,6 +270,7 @@ class Hub:
         conn = self.connections.get(device_id)
         if conn is not None:
             conn.withdraw(message_id)
+            await messages.withdrawn(self.pool, device_id, [message_id])
         elif self.other_processes:
             await self.pool.execute(
                 "SELECT pg_notify($1, $2)", CHANNEL, f"cancel:{device_id}:{message_id}"
@@ -323,9 +333,8 @@ class Hub:
             self.forget_device(int(rest))
         elif kind == "cancel":
             device, _, message = rest.partition(":")
-            conn = self.connections.get(int(device))
-            if conn is not None:
-                conn.withdraw(int(message))
+            if int(device) in self.connections:
+                self._spawn(self.withdraw(int(device), int(message)))
         elif kind == "pace":
             device, _, per_minute = rest.partition(":")
             self.set_pace(int(device), int(per_minute) or None)
@@ -365,22 +374,22 @@ class Hub:
 
     async def attach(
         self, conn: DeviceConnection, *, model: str | None, app: str | None, sims: int | None
-    ) -> bool:
-        """Make `conn` the device's one live connection, here and across processes. False if
-        the credentials it logged in with were changed meanwhile."""
+    ) -> list[int] | None:
+        """Make `conn` the device's one live connection, here and across processes. None if
+        the credentials it logged in with were changed meanwhile; else the ids of messages
+        cancelled or expired while the phone was away, to tell it about."""
         older = self.connections.get(conn.device_id)
         self.connections[conn.device_id] = conn
         if older is not None:
             older.close(CLOSE_REPLACED, "replaced")
-        if not await self._register_session(conn, model=model, app=app, sims=sims):
-            if self.connections.get(conn.device_id) is conn:
-                del self.connections[conn.device_id]
-            return False
-        return True
+        withdrawn = await self._register_session(conn, model=model, app=app, sims=sims)
+        if withdrawn is None and self.connections.get(conn.device_id) is conn:
+            del self.connections[conn.device_id]
+        return withdrawn
 
     async def _register_session(
         self, conn: DeviceConnection, *, model: str | None, app: str | None, sims: int | None
-    ) -> bool:
+    ) -> list[int] | None:
         row = await self.pool.fetchrow(
             _REGISTER,
             conn.device_id,
@@ -395,10 +404,14 @@ class Hub:
         )
         assert row is not None
         self.pacer(conn.device_id).per_minute = row["pace"]
-        return bool(row["registered"])
+        return list(row["withdrawn"]) if row["registered"] else None
 
     def detach_soon(self, conn: DeviceConnection) -> asyncio.Task[None]:
-        task = asyncio.create_task(self.detach(conn), name=f"detach-{conn.id}")
+        return self._spawn(self.detach(conn))
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        """A task the hub keeps a reference to and waits for on shutdown."""
+        task = asyncio.create_task(work)
         self._detaching.add(task)
         task.add_done_callback(self._detaching.discard)
         return task

@@ -185,13 +185,17 @@ WITH target AS (
       FROM messages m JOIN recipients r ON r.message_id = m.id
      WHERE m.id = $1 AND m.device_id = $2 AND r.number_mac = $3
 ), upd AS (
-    UPDATE recipients r SET state = $5, error = $6, updated_at = now()
+    -- A transient failure at send time ($7) waits for the next round instead of ending;
+    -- one after 'sent' (a failed delivery) or after a cancel never sends again.
+    UPDATE recipients r SET
+        state = CASE WHEN $5 = 'failed' AND $7 AND t.state = 'pending' THEN 'retry' ELSE $5 END,
+        error = $6, updated_at = now()
       FROM target t
      WHERE r.message_id = t.id AND r.position = t.position AND t.attempt = $4
        AND (CASE t.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
                          WHEN 'sent' THEN 2 ELSE 3 END)
          < (CASE $5::text WHEN 'sent' THEN 2 ELSE 3 END)
-    RETURNING r.message_id, r.position
+    RETURNING r.message_id, r.position, r.state
 ), msg AS (
     -- A report stands in for a lost ack; the last recipient to leave 'pending' ends it.
     UPDATE messages m SET
@@ -211,17 +215,19 @@ WITH target AS (
        AND ((m.state IN ('queued', 'dispatched') AND m.attempt = $4) OR EXISTS (SELECT 1 FROM upd))
     RETURNING m.id, t.message_state IN ('queued', 'dispatched') AND m.attempt = $4 AS acked
 ), ev AS (
-    INSERT INTO message_events (message_id, position, status, error, attempt, at)
-    SELECT id, NULL, 'accepted', NULL, $4, clock_timestamp() FROM msg WHERE acked
+    INSERT INTO message_events (message_id, position, status, error, attempt, at, reported_at)
+    SELECT id, NULL, 'accepted', NULL, $4, clock_timestamp(), NULL::timestamptz
+      FROM msg WHERE acked
     UNION ALL
-    SELECT message_id, position, $5, $6, $4, clock_timestamp() + interval '1 microsecond'
+    SELECT message_id, position, $5, $6, $4, clock_timestamp() + interval '1 microsecond',
+           $8::timestamptz
       FROM upd
 ), hook AS (
-    -- A failure about to be retried is not an outcome yet: no message.failed for it.
+    -- A failure that will be retried is not an outcome yet: no message.failed for it.
     SELECT emit_webhook_event(t.account_id, 'message.' || $5, $2, upd.message_id,
                               upd.position, NULL, $5, $6, $4)
       FROM upd JOIN target t ON t.position = upd.position
-     WHERE $7
+     WHERE upd.state <> 'retry'
 )
 SELECT (SELECT attempt FROM target LIMIT 1) AS attempt,
        (SELECT count(*) FROM hook) AS hooked,
@@ -240,52 +246,24 @@ async def record_status(
     status: str,
     error: str | None,
     *,
-    final: bool = True,
+    retry: bool = False,
+    reported_at: datetime | None = None,
 ) -> StatusOutcome:
-    """Apply a phone's report. `final=False` for a failure that will be retried: it is
-    recorded but raises no webhook event."""
+    """Apply a phone's report. `retry`: a failure here may be retried (transient error,
+    attempts left); the recipient then waits for the next round (see `advance_rounds`)."""
     row = await db.fetchrow(
         _STATUS, message_id, principal.device_id, principal.number_mac(number), attempt,
-        status, error, final,
+        status, error, retry, reported_at,
     )
     assert row is not None
     return StatusOutcome(row["found"], row["attempt"], row["changed"] > 0, row["accepted"] > 0)
 
 
-_RETRY = """
-WITH m AS (
-    SELECT id, CASE WHEN state IN ('scheduled', 'queued') AND attempt > $3 THEN attempt
-                    ELSE attempt + 1 END AS next_attempt
-      FROM messages WHERE id = $1 AND device_id = $2 FOR UPDATE
-), r AS (
-    UPDATE recipients r SET state = 'pending', attempt = m.next_attempt, updated_at = now()
-      FROM m
-     WHERE r.message_id = m.id AND r.number_mac = $4 AND r.state = 'failed' AND r.attempt = $3
-    RETURNING r.position, m.next_attempt
-), upd AS (
-    UPDATE messages SET attempt = r.next_attempt, dispatched_to = NULL,
-           state = CASE WHEN state = 'queued' THEN 'queued' ELSE 'scheduled' END,
-           scheduled_at = CASE WHEN state = 'queued' THEN scheduled_at
-                               ELSE now() + make_interval(secs => $5) END
-      FROM r WHERE messages.id = $1
-    RETURNING messages.state, messages.scheduled_at, r.next_attempt
-), ev AS (
-    INSERT INTO message_events (message_id, position, status, attempt)
-    SELECT $1, NULL, state, next_attempt FROM upd
-)
-SELECT next_attempt, scheduled_at FROM upd
-"""
-
-
-async def schedule_retry(
-    db: Executor, principal: Principal, message_id: int, attempt: int, number: str,
-    delay: float,
-) -> int | None:
-    """Send a recipient that failed with a transient error again after `delay` seconds, as a
-    new attempt (PROTOCOL.md: same id, higher attempt, only the failed recipients).
-    Returns the new attempt, or None when nothing was retried."""
-    return await db.fetchval(
-        _RETRY, message_id, principal.device_id, attempt, principal.number_mac(number), delay
+async def withdrawn(db: Executor, device_id: int, message_ids: list[int]) -> None:
+    """The phone was sent `cancel` for these: nothing more to tell it."""
+    await db.execute(
+        "UPDATE messages SET withdraw_pending = false WHERE device_id = $1 AND id = ANY($2)",
+        device_id, message_ids,
     )
 
 
@@ -380,6 +358,39 @@ SELECT DISTINCT device_id FROM upd
 """
 
 
+_ADVANCE_ROUNDS = """
+WITH due AS (
+    SELECT m.id FROM messages m
+     WHERE m.state IN ('accepted', 'done')
+       AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'retry')
+       AND NOT EXISTS (
+           SELECT 1 FROM recipients p WHERE p.message_id = m.id AND p.state = 'pending')
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+), m AS (
+    UPDATE messages SET attempt = messages.attempt + 1, state = 'scheduled',
+           dispatched_to = NULL, dispatched_at = NULL,
+           -- Doubling backoff from $1, capped at $2, less up to a quarter of jitter.
+           scheduled_at = now() + make_interval(secs =>
+               least($2, $1 * 2 ^ (messages.attempt - 1)) * (0.75 + random() * 0.25))
+      FROM due WHERE messages.id = due.id
+    RETURNING messages.id, messages.attempt, messages.scheduled_at
+), r AS (
+    UPDATE recipients SET state = 'pending', attempt = m.attempt, updated_at = now()
+      FROM m WHERE recipients.message_id = m.id AND recipients.state = 'retry'
+)
+INSERT INTO message_events (message_id, status, attempt) SELECT id, 'scheduled', attempt FROM m
+"""
+
+
+async def advance_rounds(
+    db: Executor, backoff: float, backoff_max: float, limit: int = 500
+) -> None:
+    """Messages whose round is over (no recipient still pending) and that have recipients
+    waiting for a retry start the next attempt with just those, after the backoff."""
+    await db.execute(_ADVANCE_ROUNDS, backoff, backoff_max, limit)
+
+
 async def release_due(db: Executor, limit: int = 1000) -> list[int]:
     """Scheduled messages whose time has come join the queue. Returns the devices to wake.
     Row locks make each message move once, however many hub processes run this."""
@@ -402,10 +413,12 @@ WITH due AS (
        FOR UPDATE SKIP LOCKED
 ), r AS (
     UPDATE recipients SET state = 'expired', updated_at = now()
-     WHERE message_id IN (SELECT id FROM due) AND state = 'pending'
+     WHERE message_id IN (SELECT id FROM due) AND state IN ('pending', 'retry')
     RETURNING message_id, position, attempt
 ), upd AS (
-    UPDATE messages m SET state = 'done', dispatched_to = NULL FROM due WHERE m.id = due.id
+    UPDATE messages m SET state = 'done', dispatched_to = NULL,
+           withdraw_pending = due.state IN ('dispatched', 'accepted')
+      FROM due WHERE m.id = due.id
     RETURNING m.id, m.account_id, m.device_id
 ), ev AS (
     INSERT INTO message_events (message_id, position, status, attempt)
@@ -434,10 +447,11 @@ WITH m AS (
     SELECT id, device_id, state FROM messages WHERE id = $1 AND account_id = $2 FOR UPDATE
 ), r AS (
     UPDATE recipients SET state = 'cancelled', updated_at = now()
-     WHERE message_id IN (SELECT id FROM m) AND state = 'pending'
+     WHERE message_id IN (SELECT id FROM m) AND state IN ('pending', 'retry')
     RETURNING position, attempt
 ), upd AS (
-    UPDATE messages SET state = 'done', dispatched_to = NULL
+    UPDATE messages SET state = 'done', dispatched_to = NULL,
+           withdraw_pending = (SELECT state FROM m) IN ('dispatched', 'accepted')
      WHERE id IN (SELECT id FROM m) AND EXISTS (SELECT 1 FROM r)
 ), ev AS (
     INSERT INTO message_events (message_id, position, status, attempt)
@@ -496,7 +510,7 @@ async def get_message(
     if row is None:
         return None
     events = await db.fetch(
-        "SELECT position, status, error, attempt, at FROM message_events "
+        "SELECT position, status, error, attempt, at, reported_at FROM message_events "
         "WHERE message_id = $1 ORDER BY at, id",
         message_id,
     )

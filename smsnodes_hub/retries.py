@@ -1,4 +1,5 @@
-"""Which failures are worth another attempt, and when.
+"""Which failures are worth another attempt (the backoff is applied in SQL, see
+messages.advance_rounds).
 
 A phone reports Android's SmsManager result names. Transient ones (no service, radio off,
 a busy modem, the carrier's rate limit) usually pass; permanent ones (a malformed PDU, a
@@ -7,8 +8,6 @@ spends the owner's SMS. A failure with no code is taken as permanent: a retry mu
 risk a duplicate on a guess."""
 
 from __future__ import annotations
-
-import random
 
 TRANSIENT_ERRORS = frozenset({
     "RESULT_ERROR_GENERIC_FAILURE",
@@ -34,10 +33,3 @@ TRANSIENT_ERRORS = frozenset({
 
 def is_transient(error: str | None) -> bool:
     return error in TRANSIENT_ERRORS
-
-
-def backoff(attempt: int, base: float, ceiling: float) -> float:
-    """Seconds before attempt `attempt + 1`: doubling from `base`, capped, with jitter so
-    many failures at once (a phone that lost service) do not all come back together."""
-    delay = min(ceiling, base * 2 ** max(0, attempt - 1))
-    return delay * random.uniform(0.75, 1.0)

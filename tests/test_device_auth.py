@@ -203,9 +203,17 @@ async def test_hub_pings_every_heartbeat_and_drops_a_phone_that_never_pongs(make
         msg = await phone.ws.receive(timeout=4)
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
             break
-    health = await (await hub.get("/api/health")).json()
-    assert health["connectedDevices"] == 0
+    # The hub forgets the phone (its cleanup runs right after the drop).
+    await _until_async(hub, lambda health: health["connectedDevices"] == 0, 3)
     await phone.session.close()
+
+
+async def _until_async(hub, predicate, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate(await (await hub.get("/api/health")).json()):
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
 
 
 async def test_shutdown_closes_phones_with_1001(make_hub):

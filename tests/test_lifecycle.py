@@ -205,3 +205,77 @@ async def test_bearer_and_basic_work_on_send_with_schedules(hub):
                           json={"phoneNumbers": [NUMBER], "message": "x", "scheduledAt": at(60)})
     body = await resp.json()
     assert resp.status == 200 and body["message"] == "SMS scheduled successfully"
+
+
+async def test_retries_go_in_rounds_and_never_resend_what_was_sent_or_cancelled(make_hub):
+    hub = await make_hub(SMSNODES_DELIVERY_RETRY_BACKOFF="0.1")
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    other = "+0987654321"
+    _, body = await post(hub, phoneNumbers=[NUMBER, other])
+    [first] = await phone.recv_sms(1)
+    await phone.ack(first)
+
+    async def report(frame: dict[str, Any], to: str, status: str, **extra: Any) -> None:
+        await phone.send({"type": "status", "ref": f"{to}{status}", "id": frame["id"],
+                          "attempt": frame["attempt"], "to": to, "status": status, **extra})
+        await phone.recv_type("ok")
+
+    # One recipient fails for now; the other is still with the phone: no retry yet, so two
+    # attempts of one message are never out at once.
+    await report(first, NUMBER, "failed", error="RESULT_ERROR_NO_SERVICE",
+                 at="2026-11-21T10:00:02.500Z")
+    await phone.nothing_for(0.6)
+    detail = await get(hub, f"/api/messages/{body['messageId']}")
+    assert [r["status"] for r in detail["recipients"]] == ["scheduled", "accepted"]
+    failed_event = next(e for e in detail["events"] if e["status"] == "failed")
+    assert failed_event["reportedAt"] == "2026-11-21T10:00:02.500Z"
+    # The round ends when the other recipient has its outcome: then the retry goes out.
+    await report(first, other, "sent")
+    [retry] = await phone.recv_sms(1, timeout=3)
+    assert (retry["attempt"], retry["to"]) == (2, [NUMBER])
+    await phone.ack(retry)
+    # A failed *delivery* report after 'sent' is an outcome: the SMS is never sent twice.
+    await report(first, other, "failed", error="RESULT_ERROR_GENERIC_FAILURE")
+    await report(retry, NUMBER, "delivered")
+    await phone.nothing_for(0.6)
+    detail = await get(hub, f"/api/messages/{body['messageId']}")
+    assert detail["status"] == "partial"
+    assert [(r["status"], r["attempt"]) for r in detail["recipients"]] == [
+        ("delivered", 2), ("failed", 1)]
+
+    # A transient failure of a cancelled recipient is shown, never retried.
+    _, cancelled = await post(hub)
+    [frame] = await phone.recv_sms(1)
+    await phone.ack(frame)
+    resp = await hub.delete(f"/api/messages/{cancelled['messageId']}", headers=basic())
+    assert resp.status == 200
+    await phone.recv_type("cancel")
+    await report(frame, NUMBER, "failed", error="RESULT_ERROR_NO_SERVICE")
+    await phone.nothing_for(0.6)
+    assert (await get(hub, f"/api/messages/{cancelled['messageId']}"))["status"] == "failed"
+    await phone.close()
+
+
+async def test_a_cancel_made_while_the_phone_was_away_reaches_it_on_return(hub):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    token = phone.auth["token"]
+    _, body = await post(hub, message="stored on the phone")
+    [frame] = await phone.recv_sms(1)
+    await phone.ack(frame, ref="a")
+    await phone.recv_type("ok")
+    await phone.close()
+    await asyncio.sleep(0.2)
+    resp = await hub.delete(f"/api/messages/{body['messageId']}", headers=basic())
+    assert resp.status == 200
+    back = await RawPhone.connect(ws_url(hub))
+    await back.send({"type": "auth", "token": token})
+    assert (await back.recv())["type"] == "auth_ok"
+    assert await back.recv() == {"type": "cancel", "id": frame["id"]}
+    await back.close()
+    again = await RawPhone.connect(ws_url(hub))  # told once, not on every login
+    await again.send({"type": "auth", "token": token})
+    assert (await again.recv())["type"] == "auth_ok"
+    await again.nothing_for(0.3)
+    await again.close()
