@@ -22,7 +22,7 @@ from .accounts import Principal
 from .config import DeliverySettings
 from .pacing import Pacer
 from .protocol import cancel as protocol_cancel
-from .timefmt import iso
+from .timefmt import wire_time
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def sms_frame(
 ) -> bytes:
     return orjson.dumps({
         "type": "sms", "id": message_id, "attempt": attempt, "to": to, "message": text,
-        "priority": priority, "createdAt": iso(created_at), "expiresAt": iso(expires_at),
+        "priority": priority, "createdAt": wire_time(created_at),
+        "expiresAt": wire_time(expires_at),
     })
 
 

@@ -12,6 +12,14 @@ def iso(moment: datetime | None) -> str | None:
     return text.replace("+00:00", "Z")
 
 
+def wire_time(moment: datetime | None) -> str | None:
+    """Whole seconds, as in PROTOCOL.md's examples: a phone's parser with a fixed pattern
+    (yyyy-MM-dd'T'HH:mm:ss'Z') must not meet fractions."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
