@@ -237,8 +237,11 @@ async def test_ok_is_sent_only_after_commit(hub, pool, admin_dsn, database_url):
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
-    state = await pool.fetchval("SELECT state FROM recipients WHERE message_id = $1",
-                                body["messageId"])
+    # The test's own pool lost its connections too: look with a fresh one.
+    fresh = await asyncpg.connect(database_url)
+    state = await fresh.fetchval("SELECT state FROM recipients WHERE message_id = $1",
+                                 body["messageId"])
+    await fresh.close()
     assert state == "pending"
     back = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
     await back.send({"type": "status", "ref": "r1", "id": frame["id"], "to": NUMBER,

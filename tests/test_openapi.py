@@ -25,6 +25,7 @@ from smsnodes_hub.api import openapi
 from smsnodes_hub.api.openapi import document
 
 from .conftest import PASSWORD, add_device, ws_url
+from .test_webhooks import LOCAL, receiver  # noqa: F401 - the fixture
 from .wsclient import RawPhone
 
 DOC_URI = "urn:smsnodes-hub:openapi"
@@ -123,6 +124,14 @@ def error_examples(operation: Json, status: str) -> set[str]:
 
 
 # -- The document -----------------------------------------------------------------------------
+
+def test_webhook_additions_do_not_shadow_a_schema() -> None:
+    """api/openapi_webhooks.py merges its components into the document's."""
+    from smsnodes_hub.api import openapi_webhooks
+    assert not openapi_webhooks.schemas().keys() & openapi._schemas().keys()
+    assert set(openapi_webhooks.parameters()) <= set(document()["components"]["parameters"])
+    assert set(document()["webhooks"]) == set(openapi_webhooks.webhooks.EVENTS)
+
 
 def test_document_is_valid_openapi_3_1() -> None:
     for doc in (document(), document("https://sms.example.com/")):
@@ -309,11 +318,17 @@ def basic(username: str = "shop-phone-1", password: str = PASSWORD) -> dict[str,
     return {"Authorization": f"Basic {raw}"}
 
 
-async def test_live_responses_validate_against_the_document(hub) -> None:
+async def test_live_responses_validate_against_the_document(make_hub, receiver) -> None:  # noqa: F811
+    hub = await make_hub(**LOCAL)
     live = Live(hub)
     doc = live.doc
     await add_device(hub, "shop-phone-1")
     await live.call("GET", "/api/health", 200)
+    # A webhook on a real receiver: the events of everything below reach it.
+    hook, _ = await live.call("POST", "/api/webhooks", 201, headers=basic(), json={
+        "url": receiver.url("/live"),
+        "events": ["sms.received", "message.delivered", "message.failed"]})
+    receiver.secrets["/live"] = hook["secret"]
 
     # The seed's request, with a real device's credentials.
     sent, resp = await live.call("POST", "/api/send-sms", 200, json={
@@ -355,6 +370,9 @@ async def test_live_responses_validate_against_the_document(hub) -> None:
                           "status": "failed", "error": "RESULT_ERROR_NULL_PDU"})
         await phone.recv_type("ok")
         await phone.send({"type": "heartbeat", "battery": 87, "charging": True, "signal": 3})
+        await phone.send({"type": "inbound", "ref": "in-1", "from": NUMBER,
+                          "message": "Yes, see you at 9.", "receivedAt": "2026-11-21T10:31:02Z"})
+        await phone.recv_type("ok")
 
         message, _ = await live.call("GET", "/api/messages/{id}", 200,
                                      path=f"/api/messages/{mid}", headers=basic())
@@ -417,6 +435,48 @@ async def test_live_responses_validate_against_the_document(hub) -> None:
     assert body["error"] in error_examples(doc["paths"]["/api/messages"]["get"], "401")
     await live.call("GET", "/api/messages", 400, path="/api/messages?page=0", headers=basic())
     await live.call("PUT", "/api/device/pacing", 400, json={}, headers=basic())
+
+    # Received SMS.
+    received, _ = await live.call("GET", "/api/inbound", 200, headers=basic(),
+                                  path="/api/inbound?from=%2B1234567890&per_page=5")
+    inbound_id = received["data"][0]["id"]
+    await live.call("GET", "/api/inbound/{id}", 200, path=f"/api/inbound/{inbound_id}",
+                    headers=basic())
+    await live.call("GET", "/api/inbound/{id}", 404, path="/api/inbound/999999",
+                    headers=basic())
+    await live.call("GET", "/api/inbound", 400, path="/api/inbound?from=nope", headers=basic())
+
+    # Webhooks: what the receiver got validates against the document's `webhooks`.
+    events = await receiver.count("/live", 3)
+    for event in events:
+        at = pointer("webhooks", event["type"], "post", "requestBody", "content",
+                     "application/json", "schema")
+        assert live.schemas.errors(at, event) == [], event
+    assert {e["type"] for e in events} == {"sms.received", "message.delivered",
+                                           "message.failed"}
+    hook_path = f"/api/webhooks/{hook['id']}"
+    log: Json = {}
+    for _ in range(100):  # each attempt is recorded just after the receiver answered
+        log, _ = await live.call("GET", "/api/webhooks/{id}/deliveries", 200,
+                                 path=f"{hook_path}/deliveries", headers=basic())
+        if all(d["state"] == "delivered" for d in log["data"]) and log["total"] == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert log["total"] == 3 and all(d["attempts"] for d in log["data"])
+    await live.call("GET", "/api/webhooks/{id}/deliveries", 400,
+                    path=f"{hook_path}/deliveries?state=lost", headers=basic())
+    await live.call("GET", "/api/webhooks", 200, headers=basic())
+    await live.call("GET", "/api/webhooks/{id}", 200, path=hook_path, headers=basic())
+    paused, _ = await live.call("PATCH", "/api/webhooks/{id}", 200, path=hook_path,
+                                headers=basic(), json={"active": False})
+    assert paused["disabledReason"] is not None
+    await live.call("PATCH", "/api/webhooks/{id}", 400, path=hook_path, headers=basic(),
+                    json={})
+    await live.call("POST", "/api/webhooks", 400, headers=basic(),
+                    json={"url": "ftp://example.com/", "events": ["sms.received"]})
+    await live.call("DELETE", "/api/webhooks/{id}", 200, path=hook_path, headers=basic())
+    await live.call("DELETE", "/api/webhooks/{id}", 404, path=hook_path, headers=basic())
+    await live.call("GET", "/api/webhooks/{id}", 404, path=hook_path, headers=basic())
 
     covered = {(m.upper(), p) for p, m, _op in operations(doc)} - {
         (m, p) for m, p, _s in live.checked}

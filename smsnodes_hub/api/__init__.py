@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import device, health, messages, openapi, send_sms, tokens
+from . import device, health, inbound, messages, openapi, send_sms, tokens, webhooks
 
 
 def setup(app: web.Application) -> None:
@@ -18,4 +18,12 @@ def setup(app: web.Application) -> None:
     app.router.add_delete("/api/tokens/{id}", tokens.revoke_token)
     app.router.add_get("/api/device", device.get_device)
     app.router.add_put("/api/device/pacing", device.put_pacing)
+    app.router.add_get("/api/inbound", inbound.list_inbound)
+    app.router.add_get("/api/inbound/{id}", inbound.get_inbound)
+    app.router.add_post("/api/webhooks", webhooks.create_webhook)
+    app.router.add_get("/api/webhooks", webhooks.list_webhooks)
+    app.router.add_get("/api/webhooks/{id}", webhooks.get_webhook)
+    app.router.add_patch("/api/webhooks/{id}", webhooks.update_webhook)
+    app.router.add_delete("/api/webhooks/{id}", webhooks.delete_webhook)
+    app.router.add_get("/api/webhooks/{id}/deliveries", webhooks.list_deliveries)
     app.router.add_get("/api/openapi.json", openapi.get_openapi)

@@ -4,8 +4,6 @@ history and cancelling of the caller's own messages (another account's ids are 4
 from __future__ import annotations
 
 import logging
-import math
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -16,9 +14,10 @@ from ..accounts import Principal
 from ..appkeys import HUB, POOL
 from ..crypto import DecryptionError
 from ..segments import analyze
-from ..timefmt import iso, parse_iso
+from ..timefmt import iso
 from .auth import authenticate
 from .errors import ApiError, json_response
+from .pagination import page_params, path_id, time_param
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,13 @@ STATUSES = (
     "scheduled", "queued", "dispatched", "accepted", "sent", "delivered", "failed",
     "expired", "cancelled", "partial",
 )
-DEFAULT_PER_PAGE = 25
-MAX_PER_PAGE = 100
 
 
 def _message_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, f"Message {raw[:40]} not found")
-    return int(raw)
+    return path_id(request, "Message")
 
 
-def _open(principal: Principal, blob: bytes, purpose: str) -> str | None:
+def open_or_none(principal: Principal, blob: bytes, purpose: str) -> str | None:
     try:
         return principal.open(blob, purpose)
     except DecryptionError:
@@ -47,17 +41,21 @@ def _open(principal: Principal, blob: bytes, purpose: str) -> str | None:
 
 
 def _recipient_status(message_state: str, recipient_state: str) -> str:
-    return message_state if recipient_state == "pending" else recipient_state
+    if recipient_state == "pending":
+        return message_state
+    if recipient_state == "retry":  # failed for now; goes out again in the next round
+        return "scheduled"
+    return recipient_state
 
 
 def render(principal: Principal, row: asyncpg.Record,
            events: list[asyncpg.Record] | None = None) -> dict[str, Any]:
     """The JSON shape of one message for its owner (text and numbers decrypted)."""
-    text = _open(principal, row["body"], messages.TEXT_PURPOSE)
+    text = open_or_none(principal, row["body"], messages.TEXT_PURPOSE)
     numbers: dict[int, str | None] = {}
     recipients = []
     for position, number, state, error, attempt, updated_at in row["recipients"]:
-        numbers[position] = _open(principal, number, messages.NUMBER_PURPOSE)
+        numbers[position] = open_or_none(principal, number, messages.NUMBER_PURPOSE)
         recipients.append({
             "to": numbers[position],
             "status": _recipient_status(row["state"], state),
@@ -90,6 +88,8 @@ def render(principal: Principal, row: asyncpg.Record,
                 "at": iso(e["at"]),
                 "attempt": e["attempt"],
                 **({"error": e["error"]} if e["error"] else {}),
+                # The phone's own clock for its reports; `at` is the hub's.
+                **({"reportedAt": iso(e["reported_at"])} if e["reported_at"] else {}),
             }
             for e in events
         ]
@@ -106,26 +106,6 @@ async def get_message(request: web.Request) -> web.Response:
     return json_response(render(principal, row, events))
 
 
-def _time_param(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse_iso(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an ISO 8601 timestamp") from None
-
-
-def _int_param(request: web.Request, name: str, default: int, high: int | None) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
-        bound = f" to {high}" if high is not None else " or more"
-        raise ApiError(400, f"{name} must be a whole number from 1{bound}")
-    return int(raw)
-
-
 async def list_messages(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     status = request.query.get("status")
@@ -140,22 +120,15 @@ async def list_messages(request: web.Request) -> web.Response:
             raise ApiError(400, "to must be a phone number") from None
     filters = messages.MessageFilter(
         status=status,
-        since=_time_param(request, "since"),
-        until=_time_param(request, "until"),
+        since=time_param(request, "since"),
+        until=time_param(request, "until"),
         recipient_mac=mac,
     )
-    page = _int_param(request, "page", 1, 1_000_000)
-    per_page = _int_param(request, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    page = page_params(request)
     total, rows = await messages.list_messages(
-        request.app[POOL], principal.account_id, filters, per_page, (page - 1) * per_page
+        request.app[POOL], principal.account_id, filters, page.per_page, page.offset
     )
-    return json_response({
-        "data": [render(principal, row) for row in rows],
-        "page": page,
-        "perPage": per_page,
-        "total": total,
-        "totalPages": math.ceil(total / per_page),
-    })
+    return json_response(page.body([render(principal, row) for row in rows], total))
 
 
 async def cancel_message(request: web.Request) -> web.Response:

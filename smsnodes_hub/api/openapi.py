@@ -29,7 +29,8 @@ from ..tokens import MAX_API_TOKENS, MAX_NAME
 from .auth import AUTH_REQUIRED
 from .body import TOO_LARGE
 from .errors import DATABASE_UNAVAILABLE
-from .messages import DEFAULT_PER_PAGE, MAX_PER_PAGE, STATUSES
+from .messages import STATUSES
+from .pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from .send_sms import (
     INVALID_CREDENTIALS,
     MAX_AHEAD,
@@ -42,7 +43,6 @@ Json = dict[str, Any]
 
 JSON = "application/json"
 DEFAULT_BASE_URL = "http://localhost:3000"
-MAX_PAGE = 1_000_000  # api/messages.py: the highest `page`
 MAX_AHEAD_SECONDS = int(MAX_AHEAD.total_seconds())
 # The hub's own error strings, beside the seed's (imported, so the examples follow the code;
 # tests/test_openapi.py pins the seed's literally).
@@ -421,6 +421,8 @@ def _schemas() -> Json:
                             "description": "The delivery attempt it belongs to."},
                 "error": {"type": "string", "description": "The reason of a failure "
                           "(present only then)."},
+                "reportedAt": _timestamp("The phone's own time of a status report, when it "
+                                         "gave one (`at` is the hub's clock)."),
             },
             ["status", "to", "at", "attempt"], "One step of a message's timeline.",
         ),
@@ -527,9 +529,11 @@ def _components() -> Json:
     def header(description: str, schema: Json, example: Any) -> Json:
         return {"description": description, "schema": schema, "example": example}
 
+    from . import openapi_webhooks  # imports this module's builders: imported late
+
     integer = {"type": "integer", "minimum": 0}
     return {
-        "schemas": _schemas(),
+        "schemas": {**_schemas(), **openapi_webhooks.schemas()},
         "securitySchemes": {
             "basicAuth": {"type": "http", "scheme": "basic", "description":
                           "The device's username and password (`curl -u name:password`)."},
@@ -555,6 +559,7 @@ def _components() -> Json:
                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
                 "example": "order-4711-shipped",
             },
+            **openapi_webhooks.parameters(),
         },
         "headers": {
             "X-RateLimit-Limit": header(
@@ -1033,6 +1038,8 @@ def document(base_url: str | None = None) -> Json:
     """The OpenAPI 3.1 document. `base_url` (e.g. "https://sms.example.com") becomes the
     server and the host in the curl samples; without it the server is relative ("/") and
     the samples use http://localhost:3000."""
+    from . import openapi_webhooks  # imports this module's builders: imported late
+
     base = (base_url or DEFAULT_BASE_URL).rstrip("/")
     return {
         "openapi": "3.1.0",
@@ -1051,6 +1058,7 @@ def document(base_url: str | None = None) -> Json:
             {"name": "Messages", "description": "Extension: status, history and cancel."},
             {"name": "Tokens", "description": "Extension: API tokens for scripts."},
             {"name": "Device", "description": "Extension: the phone's presence and pacing."},
+            *openapi_webhooks.TAGS,
             {"name": "Meta", "description": "This description."},
         ],
         "paths": {
@@ -1062,8 +1070,10 @@ def document(base_url: str | None = None) -> Json:
             "/api/tokens/{id}": {"delete": _revoke_token(base)},
             "/api/device": {"get": _get_device(base)},
             "/api/device/pacing": {"put": _put_pacing(base)},
+            **openapi_webhooks.paths(base),
             "/api/openapi.json": {"get": _get_openapi(base)},
         },
+        "webhooks": openapi_webhooks.events(),
         "components": _components(),
     }
 

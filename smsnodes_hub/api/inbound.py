@@ -1,0 +1,60 @@
+"""GET /api/inbound and GET /api/inbound/{id}: the SMS the account's phones received,
+decrypted for their owner (another account's ids are 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from .. import inbound, phones
+from ..accounts import Principal
+from ..appkeys import POOL
+from ..messages import INBOUND_SENDER_PURPOSE, INBOUND_TEXT_PURPOSE
+from ..timefmt import iso
+from .auth import authenticate
+from .errors import ApiError, json_response
+from .messages import open_or_none
+from .pagination import page_params, path_id, time_param
+
+
+def render(principal: Principal, row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "from": open_or_none(principal, row["sender"], INBOUND_SENDER_PURPOSE),
+        "message": open_or_none(principal, row["body"], INBOUND_TEXT_PURPOSE),
+        "receivedAt": iso(row["received_at"]),
+        "createdAt": iso(row["created_at"]),
+        "deviceId": row["device_id"],
+    }
+
+
+async def list_inbound(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    sender = request.query.get("from")
+    mac = None
+    if sender is not None:
+        try:
+            mac = principal.number_mac(phones.normalize(sender))
+        except phones.InvalidNumber:
+            raise ApiError(400, "from must be a phone number") from None
+    filters = inbound.InboundFilter(
+        sender_mac=mac,
+        since=time_param(request, "since"),
+        until=time_param(request, "until"),
+    )
+    page = page_params(request)
+    total, rows = await inbound.list_inbound(
+        request.app[POOL], principal.account_id, filters, page.per_page, page.offset
+    )
+    return json_response(page.body([render(principal, row) for row in rows], total))
+
+
+async def get_inbound(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    inbound_id = path_id(request, "Inbound message")
+    row = await inbound.get_inbound(request.app[POOL], principal.account_id, inbound_id)
+    if row is None:
+        raise ApiError(404, f"Inbound message {inbound_id} not found")
+    return json_response(render(principal, row))

@@ -1,0 +1,555 @@
+"""Webhook delivery end to end: a real hub, real phones on WebSockets, and a real HTTP
+receiver on 127.0.0.1 that checks every signature with the independent `standardwebhooks`
+package. Every event arrives, signed, as often as it must and no more."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from device_sim import SimulatedPhone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from smsnodes_hub import messages
+from smsnodes_hub.app import create_app
+from smsnodes_hub.appkeys import AUTH, KEYRING
+
+from .conftest import PASSWORD, add_device, test_settings, ws_url
+from .test_at_rest import assert_absent, pg_dump
+from .test_status_api import basic, get
+from .wsclient import RawPhone
+
+NUMBER = "+1234567890"
+SENDER = "+15550001111"
+# Receivers here listen on 127.0.0.1 over http: allowed explicitly, as an operator would for
+# a receiver on their own network. Short retries keep the suite fast.
+LOCAL = {
+    "SMSNODES_WEBHOOKS_ALLOW_HTTP": "true",
+    "SMSNODES_WEBHOOKS_ALLOW_PRIVATE": "true",
+    "SMSNODES_WEBHOOKS_RETRY_BACKOFF": "0.1",
+    "SMSNODES_WEBHOOKS_RETRY_BACKOFF_MAX": "0.2",
+}
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """The user's server: records every request, answers scripted statuses per path (then
+    `default`), and verifies every signature with the path's secret."""
+
+    base: str = ""
+    requests: list[Received] = field(default_factory=list)
+    script: dict[str, list[int]] = field(default_factory=dict)
+    default: int = 200
+    delays: list[float] = field(default_factory=list)  # seconds before answering, in turn
+    location: str = ""  # for 3xx answers
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Received(request.path, dict(request.headers), body,
+                                      time.monotonic()))
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
+        planned = self.script.get(request.path)
+        status = planned.pop(0) if planned else self.default
+        headers = {"Location": self.location} if 300 <= status < 400 else {}
+        return web.Response(status=status, text="thanks", headers=headers)
+
+    def url(self, path: str = "/hook") -> str:
+        return self.base + path
+
+    def on(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+    def events(self, path: str = "/hook") -> list[dict[str, Any]]:
+        """Every request to `path`, its signature verified; raises if one does not verify."""
+        verifier = Webhook(self.secrets[path])
+        out = []
+        for r in self.on(path):
+            event = verifier.verify(r.body, r.headers)
+            assert r.headers["webhook-id"] == event["id"]
+            assert r.headers["Content-Type"] == "application/json"
+            out.append(event)
+        return out
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"receiver: condition not met: {self.requests}"
+            await asyncio.sleep(0.02)
+
+    async def count(self, path: str, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        await self.wait_for(lambda: len(self.on(path)) >= n, timeout)
+        return self.events(path)
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Any) -> Receiver:
+    r = Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", r.handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    r.base = str(server.make_url("")).rstrip("/")
+    return r
+
+
+async def register(client: TestClient, receiver: Receiver, events: list[str],
+                   path: str = "/hook", headers: dict[str, str] | None = None,
+                   url: str | None = None) -> dict[str, Any]:
+    """Register a webhook to `path` on the receiver (or to `url`, whose path is `path`)."""
+    resp = await client.post("/api/webhooks",
+                             json={"url": url or receiver.url(path), "events": events},
+                             headers=basic() if headers is None else headers)
+    body = await resp.json()
+    assert resp.status == 201, body
+    receiver.secrets[path] = body["secret"]
+    return body
+
+
+async def deliveries(client: TestClient, webhook_id: int, query: str = "") -> dict[str, Any]:
+    return await get(client, f"/api/webhooks/{webhook_id}/deliveries{query}")
+
+
+async def until_async(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+# -- What arrives ---------------------------------------------------------------------------------
+
+
+async def test_inbound_sms_arrives_signed_as_sms_received(make_hub, receiver):
+    hub = await make_hub(**LOCAL)
+    device_id = await add_device(hub, "shop-phone-1")
+    hook = await register(hub, receiver, ["sms.received"])
+    assert hook["secret"].startswith("whsec_") and hook["active"] is True
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound("+1 555 000 1111", "Réponse: OUI ✓")
+        [event] = await receiver.count("/hook", 1)
+    assert event["type"] == "sms.received"
+    assert event["id"].startswith("evt_") and len(event["id"]) == 36
+    assert event["createdAt"].endswith("Z")
+    data = event["data"]
+    assert data["from"] == SENDER and data["message"] == "Réponse: OUI ✓"
+    assert data["deviceId"] == device_id and data["username"] == "shop-phone-1"
+    assert data["receivedAt"].endswith("Z")
+    [request] = receiver.requests
+    assert request.headers["webhook-signature"].startswith("v1,")
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 30
+    assert request.headers["User-Agent"].startswith("smsnodes-hub/")
+    # The same SMS through the API, and the delivery in the webhook's log.
+    stored = await get(hub, f"/api/inbound/{data['inboundId']}")
+    assert stored["from"] == SENDER and stored["message"] == "Réponse: OUI ✓"
+    log = await deliveries(hub, hook["id"])
+    [delivery] = log["data"]
+    assert delivery["eventId"] == event["id"] and delivery["state"] == "delivered"
+    assert [a["statusCode"] for a in delivery["attempts"]] == [200]
+    # A tampered body fails the independent verification: the check above means something.
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        Webhook(hook["secret"]).verify(request.body.replace(b"OUI", b"NON"), request.headers)
+
+
+async def test_each_message_outcome_arrives_exactly_once(make_hub, receiver):
+    hub = await make_hub(**LOCAL, SMSNODES_DELIVERY_RETRY_BACKOFF="0.05")
+    device_id = await add_device(hub, "shop-phone-1")
+    events = ["message.sent", "message.delivered", "message.failed", "message.expired",
+              "message.cancelled"]
+    await register(hub, receiver, events)
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+
+    async def send(text: str, **extra: Any) -> int:
+        resp = await hub.post("/api/send-sms", headers=basic(),
+                              json={"phoneNumbers": [NUMBER], "message": text, **extra})
+        body = await resp.json()
+        assert resp.status == 200, body
+        return body["messageId"]
+
+    async def report(frame: dict[str, Any], status: str, error: str | None = None) -> None:
+        await phone.send({"type": "status", "ref": f"{frame['id']}-{status}-{frame['attempt']}",
+                          "id": frame["id"], "attempt": frame["attempt"], "to": NUMBER,
+                          "status": status, **({"error": error} if error else {})})
+        assert (await phone.recv_type("ok"))["type"] == "ok"
+
+    delivered = await send("delivered one")
+    [frame] = await phone.recv_sms(1)
+    await report(frame, "sent")
+    await report(frame, "delivered")
+    await report(frame, "delivered")  # a repeated report changes nothing: no second event
+
+    failed = await send("failed one")
+    [frame] = await phone.recv_sms(1)
+    await report(frame, "failed", "RESULT_ERROR_NO_SERVICE")  # transient: retried, no event
+    [retry] = await phone.recv_sms(1, timeout=5)
+    assert retry["attempt"] == 2
+    await report(retry, "failed", "RESULT_ERROR_NULL_PDU")  # permanent: the outcome
+
+    expired = await send("expires in flight", ttl=1)
+    [frame] = await phone.recv_sms(1)
+    await phone.recv_type("cancel", timeout=5)
+
+    await phone.close()
+    cancelled = await send("cancelled while queued")
+    resp = await hub.delete(f"/api/messages/{cancelled}", headers=basic())
+    assert resp.status == 200
+
+    got = await receiver.count("/hook", 5)
+    await asyncio.sleep(0.5)  # and nothing more comes
+    got = receiver.events("/hook")
+    assert sorted((e["type"], e["data"]["messageId"]) for e in got) == sorted([
+        ("message.sent", delivered), ("message.delivered", delivered),
+        ("message.failed", failed), ("message.expired", expired),
+        ("message.cancelled", cancelled)])
+    assert len({e["id"] for e in got}) == 5
+    by_type = {e["type"]: e["data"] for e in got}
+    assert by_type["message.delivered"] == {
+        "messageId": delivered, "to": NUMBER, "status": "delivered", "error": None,
+        "attempt": 1, "message": "delivered one", "deviceId": device_id,
+        "username": "shop-phone-1"}
+    assert by_type["message.failed"]["error"] == "RESULT_ERROR_NULL_PDU"
+    assert by_type["message.failed"]["attempt"] == 2
+    assert by_type["message.expired"]["message"] == "expires in flight"
+    assert by_type["message.cancelled"]["status"] == "cancelled"
+
+
+async def test_failing_receiver_gets_the_same_event_until_it_answers_2xx(make_hub, receiver):
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    receiver.script["/hook"] = [500, 500, 200]
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "retry me")
+        got = await receiver.count("/hook", 3)
+        await asyncio.sleep(0.6)  # well past the backoff: no fourth request
+    assert len(receiver.on("/hook")) == 3
+    assert len({e["id"] for e in got}) == 1 and got[0]["data"]["message"] == "retry me"
+    times = [r.at for r in receiver.requests]
+    assert all(later - earlier >= 0.05 for earlier, later in pairwise(times))
+    [delivery] = (await deliveries(hub, hook["id"]))["data"]
+    assert delivery["state"] == "delivered" and delivery["nextAttemptAt"] is None
+    attempts = delivery["attempts"]
+    assert [(a["attempt"], a["statusCode"], a["error"]) for a in attempts] == [
+        (1, 500, "HTTP 500"), (2, 500, "HTTP 500"), (3, 200, None)]
+    assert attempts[0]["nextRetryAt"] is not None and attempts[2]["nextRetryAt"] is None
+    assert all(a["durationMs"] >= 0 for a in attempts)
+    webhook = await get(hub, f"/api/webhooks/{hook['id']}")
+    assert webhook["lastSuccessAt"] is not None and webhook["failingSince"] is None
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_retried(make_hub, receiver):
+    hub = await make_hub(**LOCAL, SMSNODES_WEBHOOKS_TIMEOUT="0.3")
+    await add_device(hub, "shop-phone-1")
+    receiver.delays = [1.0]  # the first answer comes too late
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "slow")
+        got = await receiver.count("/hook", 2)
+    assert got[0]["id"] == got[1]["id"]
+    [delivery] = (await until_async(
+        lambda: _delivered(hub, hook["id"])))["data"]
+    assert delivery["attempts"][0]["error"] == "no answer within 0.3 s"
+    assert delivery["attempts"][0]["statusCode"] is None
+    assert delivery["attempts"][1]["statusCode"] == 200
+
+
+async def _delivered(hub: TestClient, webhook_id: int) -> dict[str, Any] | None:
+    log = await deliveries(hub, webhook_id)
+    return log if log["data"] and log["data"][0]["state"] == "delivered" else None
+
+
+async def test_410_disables_the_webhook_until_it_is_reactivated(make_hub, receiver):
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    receiver.script["/hook"] = [410]
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "first")
+        await receiver.count("/hook", 1)
+        webhook = await until_async(lambda: _inactive(hub, hook["id"]))
+        assert webhook["disabledReason"] == "the receiver answered 410 Gone"
+        await phone.send_inbound(SENDER, "while disabled")
+        await asyncio.sleep(0.5)
+        assert len(receiver.requests) == 1  # a disabled webhook gets nothing
+        [delivery] = (await deliveries(hub, hook["id"]))["data"]
+        assert delivery["state"] == "failed"
+        assert delivery["attempts"][0]["statusCode"] == 410
+
+        resp = await hub.patch(f"/api/webhooks/{hook['id']}", json={"active": True},
+                               headers=basic())
+        body = await resp.json()
+        assert resp.status == 200 and body["active"] is True
+        assert body["disabledReason"] is None and body["failingSince"] is None
+        await phone.send_inbound(SENDER, "back again")
+        [_, event] = await receiver.count("/hook", 2)
+        assert event["data"]["message"] == "back again"
+
+
+async def _inactive(hub: TestClient, webhook_id: int) -> dict[str, Any] | None:
+    webhook = await get(hub, f"/api/webhooks/{webhook_id}")
+    return None if webhook["active"] else webhook
+
+
+async def test_a_webhook_failing_for_the_whole_window_is_disabled(make_hub, receiver):
+    # 0.0004 hours: about 1.4 seconds without a success.
+    hub = await make_hub(**LOCAL, SMSNODES_WEBHOOKS_DISABLE_AFTER_HOURS="0.0004")
+    await add_device(hub, "shop-phone-1")
+    receiver.default = 503
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "nobody listens")
+        webhook = await until_async(lambda: _inactive(hub, hook["id"]))
+        assert webhook["disabledReason"] == "no successful delivery for 0.0004 hours"
+        assert webhook["failingSince"] is not None
+        tried = len(receiver.requests)
+        assert tried >= 3  # retried in the meantime
+        await asyncio.sleep(0.5)
+        assert len(receiver.requests) == tried  # and not after
+    assert receiver.events("/hook")[0]["data"]["message"] == "nobody listens"
+
+
+async def test_a_delivery_is_given_up_after_the_retry_window(make_hub, receiver):
+    # 0.0003 hours: about a second of retries, then `failed`; the webhook stays active.
+    hub = await make_hub(**LOCAL, SMSNODES_WEBHOOKS_RETRY_FOR_HOURS="0.0003")
+    await add_device(hub, "shop-phone-1")
+    receiver.default = 500
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "in vain")
+        log = await until_async(lambda: _in_state(hub, hook["id"], "failed"))
+        tried = len(receiver.requests)
+        await asyncio.sleep(0.5)
+        assert len(receiver.requests) == tried
+    [delivery] = log["data"]
+    assert len(delivery["attempts"]) == tried >= 3
+    assert delivery["attempts"][-1]["nextRetryAt"] is None
+    first = receiver.requests[0].at
+    assert receiver.requests[-1].at - first >= 0.9  # retried for the whole window
+    assert (await get(hub, f"/api/webhooks/{hook['id']}"))["active"] is True
+
+
+async def _in_state(hub: TestClient, webhook_id: int, state: str) -> dict[str, Any] | None:
+    log = await deliveries(hub, webhook_id)
+    return log if log["data"] and log["data"][0]["state"] == state else None
+
+
+# -- Safety -------------------------------------------------------------------------------------
+
+
+async def test_redirects_are_not_followed(make_hub, receiver):
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    receiver.script["/hook"] = [302]
+    receiver.location = receiver.url("/elsewhere")
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "go away")
+        await receiver.count("/hook", 2)  # the redirect was a failure: retried, same place
+    assert receiver.on("/elsewhere") == []
+    log = await until_async(lambda: _delivered(hub, hook["id"]))
+    first = log["data"][0]["attempts"][0]
+    assert first["statusCode"] == 302 and "not followed" in first["error"]
+
+
+async def test_private_targets_are_refused_when_they_are_connected_to(
+        make_hub, receiver, pool):
+    """The operator allowed private targets, registered two, then turned it off: the hub
+    connects to neither, whether the URL names a host that resolves to 127.0.0.1
+    (checked by the resolver) or an IP literal (checked before connecting)."""
+    first = await make_hub(**LOCAL)
+    await add_device(first, "shop-phone-1")
+    port = receiver.base.rsplit(":", 1)[1]
+    by_name = await register(first, receiver, ["sms.received"], path="/by-name",
+                             url=f"http://localhost:{port}/by-name")
+    by_ip = await register(first, receiver, ["sms.received"], path="/by-ip",
+                           url=f"http://127.0.0.1:{port}/by-ip")
+    await first.close()
+    hub = await make_hub(SMSNODES_WEBHOOKS_ALLOW_HTTP="true",
+                         SMSNODES_WEBHOOKS_RETRY_BACKOFF="0.1")
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "do not leak")
+        for hook in (by_name, by_ip):
+            await until_async(lambda h=hook: _attempted(hub, h["id"]))
+    assert receiver.requests == []
+    for hook in (by_name, by_ip):
+        [delivery] = (await deliveries(hub, hook["id"]))["data"]
+        error = delivery["attempts"][0]["error"]
+        assert error.startswith("refused:") and "public address" in error, error
+        assert delivery["state"] == "pending"  # retried later, and refused again
+
+
+async def _attempted(hub: TestClient, webhook_id: int) -> bool:
+    log = await deliveries(hub, webhook_id)
+    return bool(log["data"] and log["data"][0]["attempts"])
+
+
+# -- Durability and exactly-once ----------------------------------------------------------------
+
+
+async def test_the_event_and_the_state_change_commit_or_roll_back_together(
+        make_hub, receiver, pool):
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    await register(hub, receiver, ["message.delivered"])
+    principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
+    assert principal is not None
+    resp = await hub.post("/api/send-sms", headers=basic(),
+                          json={"phoneNumbers": [NUMBER], "message": "atomic"})
+    message_id = (await resp.json())["messageId"]
+
+    async def state() -> tuple[str, int]:
+        return (await pool.fetchval("SELECT state FROM recipients WHERE message_id = $1",
+                                    message_id),
+                await pool.fetchval("SELECT count(*) FROM webhook_deliveries"))
+
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        outcome = await messages.record_status(conn, principal, message_id, 1, NUMBER,
+                                               "delivered", None)
+        assert outcome.changed
+        # Written by the same statement as the change...
+        assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
+        await tx.rollback()
+    assert await state() == ("pending", 0)  # ...and gone with it
+
+    with pytest.raises(ZeroDivisionError):
+        async with pool.acquire() as conn, conn.transaction():
+            await messages.record_status(conn, principal, message_id, 1, NUMBER,
+                                         "delivered", None)
+            raise ZeroDivisionError  # the caller's transaction fails after the change
+    assert await state() == ("pending", 0)
+    await asyncio.sleep(0.6)
+    assert receiver.requests == []  # nothing was announced for what never happened
+
+    await messages.record_status(pool, principal, message_id, 1, NUMBER, "delivered", None)
+    assert await state() == ("delivered", 1)  # committed: both, and it is delivered
+    [event] = await receiver.count("/hook", 1)
+    assert event["data"]["messageId"] == message_id and event["data"]["to"] == NUMBER
+
+
+async def test_pending_deliveries_survive_a_restart_and_wait_for_the_key(
+        database_url, aiohttp_client, receiver, pool):
+    settings = test_settings(database_url, **LOCAL, SMSNODES_SECURITY_CREDENTIAL_CACHE_SECONDS="0")
+    first = await aiohttp_client(create_app(settings, database_url, migrate=False))
+    await add_device(first, "shop-phone-1")
+    receiver.default = 503  # down while the first hub runs
+    await register(first, receiver, ["sms.received"])
+    phone = SimulatedPhone(ws_url(first), "shop-phone-1", PASSWORD)
+    await phone.start()
+    for n in range(3):
+        await phone.send_inbound(SENDER, f"while down {n}")
+    await receiver.wait_for(lambda: len({r.headers["webhook-id"] for r in receiver.requests}) == 3)
+    await phone.stop()
+    await first.close()
+    pending = await pool.fetchval(
+        "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")
+    assert pending == 3
+
+    receiver.default = 200
+    tried = len(receiver.requests)
+    second = await aiohttp_client(create_app(settings, database_url, migrate=False))
+    await asyncio.sleep(1.0)  # no key in this process yet: nothing can be sent
+    assert len(receiver.requests) == tried
+    phone = SimulatedPhone(ws_url(second), "shop-phone-1", PASSWORD)
+    await phone.start()  # the phone comes back: its key is here again
+    try:
+        await receiver.wait_for(lambda: len({
+            r.headers["webhook-id"] for r in receiver.requests[tried:]}) == 3)
+    finally:
+        await phone.stop()
+    events = receiver.events("/hook")
+    before = {e["id"] for e in events[:tried]}
+    after = {e["id"] for e in events[tried:]}
+    assert after == before  # the same events, with the same ids
+    assert sorted(e["data"]["message"] for e in events[tried:]) == [
+        "while down 0", "while down 1", "while down 2"]
+    await until_async(lambda: pool.fetchval(
+        "SELECT count(*) = 3 FROM webhook_deliveries WHERE state = 'delivered'"))
+
+
+async def test_two_hub_processes_deliver_each_event_once(make_hub, receiver, pool):
+    hub_a = await make_hub(**LOCAL)
+    hub_b = await make_hub(**LOCAL)
+    await add_device(hub_a, "shop-phone-1")
+    receiver.delays = [0.05] * 100  # slow enough that both workers are busy at once
+    await register(hub_a, receiver, ["sms.received"])
+    assert (await hub_b.get("/api/webhooks", headers=basic())).status == 200  # key in b too
+    assert hub_a.app[KEYRING].accounts() == hub_b.app[KEYRING].accounts() != []
+    total = 24
+    async with SimulatedPhone(ws_url(hub_a), "shop-phone-1", PASSWORD) as phone:
+        await asyncio.gather(*(phone.send_inbound(SENDER, f"n{n}") for n in range(total)))
+        await receiver.count("/hook", total, timeout=15)
+        await asyncio.sleep(0.5)
+    events = receiver.events("/hook")
+    assert len(events) == total
+    assert Counter(e["id"] for e in events).most_common(1)[0][1] == 1
+    assert sorted(e["data"]["message"] for e in events) == sorted(f"n{n}" for n in range(total))
+    assert await pool.fetchval("SELECT max(attempts) FROM webhook_deliveries") == 1
+
+
+async def test_device_online_and_offline_with_a_grace_period(make_hub, receiver):
+    hub = await make_hub(**LOCAL, SMSNODES_WEBHOOKS_OFFLINE_GRACE="0.5")
+    device_id = await add_device(hub, "shop-phone-1")
+    await register(hub, receiver, ["device.online", "device.offline"])
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    [online] = await receiver.count("/hook", 1)
+    assert online["type"] == "device.online"
+    assert online["data"] == {"deviceId": device_id, "username": "shop-phone-1"}
+
+    # A quick reconnect within the grace: neither offline nor a second online.
+    await phone.close()
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    await asyncio.sleep(2.0)
+    assert [e["type"] for e in receiver.events("/hook")] == ["device.online"]
+
+    await phone.close()
+    gone_at = time.monotonic()
+    [_, offline] = await receiver.count("/hook", 2, timeout=5)
+    assert offline["type"] == "device.offline" and offline["data"]["deviceId"] == device_id
+    assert receiver.requests[-1].at - gone_at >= 0.5  # not before the grace
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    [*_, again] = await receiver.count("/hook", 3)
+    assert again["type"] == "device.online"
+    await phone.close()
+
+
+async def test_a_database_dump_shows_no_secret_and_no_content(make_hub, receiver,
+                                                             database_url):
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    receiver.default = 500  # the outbox keeps its rows, with their attempts
+    hook = await register(hub, receiver, ["sms.received"])
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound("+15557654321", "Your code is 884213")
+        await receiver.count("/hook", 2)
+    dump = await pg_dump(database_url)
+    assert b"COPY public.webhook_deliveries" in dump and b"sms.received" in dump
+    secret = hook["secret"]
+    assert_absent(dump, "the webhook secret", secret.encode())
+    assert_absent(dump, "the signing key", base64.b64decode(secret.removeprefix("whsec_")))
+    for value in ("+15557654321", "Your code is 884213"):
+        assert value[-6:].encode() not in dump
+    # What the receiver got was the decrypted text: the dump's absence is not an accident.
+    assert orjson.loads(receiver.requests[0].body)["data"]["message"] == "Your code is 884213"
