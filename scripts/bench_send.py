@@ -382,6 +382,7 @@ class RemoteHub:
 class Phone(Protocol):
     arrivals: dict[int, float]  # messageId -> perf_counter() when its first sms frame was read
     sms_frames: int  # sms frames read, repeats included
+    window: int | None  # from auth_ok
 
     async def start(self) -> None: ...
 
@@ -398,6 +399,7 @@ class RawPhone:
         self.device = device
         self.arrivals: dict[int, float] = {}
         self.sms_frames = 0
+        self.window: int | None = None
         self.other: Counter[str] = Counter()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
@@ -405,20 +407,24 @@ class RawPhone:
     async def start(self) -> None:
         ws = await self.session.ws_connect(self.url, autoping=True, max_msg_size=1 << 20)
         self._ws = ws
-        await ws.send_frame(orjson.dumps({
-            "type": "auth", "username": self.device.username,
-            "password": self.device.password,
-            "device": {"model": "bench_send", "app": "bench", "sims": 1},
-        }), aiohttp.WSMsgType.TEXT)
-        reply = await ws.receive(timeout=PHONE_LOGIN_TIMEOUT)
-        if reply.type is aiohttp.WSMsgType.TEXT:
+        try:
+            await ws.send_frame(orjson.dumps({
+                "type": "auth", "username": self.device.username,
+                "password": self.device.password,
+                "device": {"model": "bench_send", "app": "bench", "sims": 1},
+            }), aiohttp.WSMsgType.TEXT)
+            reply = await ws.receive(timeout=PHONE_LOGIN_TIMEOUT)
+            if reply.type is not aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"phone login failed: {reply.type.name} {reply.data!r} "
+                                   f"(close code {ws.close_code})")
             frame = orjson.loads(reply.data)
-            if frame.get("type") == "auth_ok":
-                self._task = asyncio.create_task(self._read(ws), name="bench-phone")
-                return
-            raise RuntimeError(f"phone login refused: {frame}")
-        raise RuntimeError(f"phone login failed: {reply.type.name} {reply.data!r} "
-                           f"(close code {ws.close_code})")
+            if frame.get("type") != "auth_ok":
+                raise RuntimeError(f"phone login refused: {frame}")
+        except BaseException:
+            await self.stop()
+            raise
+        self.window = frame.get("window")
+        self._task = asyncio.create_task(self._read(ws), name="bench-phone")
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         arrivals = self.arrivals
@@ -669,7 +675,7 @@ def print_table(result: dict[str, Any]) -> None:
     f = result
     hub = {"process": "separate process", "in-process": "in this process",
            "remote": f"already running at {f['url']}"}[f["hub"]]
-    window = f["window"] if f["window"] is not None else "hub's"
+    window = f["window"] if f["window"] is not None else "?"
     print(f"smsnodes-hub send benchmark  {f['date']}  ({f['cpus']} CPUs, Python {f['python']}, "
           f"PostgreSQL {f['postgres'] or '?'})")
     print(f"hub: {hub}, window {window}; phone: {f['phone']}; "
@@ -795,7 +801,7 @@ async def bench(args: argparse.Namespace, dsn: str | None, workdir: Path) -> dic
         await drain(phone, run, args.drain)
         result = figures(run, phone, args.duration)
 
-    window = args.window if args.window is not None else (None if args.url else 10)
+    window = phone.window  # what the hub announced in auth_ok
     return {
         "bench": "send-sms",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),

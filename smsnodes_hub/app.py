@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import api, db
+from . import api, dashboard, db
 from .accounts import Authenticator, CredentialCache
 from .api.errors import json_errors
 from .appkeys import (
@@ -19,6 +19,7 @@ from .appkeys import (
     POOL,
     SEND_LIMITER,
     SETTINGS,
+    WEBHOOK_WORKER,
 )
 from .config import Settings
 from .crypto import KdfParams, PasswordKdf
@@ -27,6 +28,7 @@ from .hub import Hub
 from .keyring import KeyRing
 from .throttle import LoginThrottle, RateLimiter
 from .tokens import BearerCache
+from .webhooks import DeliveryWorker
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +78,18 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
         yield
         await hub.stop()
 
-    app.cleanup_ctx.extend([database, authenticator, hub])
+    async def webhook_worker(app: web.Application) -> AsyncIterator[None]:
+        # After the hub: it needs the keyring, and stops before the hub and the pool go.
+        worker = DeliveryWorker(settings.webhooks, app[POOL], app[KEYRING], dsn)
+        app[WEBHOOK_WORKER] = worker
+        await worker.start()
+        yield
+        await worker.stop()
+
+    app.cleanup_ctx.extend([database, authenticator, hub, webhook_worker])
     app.on_shutdown.append(_close_sockets)
     api.setup(app)
+    dashboard.setup(app)
     app.router.add_get("/ws/device", device_socket)
     return app
 

@@ -18,3 +18,6 @@ HUB = web.AppKey("hub", "Hub")
 KEYRING = web.AppKey("keyring", "KeyRing")
 LOGIN_THROTTLE = web.AppKey("login_throttle", "LoginThrottle")
 SEND_LIMITER = web.AppKey("send_limiter", "RateLimiter")
+WEBHOOK_WORKER = web.AppKey("webhook_worker", "DeliveryWorker")
+# Prometheus instruments (dashboard/metrics.py); the send path observes its latency there.
+METRICS = web.AppKey("metrics", "HubMetrics")

@@ -1,4 +1,4 @@
-"""Command line: `smsnodes-hub serve | migrate | device add/list/passwd/remove`."""
+"""Command line: `smsnodes-hub serve | migrate | device ... | token ... | webhook ...`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import TextIO
 
 from aiohttp import web
 
-from . import __version__, accounts, db, devices, tokens
+from . import __version__, accounts, cli_admin, db, devices, tokens, webhooks
 from .accounts import Authenticator, CredentialCache
 from .app import create_app, kdf_params
 from .config import ConfigError, Settings, load_settings
@@ -130,6 +130,29 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("device")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=_token_revoke)
+
+    webhook = commands.add_parser("webhook", help="manage the webhooks of a device's account")
+    webhook_commands = webhook.add_subparsers(dest="webhook_command", metavar="ACTION",
+                                              required=True)
+    wadd = webhook_commands.add_parser(
+        "add", help="register a webhook (needs the device password; the signing secret is "
+                    "shown once)"
+    )
+    wadd.add_argument("device")
+    wadd.add_argument("url", help="the receiver's https:// address")
+    wadd.add_argument("--event", action="append", metavar="EVENT",
+                      help=f"an event to send, repeat for several: {', '.join(webhooks.EVENTS)}")
+    wadd.add_argument("--password-stdin", action="store_true",
+                      help="read the device password from standard input")
+    wadd.set_defaults(handler=_webhook_add)
+    wlist = webhook_commands.add_parser("list", help="list the webhooks of a device's account")
+    wlist.add_argument("device")
+    wlist.set_defaults(handler=_webhook_list)
+    wremove = webhook_commands.add_parser("remove", help="delete a webhook")
+    wremove.add_argument("device")
+    wremove.add_argument("id", type=int)
+    wremove.set_defaults(handler=_webhook_remove)
+    cli_admin.add_commands(commands)
     return parser
 
 
@@ -439,5 +462,75 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
         if not await tokens.revoke_token(conn, device_id, args.id):  # type: ignore[arg-type]
             raise CliError(f"device {args.device!r} has no token {args.id}")
         print(f"revoked token {args.id} of {args.device!r}")
+
+    return _with_connection(settings, work)
+
+
+# -- webhook ----------------------------------------------------------------------------------
+
+
+def _webhook_add(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.event:
+        raise CliError(f"give at least one --event: {', '.join(webhooks.EVENTS)}")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"Password of {args.device}: ")
+    else:
+        raise CliError("the device password is needed: use --password-stdin")
+    kdf = _kdf(settings)
+
+    async def work(conn: object) -> None:
+        events = webhooks.check_events(args.event)
+        url = await webhooks.check_url(args.url, settings.webhooks)
+        # The password opens the account's data key, which seals the signing secret.
+        authenticator = Authenticator(kdf, kdf_params(settings), CredentialCache(0))
+        principal = await authenticator.login(conn, args.device, password)  # type: ignore[arg-type]
+        if principal is None:
+            raise CliError("wrong device name or password")
+        hook, secret = await webhooks.create(conn, principal, url, events)  # type: ignore[arg-type]
+        print(f"created webhook {hook.id} for {args.device!r}: {url} ({', '.join(events)})")
+        print("signing secret (shown only now):")
+        print(secret)
+
+    try:
+        return _with_connection(settings, work)
+    except webhooks.WebhookError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        kdf.close()
+
+
+async def _account_id(conn: object, name: str) -> int:
+    account_id = await conn.fetchval(  # type: ignore[attr-defined]
+        "SELECT account_id FROM devices WHERE username = $1", name
+    )
+    if account_id is None:
+        raise CliError(f"no device named {name!r}")
+    return int(account_id)
+
+
+def _webhook_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> None:
+        found = await webhooks.list_webhooks(conn, await _account_id(conn, args.device))  # type: ignore[arg-type]
+        if not found:
+            print(f"device {args.device!r} has no webhooks")
+            return
+        print(f"{'ID':>6}  {'ACTIVE':<6}  {'EVENTS':<40}  URL")
+        for hook in found:
+            active = "yes" if hook.active else "no"
+            print(f"{hook.id:>6}  {active:<6}  {','.join(hook.events):<40}  {hook.url}")
+            if hook.disabled_reason:
+                print(f"{'':>6}  disabled: {hook.disabled_reason}")
+
+    return _with_connection(settings, work)
+
+
+def _webhook_remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> None:
+        account_id = await _account_id(conn, args.device)
+        if not await webhooks.delete_webhook(conn, account_id, args.id):  # type: ignore[arg-type]
+            raise CliError(f"device {args.device!r} has no webhook {args.id}")
+        print(f"removed webhook {args.id} of {args.device!r}")
 
     return _with_connection(settings, work)

@@ -72,6 +72,8 @@ class WebhookSettings:
     allow_private: bool = False
     timeout: float = 10.0
     retry_for_hours: float = 72.0
+    retry_backoff: float = 10.0
+    retry_backoff_max: float = 3600.0
     disable_after_hours: float = 72.0
     offline_grace: float = 60.0
     concurrency: int = 8
@@ -80,6 +82,14 @@ class WebhookSettings:
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
     send_per_minute: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    session_lifetime_hours: float = 12.0
+    session_secret: str = ""  # empty: a random key in database.data_dir, made on first use
+    metrics_token: str = ""  # empty: /metrics answers without a token
+    refresh_seconds: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -117,6 +128,15 @@ def _between(low: float, high: float) -> _Check:
 def _one_of(*choices: str) -> _Check:
     def check(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _empty_or_long(minimum: int) -> _Check:
+    def check(value: Any) -> str | None:
+        if value == "" or len(value) >= minimum:
+            return None
+        return f"must be empty or at least {minimum} characters"
 
     return check
 
@@ -149,18 +169,26 @@ _CHECKS: dict[str, _Check] = {
     "delivery.max_attempts": _between(1, 20),
     "webhooks.timeout": _between(0.1, 60),
     "webhooks.retry_for_hours": _between(0.0001, 24 * 30),
+    "webhooks.retry_backoff": _between(0.01, 86400),
+    "webhooks.retry_backoff_max": _between(0.01, 86400),
     "webhooks.disable_after_hours": _between(0.0001, 24 * 30),
     "webhooks.offline_grace": _between(0, 86400),
     "webhooks.concurrency": _between(1, 256),
     "delivery.retry_backoff": _between(0.01, 86400),
     "delivery.retry_backoff_max": _between(0.01, 86400),
     "limits.send_per_minute": _between(0, 10_000_000),
+    "dashboard.session_lifetime_hours": _between(0.05, 24 * 90),
+    # Guessable secrets would make the cookie signature and the scrape token decoration.
+    "dashboard.session_secret": _empty_or_long(32),
+    "dashboard.metrics_token": _empty_or_long(16),
+    "dashboard.refresh_seconds": _between(1, 3600),
     "logging.level": _one_of("debug", "info", "warning", "error"),
 }
 
 
-# Values never repeated in an error message: a database URL may hold a password.
-_SECRET_KEYS = {"database.url"}
+# Values never repeated in an error message: a database URL may hold a password, and the
+# dashboard's keys are secrets themselves.
+_SECRET_KEYS = {"database.url", "dashboard.session_secret", "dashboard.metrics_token"}
 
 
 def _shown(key: str, raw: Any) -> str:
@@ -269,6 +297,10 @@ def _check_combinations(settings: Settings) -> None:
     if settings.delivery.retry_backoff_max < settings.delivery.retry_backoff:
         raise ConfigError(
             "config: delivery.retry_backoff_max: must not be less than delivery.retry_backoff"
+        )
+    if settings.webhooks.retry_backoff_max < settings.webhooks.retry_backoff:
+        raise ConfigError(
+            "config: webhooks.retry_backoff_max: must not be less than webhooks.retry_backoff"
         )
     lanes = settings.security.argon2_lanes
     if settings.security.argon2_memory_kib < 8 * lanes:

@@ -1,0 +1,405 @@
+"""Every SQL statement of the dashboard: operators, their sessions, and the read-only views
+of devices, queues, messages and webhooks. Parameterised throughout; nothing here reads a
+ciphertext column (the dashboard holds no keys, so it could not open one anyway)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from ..accounts import Executor
+
+# Overall statuses a message can have (HTTP-API.md), in lifecycle order.
+STATUSES = (
+    "scheduled", "queued", "dispatched", "accepted", "sent", "delivered", "failed",
+    "expired", "cancelled", "partial",
+)
+# A status before which the message can still be cancelled (a recipient is still waiting).
+CANCELLABLE = ("scheduled", "queued", "dispatched", "accepted")
+
+_STATUS = "message_status(m.state, ARRAY(SELECT x.state FROM recipients x " \
+          "WHERE x.message_id = m.id))"
+
+# Devices with a socket in a live hub process ($1: seconds after which a process is dead).
+_LIVE = """(SELECT s.device_id, s.connected_at FROM device_sessions s
+             JOIN hub_processes p ON p.id = s.process_id
+            WHERE p.heartbeat_at > now() - make_interval(secs => $1))"""
+
+_TODAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+
+
+class OperatorExists(Exception):
+    pass
+
+
+# -- Operators ------------------------------------------------------------------------------
+
+
+async def create_operator(
+    db: Executor, username: str, salt: bytes, memory_kib: int, iterations: int, lanes: int,
+    verifier: bytes,
+) -> int:
+    try:
+        return int(await db.fetchval(
+            """INSERT INTO operators (username, kdf_salt, kdf_memory_kib, kdf_iterations,
+                                      kdf_lanes, verifier)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            username, salt, memory_kib, iterations, lanes, verifier,
+        ))
+    except asyncpg.UniqueViolationError:
+        raise OperatorExists(username) from None
+
+
+async def operator_credentials(db: Executor, username: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        """SELECT id, username, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes, verifier
+             FROM operators WHERE username = $1""",
+        username,
+    )
+
+
+async def list_operators(db: Executor) -> list[asyncpg.Record]:
+    return await db.fetch(
+        """SELECT o.id, o.username, o.created_at, o.last_login_at,
+                  (SELECT count(*) FROM operator_sessions s
+                    WHERE s.operator_id = o.id AND s.expires_at > now()) AS sessions
+             FROM operators o ORDER BY o.username"""
+    )
+
+
+async def remove_operator(db: Executor, username: str) -> bool:
+    # Their sessions go with them (ON DELETE CASCADE): logged out everywhere at once.
+    return await db.fetchval(
+        "DELETE FROM operators WHERE username = $1 RETURNING id", username
+    ) is not None
+
+
+async def set_operator_password(
+    db: Executor, username: str, salt: bytes, memory_kib: int, iterations: int, lanes: int,
+    verifier: bytes,
+) -> int | None:
+    """New verifier; every session of the operator ends. Returns how many ended, or None
+    when there is no such operator."""
+    row = await db.fetchrow(
+        """WITH upd AS (
+               UPDATE operators SET kdf_salt = $2, kdf_memory_kib = $3, kdf_iterations = $4,
+                      kdf_lanes = $5, verifier = $6
+                WHERE username = $1 RETURNING id
+           ), gone AS (
+               DELETE FROM operator_sessions WHERE operator_id IN (SELECT id FROM upd)
+               RETURNING 1
+           )
+           SELECT (SELECT id FROM upd) AS id, (SELECT count(*) FROM gone) AS ended""",
+        username, salt, memory_kib, iterations, lanes, verifier,
+    )
+    assert row is not None
+    return None if row["id"] is None else int(row["ended"])
+
+
+# -- Sessions -------------------------------------------------------------------------------
+
+
+async def create_session(
+    db: Executor, operator_id: int, id_hash: bytes, lifetime_seconds: float, remote: str | None
+) -> None:
+    # Expired sessions are swept here, at the moment a new one is made: no background task.
+    await db.execute(
+        """WITH sweep AS (
+               DELETE FROM operator_sessions WHERE expires_at < now()
+           ), seen AS (
+               UPDATE operators SET last_login_at = now() WHERE id = $1
+           )
+           INSERT INTO operator_sessions (operator_id, id_hash, expires_at, remote)
+           VALUES ($1, $2, now() + make_interval(secs => $3), $4)""",
+        operator_id, id_hash, lifetime_seconds, remote,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    session_id: int
+    operator_id: int
+    username: str
+    expires_at: datetime
+
+
+async def find_session(db: Executor, id_hash: bytes) -> SessionRow | None:
+    """The live session with this id hash. Notes the visit at most once a minute, so a page
+    that refreshes every few seconds does not write on every refresh."""
+    row = await db.fetchrow(
+        """WITH s AS (
+               SELECT s.id, s.operator_id, o.username, s.expires_at, s.last_seen_at
+                 FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+                WHERE s.id_hash = $1 AND s.expires_at > now()
+           ), touch AS (
+               UPDATE operator_sessions SET last_seen_at = now()
+                WHERE id IN (SELECT id FROM s WHERE last_seen_at < now() - interval '1 minute')
+           )
+           SELECT id, operator_id, username, expires_at FROM s""",
+        id_hash,
+    )
+    if row is None:
+        return None
+    return SessionRow(row["id"], row["operator_id"], row["username"], row["expires_at"])
+
+
+async def delete_session(db: Executor, id_hash: bytes) -> bool:
+    return await db.fetchval(
+        "DELETE FROM operator_sessions WHERE id_hash = $1 RETURNING id", id_hash
+    ) is not None
+
+
+# -- Overview -------------------------------------------------------------------------------
+
+
+async def device_counts(db: Executor, stale_seconds: float) -> asyncpg.Record:
+    row = await db.fetchrow(
+        f"""SELECT count(*) AS total, count(live.device_id) AS online
+              FROM devices d LEFT JOIN {_LIVE} live ON live.device_id = d.id""",  # noqa: S608
+        stale_seconds,
+    )
+    assert row is not None
+    return row
+
+
+async def status_counts(db: Executor) -> list[asyncpg.Record]:
+    """Messages created in the last day by overall status, with the last hour's share."""
+    return await db.fetch(
+        f"""SELECT {_STATUS} AS status,
+                   count(*) FILTER (WHERE m.created_at > now() - interval '1 hour') AS hour,
+                   count(*) AS day
+              FROM messages m
+             WHERE m.created_at > now() - interval '1 day'
+             GROUP BY 1"""  # noqa: S608
+    )
+
+
+async def open_counts(db: Executor) -> list[asyncpg.Record]:
+    """Messages not yet done, by state and priority (the queue and what is in flight)."""
+    return await db.fetch(
+        """SELECT state, priority, count(*) AS n FROM messages
+            WHERE state IN ('scheduled', 'queued', 'dispatched', 'accepted')
+            GROUP BY state, priority"""
+    )
+
+
+async def throughput(db: Executor) -> list[asyncpg.Record]:
+    """Per minute over the last hour: recipients reported sent, and failed attempts."""
+    return await db.fetch(
+        """WITH e AS (
+               SELECT date_trunc('minute', at) AS minute,
+                      count(*) FILTER (WHERE status = 'sent') AS sent,
+                      count(*) FILTER (WHERE status = 'failed') AS failed
+                 FROM message_events
+                WHERE status IN ('sent', 'failed')
+                  AND at >= date_trunc('minute', now()) - interval '59 minutes'
+                GROUP BY 1
+           )
+           SELECT g.minute, coalesce(e.sent, 0) AS sent, coalesce(e.failed, 0) AS failed
+             FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',
+                                  date_trunc('minute', now()), interval '1 minute') AS g(minute)
+             LEFT JOIN e ON e.minute = g.minute
+            ORDER BY g.minute"""
+    )
+
+
+async def webhook_summary(db: Executor) -> asyncpg.Record:
+    row = await db.fetchrow(
+        """SELECT (SELECT count(*) FROM webhooks) AS webhooks,
+                  (SELECT count(*) FROM webhooks WHERE NOT active) AS disabled,
+                  (SELECT count(*) FROM webhooks
+                    WHERE active AND failing_since IS NOT NULL) AS failing,
+                  count(*) FILTER (WHERE state = 'failed') AS failed_day,
+                  count(*) FILTER (WHERE state = 'pending' AND attempts > 0) AS retrying_day,
+                  count(*) FILTER (WHERE state = 'pending') AS pending_day,
+                  count(*) FILTER (WHERE state = 'delivered') AS delivered_day
+             FROM webhook_deliveries WHERE created_at > now() - interval '1 day'"""
+    )
+    assert row is not None
+    return row
+
+
+# -- Devices --------------------------------------------------------------------------------
+
+# Counts come from two grouped passes (open messages by state; today's sent events) rather
+# than one subquery per device and state: a long device list costs two scans, not hundreds.
+_DEVICES = f"""
+SELECT d.id, d.username, d.created_at, d.last_seen_at, d.model, d.app_version, d.sims,
+       d.battery, d.charging, d.signal, d.telemetry_at, d.pace_per_minute,
+       live.connected_at AS connected_since,
+       coalesce(q.queued, 0) AS queued, coalesce(q.in_flight, 0) AS in_flight,
+       coalesce(q.scheduled, 0) AS scheduled, coalesce(q.accepted, 0) AS accepted,
+       coalesce(t.sent, 0) AS sent_today
+  FROM devices d
+  LEFT JOIN {_LIVE} live ON live.device_id = d.id
+  LEFT JOIN (SELECT device_id,
+                    count(*) FILTER (WHERE state = 'queued') AS queued,
+                    count(*) FILTER (WHERE state = 'dispatched') AS in_flight,
+                    count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
+                    count(*) FILTER (WHERE state = 'accepted') AS accepted
+               FROM messages
+              WHERE state IN ('scheduled', 'queued', 'dispatched', 'accepted')
+              GROUP BY device_id) q ON q.device_id = d.id
+  LEFT JOIN (SELECT m.device_id, count(*) AS sent
+               FROM message_events e JOIN messages m ON m.id = e.message_id
+              WHERE e.status = 'sent' AND e.at >= {_TODAY}
+              GROUP BY m.device_id) t ON t.device_id = d.id
+"""  # noqa: S608 - constants only; values go as parameters
+
+
+async def list_devices(db: Executor, stale_seconds: float, limit: int) -> list[asyncpg.Record]:
+    """Online devices first, then by name."""
+    return await db.fetch(
+        f"{_DEVICES} ORDER BY live.device_id IS NULL, d.username LIMIT $2",
+        stale_seconds, limit,
+    )
+
+
+async def get_device(db: Executor, stale_seconds: float, device_id: int) -> asyncpg.Record | None:
+    return await db.fetchrow(f"{_DEVICES} WHERE d.id = $2", stale_seconds, device_id)
+
+
+async def device_names(db: Executor) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT id, username FROM devices ORDER BY username")
+
+
+async def recent_messages(db: Executor, device_id: int, limit: int) -> list[asyncpg.Record]:
+    """The device's latest messages with their timelines (metadata only). Found through the
+    account index: messages have no index by device (today a device is its account)."""
+    return await db.fetch(
+        f"""SELECT m.id, m.priority, m.attempt, m.recipient_count, m.created_at,
+                   m.scheduled_at, m.expires_at, {_STATUS} AS status,
+                   ARRAY(SELECT row(e.status, e.position, e.at, e.error)
+                           FROM message_events e WHERE e.message_id = m.id
+                          ORDER BY e.at, e.id) AS events
+              FROM messages m
+             WHERE m.account_id = (SELECT account_id FROM devices WHERE id = $1)
+               AND m.device_id = $1
+             ORDER BY m.id DESC LIMIT $2""",  # noqa: S608
+        device_id, limit,
+    )
+
+
+# -- Messages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSearch:
+    device_id: int | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def search_messages(
+    db: Executor, search: MessageSearch, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """Newest first; ask for one more than a page to know whether another page follows."""
+    return await db.fetch(
+        f"""SELECT m.id, m.device_id, d.username, m.priority, m.attempt, m.recipient_count,
+                   m.created_at, m.scheduled_at, m.expires_at, {_STATUS} AS status
+              FROM messages m JOIN devices d ON d.id = m.device_id
+             WHERE ($1::bigint IS NULL OR m.device_id = $1)
+               AND ($2::text IS NULL OR {_STATUS} = $2)
+               AND ($3::timestamptz IS NULL OR m.created_at >= $3)
+               AND ($4::timestamptz IS NULL OR m.created_at < $4)
+             ORDER BY m.created_at DESC, m.id DESC
+             LIMIT $5 OFFSET $6""",  # noqa: S608
+        search.device_id, search.status, search.since, search.until, limit, offset,
+    )
+
+
+async def get_message(
+    db: Executor, message_id: int
+) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    """A message's metadata, its recipients (without numbers) and its events in time order."""
+    row = await db.fetchrow(
+        f"""SELECT m.id, m.account_id, m.device_id, d.username, m.priority, m.state,
+                   m.attempt, m.recipient_count, m.created_at, m.scheduled_at, m.expires_at,
+                   m.accepted_at, {_STATUS} AS status,
+                   ARRAY(SELECT row(r.position, r.state, r.error, r.attempt, r.updated_at)
+                           FROM recipients r WHERE r.message_id = m.id
+                          ORDER BY r.position) AS recipients
+              FROM messages m JOIN devices d ON d.id = m.device_id
+             WHERE m.id = $1""",  # noqa: S608
+        message_id,
+    )
+    if row is None:
+        return None
+    events = await db.fetch(
+        """SELECT position, status, error, attempt, at FROM message_events
+            WHERE message_id = $1 ORDER BY at, id""",
+        message_id,
+    )
+    return row, events
+
+
+async def message_account(db: Executor, message_id: int) -> int | None:
+    return await db.fetchval("SELECT account_id FROM messages WHERE id = $1", message_id)
+
+
+# -- Webhooks -------------------------------------------------------------------------------
+
+
+async def list_webhooks(db: Executor) -> list[asyncpg.Record]:
+    return await db.fetch(
+        """SELECT w.id, w.url, w.events, w.active, w.disabled_reason, w.created_at,
+                  w.last_success_at, w.failing_since,
+                  (SELECT string_agg(d.username, ', ' ORDER BY d.username) FROM devices d
+                    WHERE d.account_id = w.account_id) AS owner,
+                  (SELECT count(*) FROM webhook_deliveries x
+                    WHERE x.webhook_id = w.id AND x.state = 'pending') AS pending,
+                  (SELECT count(*) FROM webhook_deliveries x
+                    WHERE x.webhook_id = w.id AND x.state = 'failed'
+                      AND x.created_at > now() - interval '1 day') AS failed_day
+             FROM webhooks w ORDER BY w.active, w.failing_since NULLS LAST, w.id"""
+    )
+
+
+async def recent_deliveries(
+    db: Executor, limit: int, *, failures_only: bool
+) -> list[asyncpg.Record]:
+    """The latest deliveries with their last attempt; `failures_only`: given up, or still
+    being retried after a failed attempt."""
+    return await db.fetch(
+        """SELECT d.id, d.webhook_id, d.event_type, d.state, d.attempts, d.created_at,
+                  d.next_attempt_at, d.delivered_at,
+                  a.status_code, a.error, a.started_at AS attempted_at, a.duration_ms
+             FROM webhook_deliveries d
+             LEFT JOIN LATERAL (
+                 SELECT status_code, error, started_at, duration_ms FROM webhook_attempts
+                  WHERE delivery_id = d.id ORDER BY id DESC LIMIT 1) a ON true
+            WHERE NOT $2 OR d.state = 'failed' OR (d.state = 'pending' AND d.attempts > 0)
+            ORDER BY d.id DESC LIMIT $1""",
+        limit, failures_only,
+    )
+
+
+# -- Metrics --------------------------------------------------------------------------------
+
+
+async def metrics_snapshot(db: Executor, stale_seconds: float) -> asyncpg.Record:
+    """The database-backed values of /metrics in one round trip."""
+    row = await db.fetchrow(
+        f"""SELECT
+              (SELECT count(*) FROM {_LIVE} live) AS connected,
+              (SELECT count(*) FROM devices) AS devices,
+              (SELECT count(*) FROM hub_processes
+                WHERE heartbeat_at > now() - make_interval(secs => $1)) AS processes,
+              ARRAY(SELECT row(state, priority, count(*)) FROM messages
+                     WHERE state IN ('scheduled', 'queued', 'dispatched', 'accepted')
+                     GROUP BY state, priority) AS open,
+              ARRAY(SELECT row(s.status, count(*)) FROM (
+                      SELECT {_STATUS} AS status FROM messages m
+                       WHERE m.created_at > now() - interval '1 day') s
+                     GROUP BY s.status) AS day,
+              ARRAY(SELECT row(state, count(*)) FROM webhook_deliveries
+                     WHERE created_at > now() - interval '1 day' GROUP BY state) AS hooks,
+              (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS hooks_pending,
+              (SELECT count(*) FROM webhooks WHERE NOT active) AS hooks_disabled""",  # noqa: S608
+        stale_seconds,
+    )
+    assert row is not None
+    return row
