@@ -13,6 +13,7 @@ fields, so clients must tolerate new ones. The test closes them to catch drift.
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -997,7 +998,8 @@ def _pretty(value: Json) -> str:
 
 
 def _compact(value: Json) -> str:
-    return orjson.dumps(value).decode().replace(",", ", ").replace(":", ": ")
+    """JSON on one line with a space after separators (never inside strings), for curl."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 DESCRIPTION = """\
