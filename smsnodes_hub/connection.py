@@ -199,6 +199,12 @@ class DeviceConnection:
                     return
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             return
+        except Exception:
+            # A writer that died must not leave a socket that reads but never writes: close
+            # it, so the reader ends and what was in flight goes back to the queue.
+            log.exception("writer of device %s failed", self.device_id)
+            with contextlib.suppress(Exception):
+                await ws.close(code=1011, message=b"internal error")
         finally:
             self._closing = True
             if self._room_timer is not None:
