@@ -28,7 +28,7 @@ from .hub import Hub
 from .keyring import KeyRing
 from .throttle import LoginThrottle, RateLimiter
 from .tokens import BearerCache
-from .webhooks import DeliveryWorker
+from .webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
 

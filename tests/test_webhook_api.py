@@ -14,7 +14,7 @@ from device_sim import SimulatedPhone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from smsnodes_hub import webhooks
-from smsnodes_hub.webhooks import address_allowed, ip_literal
+from smsnodes_hub.webhooks.targets import address_allowed, ip_literal
 
 from .conftest import PASSWORD, add_device, ws_url
 from .test_status_api import basic, get

@@ -1,0 +1,57 @@
+"""Webhooks: registration rules, the safety of targets, Standard Webhooks signatures, event
+payloads, and the worker that drains the outbox (`webhook_deliveries`).
+
+The outbox rows are written by the statements that change state (sql/004, `emit_webhook_event`)
+and hold references only. A delivery is built at send time: the message text, numbers and
+the webhook's signing secret are decrypted with the account's data key, which this process
+has only while the account's phone is connected here or its owner authenticated recently
+(keyring.py). Deliveries of other accounts wait in the outbox until a key is here.
+
+The modules: errors.py (what a refused registration raises), events.py (the event names),
+targets.py (where a webhook may point), signing.py (secrets, signatures, event ids),
+store.py (the Webhook record and its SQL), payloads.py (the event bodies) and delivery.py
+(the worker). The names callers use are re-exported here."""
+
+from .delivery import DeliveryWorker, backoff
+from .errors import TooManyWebhooks, WebhookError
+from .events import EVENTS, check_events
+from .signing import event_id, new_secret, sign
+from .store import (
+    DELIVERY_STATES,
+    MAX_WEBHOOKS,
+    Webhook,
+    create,
+    delete_webhook,
+    describe_attempts,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
+    update_webhook,
+)
+from .targets import MAX_URL, address_allowed, check_url, ip_literal
+
+__all__ = [
+    "DELIVERY_STATES",
+    "EVENTS",
+    "MAX_URL",
+    "MAX_WEBHOOKS",
+    "DeliveryWorker",
+    "TooManyWebhooks",
+    "Webhook",
+    "WebhookError",
+    "address_allowed",
+    "backoff",
+    "check_events",
+    "check_url",
+    "create",
+    "delete_webhook",
+    "describe_attempts",
+    "event_id",
+    "get_webhook",
+    "ip_literal",
+    "list_deliveries",
+    "list_webhooks",
+    "new_secret",
+    "sign",
+    "update_webhook",
+]

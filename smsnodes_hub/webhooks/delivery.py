@@ -1,0 +1,386 @@
+"""The delivery worker that drains the outbox, its retry backoff and the outcome of an attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+import orjson
+from yarl import URL
+
+from .. import __version__
+from ..config import WebhookSettings
+from ..crypto import DecryptionError
+from ..db import UNAVAILABLE
+from ..hub import CHANNEL
+from ..keyring import KeyRing
+from .payloads import build_event
+from .signing import SECRET_PURPOSE, event_id, sign
+from .targets import AddressNotAllowed, PublicResolver, address_allowed, ip_literal
+
+log = logging.getLogger(__name__)
+
+NOTIFY_PAYLOAD = "webhook"  # sql/005: emit_webhook_event's wake-up on CHANNEL
+
+MAX_PAYLOAD = 64 * 1024  # events are small (a text is at most 1600 characters)
+MAX_RESPONSE = 4096  # bytes of a receiver's answer read (and thrown away)
+POLL = 0.5  # seconds between looks at the outbox when nothing woke the worker
+LISTEN_RETRY = 5.0
+USER_AGENT = f"smsnodes-hub/{__version__} (webhooks)"
+
+
+def backoff(attempts: int, base: float, ceiling: float) -> float:
+    """Seconds after failed attempt number `attempts`: doubling from `base`, capped, less up
+    to a quarter at random so that many failures at once (a receiver down for everyone) do
+    not all come back together."""
+    delay = min(ceiling, base * 2 ** min(max(0, attempts - 1), 32))
+    return delay * random.uniform(0.75, 1.0)
+
+
+# Claims due deliveries of the accounts whose keys are here: row locks (SKIP LOCKED) keep
+# two processes off the same row while claiming, the lease keeps them off it while the
+# request runs. Everything needed to build the payload comes back in the same round trip.
+_CLAIM = """
+WITH due AS (
+    SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+       AND (d.locked_until IS NULL OR d.locked_until < now())
+       AND d.account_id = ANY($1::bigint[]) AND w.active
+     ORDER BY d.next_attempt_at, d.id
+     LIMIT $2
+       FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE webhook_deliveries d SET locked_until = clock_timestamp() + make_interval(secs => $3)
+      FROM due WHERE d.id = due.id
+    RETURNING d.*
+)
+SELECT c.id, c.account_id, c.webhook_id, c.event_id, c.event_type, c.created_at, c.device_id,
+       c.message_id, c.inbound_id, c.status, c.error, c.attempt, c.attempts, c.locked_until,
+       c.first_attempt_at, w.url, w.secret, dev.username, m.body AS message_body,
+       r.number AS recipient_number, i.sender AS inbound_sender, i.body AS inbound_body,
+       i.received_at
+  FROM claimed c
+  JOIN webhooks w ON w.id = c.webhook_id
+  LEFT JOIN devices dev ON dev.id = c.device_id AND dev.account_id = c.account_id
+  LEFT JOIN messages m ON m.id = c.message_id AND m.account_id = c.account_id
+  LEFT JOIN recipients r ON r.message_id = m.id AND r.position = c.position
+  LEFT JOIN inbound_messages i ON i.id = c.inbound_id AND i.account_id = c.account_id
+ ORDER BY c.id
+"""
+
+# Each completion is fenced by the lease it was claimed with: a process that lost its lease
+# (paused longer than it) changes nothing.
+_SUCCEEDED = """
+WITH d AS (
+    UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1,
+           delivered_at = now(), locked_until = NULL,
+           first_attempt_at = coalesce(first_attempt_at, $3)
+     WHERE id = $1 AND locked_until = $2
+    RETURNING id, webhook_id, attempts
+), a AS (
+    INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code)
+    SELECT id, attempts, $3, $4, $5 FROM d
+), w AS (
+    UPDATE webhooks SET last_success_at = now(), failing_since = NULL
+     WHERE id IN (SELECT webhook_id FROM d)
+)
+SELECT count(*) FROM d
+"""
+
+# A failure: retried with backoff until the retry window (from the first attempt) is over,
+# the last try falling on its end; then `failed`. The webhook is disabled by a 410 or after
+# failing without a success for the disable window.
+_FAILED = """
+WITH d AS (
+    UPDATE webhook_deliveries SET
+        attempts = attempts + 1,
+        locked_until = NULL,
+        first_attempt_at = coalesce(first_attempt_at, $3),
+        state = CASE WHEN $7 OR coalesce(first_attempt_at, $3) + make_interval(secs => $8)
+                                <= now() THEN 'failed' ELSE 'pending' END,
+        next_attempt_at = least(now() + make_interval(secs => $9),
+                                coalesce(first_attempt_at, $3) + make_interval(secs => $8))
+     WHERE id = $1 AND locked_until = $2
+    RETURNING id, webhook_id, attempts, state, next_attempt_at
+), a AS (
+    INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                                  error, next_retry_at)
+    SELECT id, attempts, $3, $4, $5, $6, CASE WHEN state = 'pending' THEN next_attempt_at END
+      FROM d
+), w AS (
+    UPDATE webhooks w SET
+        failing_since = coalesce(w.failing_since, $3),
+        active = NOT ($10 OR coalesce(w.failing_since, $3) <= now() - make_interval(secs => $11)),
+        disabled_reason = CASE
+            WHEN $10 THEN $12
+            WHEN coalesce(w.failing_since, $3) <= now() - make_interval(secs => $11) THEN $13
+            END,
+        updated_at = CASE WHEN $10 OR coalesce(w.failing_since, $3)
+                                      <= now() - make_interval(secs => $11)
+                          THEN now() ELSE w.updated_at END
+      FROM d WHERE w.id = d.webhook_id AND w.active
+    RETURNING w.active
+)
+SELECT d.state, (SELECT bool_and(active) FROM w) AS active FROM d
+"""
+
+_RELEASE = """
+UPDATE webhook_deliveries SET locked_until = NULL
+ WHERE id = ANY($1::bigint[]) AND locked_until = ANY($2::timestamptz[])
+"""
+
+GONE_REASON = "the receiver answered 410 Gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class DeliveryWorker:
+    """Claims due deliveries of the accounts whose keys this process holds, POSTs them
+    signed, and records each attempt. Several processes may run one each."""
+
+    __slots__ = (
+        "_claims",
+        "_dsn",
+        "_listen_after",
+        "_listener",
+        "_session",
+        "_stopped",
+        "_task",
+        "_wake",
+        "keyring",
+        "pool",
+        "settings",
+    )
+
+    def __init__(self, settings: WebhookSettings, pool: asyncpg.Pool, keyring: KeyRing,
+                 dsn: str) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.keyring = keyring
+        self._dsn = dsn
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._listen_after = 0.0
+        self._stopped = False
+        # Deliveries in flight: their task, with the (id, lease) that fences them.
+        self._claims: dict[asyncio.Task[None], tuple[int, datetime]] = {}
+
+    @property
+    def lease_seconds(self) -> float:
+        # Longer than a request can take (the timeout bounds it) plus the time to record it.
+        return self.settings.timeout * 2 + 30
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(resolver=PublicResolver(),
+                                         limit=self.settings.concurrency)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            trust_env=False,  # no proxy from the environment: targets are checked, not proxies
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._task = asyncio.create_task(self._run(), name="webhook-worker")
+
+    async def stop(self) -> None:
+        """Stop claiming; abandon requests in flight and hand their rows back at once (the
+        same event id is delivered again, by whichever process gets there)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        tasks = [t for t in (self._task, *self._claims) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._claims:
+            ids, leases = zip(*self._claims.values(), strict=True)
+            with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+                await self.pool.execute(_RELEASE, list(ids), list(leases))
+            self._claims.clear()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+        if self._session is not None:
+            await self._session.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- The loop -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            full = False
+            try:
+                await self._listen()
+                full = await self._claim()
+            except asyncio.CancelledError:
+                raise
+            except UNAVAILABLE as exc:
+                log.warning("database unavailable for webhook deliveries: %s", exc)
+            except Exception:
+                log.exception("webhook deliveries: claiming failed")
+            if full:
+                continue  # more may be due: claim again as soon as a slot frees
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL)
+
+    async def _listen(self) -> None:
+        """A LISTEN connection wakes the worker when any process commits an event."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        if time.monotonic() < self._listen_after:
+            return
+        self._listen_after = time.monotonic() + LISTEN_RETRY
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=5)
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            log.warning("webhook deliveries: cannot listen for events: %s", exc)
+            return
+        self._listener = conn
+        self._wake.set()  # anything emitted while we were not listening
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == NOTIFY_PAYLOAD:
+            self._wake.set()
+
+    async def _claim(self) -> bool:
+        """Claim into the free slots; True when every slot is now taken."""
+        free = self.settings.concurrency - len(self._claims)
+        if free <= 0:
+            return False  # a finishing delivery wakes the loop
+        accounts = self.keyring.accounts()
+        if not accounts:
+            return False
+        rows = await self.pool.fetch(_CLAIM, accounts, free, self.lease_seconds)
+        for row in rows:
+            task = asyncio.create_task(self._deliver(row), name=f"webhook-delivery-{row['id']}")
+            self._claims[task] = (row["id"], row["locked_until"])
+            task.add_done_callback(self._settled)
+        return len(rows) == free
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        if self._stopped:
+            return
+        self._claims.pop(task, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("webhook delivery failed unexpectedly", exc_info=exc)
+        self._wake.set()
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        lease = row["locked_until"]
+        try:
+            principal = self.keyring.get(row["account_id"])
+            if principal is None:  # the key left memory since the claim: wait for it
+                await self.pool.execute(_RELEASE, [row["id"]], [lease])
+                return
+            try:
+                secret = principal.open(row["secret"], SECRET_PURPOSE)
+            except DecryptionError:
+                log.warning("webhook %s: its stored signing secret does not open",
+                            row["webhook_id"])
+                await self._record(row, Outcome(datetime.now(UTC), 0, None,
+                                                "the signing secret does not open"),
+                                   give_up=True)
+                return
+            body = orjson.dumps(build_event(principal, row))
+            if len(body) > MAX_PAYLOAD:
+                await self._record(row, Outcome(datetime.now(UTC), 0, None,
+                                                "payload too large"), give_up=True)
+                return
+            outcome = await self._post(row["url"], event_id(row["event_id"]), secret, body)
+            await self._record(row, outcome)
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            # The lease runs out and the delivery is tried again (same event id).
+            log.warning("webhook %s: delivery not recorded: %s", row["webhook_id"], exc)
+
+    async def _post(self, raw_url: str, message_id: str, secret: str,
+                    body: bytes) -> Outcome:
+        assert self._session is not None
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        status: int | None = None
+        error: str | None
+        try:
+            url = URL(raw_url)
+            literal = ip_literal(url.host or "")
+            if (literal is not None and not self.settings.allow_private
+                    and not address_allowed(literal)):
+                raise AddressNotAllowed(f"{literal} is not a public address")
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(secret, message_id, timestamp, body),
+            }
+            async with self._session.post(url, data=body, headers=headers,
+                                          allow_redirects=False) as resp:
+                status = resp.status
+                # The answer is not used: read a little so a small one keeps the connection.
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    await resp.content.read(MAX_RESPONSE)
+            if 200 <= status < 300:
+                error = None
+            elif 300 <= status < 400:
+                error = f"HTTP {status}: redirects are not followed"
+            else:
+                error = f"HTTP {status}"
+        except TimeoutError:
+            error = f"no answer within {self.settings.timeout:g} s"
+        except AddressNotAllowed as exc:
+            error = f"refused: {exc}"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressNotAllowed):
+                error = f"refused: {exc.os_error}"
+            elif isinstance(exc, aiohttp.ClientSSLError):
+                error = "TLS handshake failed (certificate not valid for the host?)"
+            else:
+                reason = exc.os_error.strerror or type(exc.os_error).__name__
+                error = f"cannot connect: {reason}"
+        except aiohttp.ClientError as exc:
+            error = f"request failed: {type(exc).__name__}"
+        except ValueError:
+            error = "the URL is not valid"
+        duration = int((time.monotonic() - clock) * 1000)
+        return Outcome(started, duration, status, error)
+
+    async def _record(self, row: asyncpg.Record, outcome: Outcome, *,
+                      give_up: bool = False) -> None:
+        args = (row["id"], row["locked_until"], outcome.started_at, outcome.duration_ms,
+                outcome.status_code)
+        if outcome.ok:
+            await self.pool.execute(_SUCCEEDED, *args)
+            return
+        gone = outcome.status_code == 410
+        settings = self.settings
+        delay = backoff(row["attempts"] + 1, settings.retry_backoff, settings.retry_backoff_max)
+        result = await self.pool.fetchrow(
+            _FAILED, *args, outcome.error, give_up or gone, settings.retry_for_hours * 3600,
+            delay, gone, settings.disable_after_hours * 3600, GONE_REASON,
+            f"no successful delivery for {settings.disable_after_hours:g} hours",
+        )
+        if result is not None and result["active"] is False:
+            log.warning("webhook %s disabled: %s", row["webhook_id"],
+                        GONE_REASON if gone else "failing for too long")
