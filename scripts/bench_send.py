@@ -8,12 +8,14 @@ at once and reports nothing. Then `--concurrency` callers post the SMS Nodes see
 recipient) for `--warmup` + `--duration` seconds; only requests started after the warm-up
 count. It prints a table and a one-line JSON (`--json-only`: just the JSON) with:
 
-- requests/s answered 200, and errors by status (or by exception name);
-- send-request latency: median, p90, p99, max;
+- requests/s answered 200, errors by status (or by exception name), and the new `sms`
+  frames/s reaching the phone in the same seconds (below requests/s: a backlog is growing);
+- send-request latency: median, p90, p99, max, mean;
 - send-to-frame latency: from just before the POST is issued to the moment the phone reads
-  the `sms` frame with that messageId (both clocks are `time.perf_counter` in this process);
-- the share of 200s answered `"sentImmediately": true`; CPU used by the hub, by this process
-  and by the rest of the machine (PostgreSQL, mostly) during the measured seconds.
+  the `sms` frame with that messageId (both clocks are `time.perf_counter` in this process;
+  a frame not seen within `--drain` seconds counts as infinitely late: "never");
+- the share of 200s answered `"sentImmediately": true`, and the CPU (% of one core) used by
+  the hub, this process, PostgreSQL and the rest of the machine during the measured seconds.
 
 Usage (from the repository root)::
 
@@ -110,7 +112,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="run the hub as a child process (default) or, with "
                           "--no-hub-process / --in-process, on this process's event loop")
     hub.add_argument("--in-process", dest="hub_process", action="store_false",
-                     help=argparse.SUPPRESS)
+                     help="the same as --no-hub-process")
     hub.add_argument("--window", type=_positive_int, default=None,
                      help="SMSNODES_DEVICE_WINDOW for the hub (default: the hub's, 10)")
     hub.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
@@ -601,7 +603,8 @@ def cpu_shares(a: CpuMark, b: CpuMark) -> dict[str, float | None]:
               "machine": pct(a.machine, b.machine)}
     if shares["machine"] is not None:
         known = sum(v for k, v in shares.items() if k != "machine" and v is not None)
-        shares["other"] = round(shares["machine"] - known, 1)
+        # Per-process and machine counters tick separately: a small negative is noise.
+        shares["other"] = max(0.0, round(shares["machine"] - known, 1))
     return shares
 
 
