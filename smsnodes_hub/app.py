@@ -51,8 +51,12 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
         pool = await db.create_pool(dsn, settings.database)
         try:
             if migrate:
-                async with pool.acquire() as conn:
+                # Its own connection: the migration's session lock never reaches the pool.
+                conn = await db.connect(dsn)
+                try:
                     await db.migrate(conn)
+                finally:
+                    await conn.close()
             app[POOL] = pool
             yield
         finally:

@@ -101,11 +101,23 @@ async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
             command_timeout=settings.command_timeout,
             max_inactive_connection_lifetime=300,
             timeout=5,
+            reset=_keep_session,
         )
     except _CONNECT_FAILURES as exc:
         raise _unavailable(dsn, exc) from exc
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's default reset query.
+
+    That query (unlock advisory locks, close cursors, UNLISTEN, RESET ALL) is one more round
+    trip after every statement, about a quarter of the send path's database time
+    (docs/performance.md). Pooled connections never carry session state here: LISTEN and
+    the migration's advisory lock use connections of their own, and nothing SETs, opens
+    cursors or creates temporary tables. asyncpg still rolls back a transaction left open
+    before it calls this."""
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
