@@ -148,6 +148,22 @@ def _parser() -> argparse.ArgumentParser:
     wlist = webhook_commands.add_parser("list", help="list the webhooks of a device's account")
     wlist.add_argument("device")
     wlist.set_defaults(handler=_webhook_list)
+    wupdate = webhook_commands.add_parser(
+        "update", help="change a webhook's events or url, re-activate or pause it (as "
+                       "PATCH /api/webhooks/{id})"
+    )
+    wupdate.add_argument("device")
+    wupdate.add_argument("id", type=int)
+    wupdate.add_argument("--url", help="the receiver's new https:// address")
+    wupdate.add_argument("--event", action="append", metavar="EVENT",
+                         help="the events to send from now on (replacing the current ones), "
+                              "repeat for several")
+    wactive = wupdate.add_mutually_exclusive_group()
+    wactive.add_argument("--activate", action="store_const", const=True, dest="active",
+                         help="re-activate a disabled webhook (what waited is sent at once)")
+    wactive.add_argument("--deactivate", action="store_const", const=False, dest="active",
+                         help="pause the webhook")
+    wupdate.set_defaults(handler=_webhook_update)
     wremove = webhook_commands.add_parser("remove", help="delete a webhook")
     wremove.add_argument("device")
     wremove.add_argument("id", type=int)
@@ -524,6 +540,29 @@ def _webhook_list(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{'':>6}  disabled: {hook.disabled_reason}")
 
     return _with_connection(settings, work)
+
+
+def _webhook_update(args: argparse.Namespace, settings: Settings) -> int:
+    if args.url is None and args.event is None and args.active is None:
+        raise CliError("nothing to change: give --url, --event, --activate or --deactivate")
+
+    async def work(conn: object) -> None:
+        account_id = await _account_id(conn, args.device)
+        events = webhooks.check_events(args.event) if args.event is not None else None
+        url = (await webhooks.check_url(args.url, settings.webhooks)
+               if args.url is not None else None)
+        hook = await webhooks.update_webhook(conn, account_id, args.id, url=url,  # type: ignore[arg-type]
+                                             events=events, active=args.active)
+        if hook is None:
+            raise CliError(f"device {args.device!r} has no webhook {args.id}")
+        state = "active" if hook.active else f"inactive: {hook.disabled_reason}"
+        print(f"updated webhook {hook.id} of {args.device!r}: {hook.url} "
+              f"({', '.join(hook.events)}), {state}")
+
+    try:
+        return _with_connection(settings, work)
+    except webhooks.WebhookError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _webhook_remove(args: argparse.Namespace, settings: Settings) -> int:

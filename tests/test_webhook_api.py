@@ -115,6 +115,7 @@ PRIVATE_TARGETS = [
     "[fc00::1]",
     "[fd00:ec2::254]", "[ff02::1]", "[::ffff:127.0.0.1]", "[64:ff9b::a00:1]",
     "[2002:c0a8:0101::1]", "127.1", "2130706433", "0x7f.0.0.1", "192.0.2.1", "localhost",
+    "[fec0::1]", "192.0.0.9", "198.18.0.1", "[::127.0.0.1]", "[::ffff:169.254.169.254]",
 ]
 
 
@@ -250,6 +251,31 @@ async def test_deliveries_are_listed_newest_first_in_pages(make_hub, receiver): 
     ("168.63.129.16", False), ("fd00:ec2::254", False), ("fe80::1", False), ("::1", False),
     ("::ffff:10.0.0.1", False), ("::ffff:93.184.216.34", False), ("64:ff9b::7f00:1", False),
     ("2002:7f00:1::", False), ("224.0.0.1", False), ("ff0e::1", False), ("240.0.0.1", False),
+    # Decided by explicit lists, not by the stdlib's version-dependent is_global (3.11.7
+    # calls the first three global).
+    ("fec0::1", False), ("192.0.0.9", False), ("192.0.0.10", False), ("192.0.0.192", False),
+    ("192.88.99.1", False),
+    # "This network", shared, benchmarking, documentation, multicast, reserved, broadcast.
+    ("0.0.0.0", False), ("0.1.2.3", False), ("100.127.255.254", False),  # noqa: S104
+    ("198.18.0.1", False), ("198.19.255.255", False), ("192.0.2.1", False),
+    ("198.51.100.7", False), ("203.0.113.9", False), ("239.255.255.250", False),
+    ("250.1.2.3", False), ("255.255.255.255", False),
+    # Metadata services.
+    ("169.254.170.2", False), ("100.100.100.200", False), ("fd00:ec2::23", False),
+    # IPv4 wrapped in IPv6: mapped (also of a public address), compatible, translated,
+    # 6to4 and NAT64 of private addresses, local-use NAT64.
+    ("::ffff:169.254.169.254", False), ("::ffff:0.0.0.0", False), ("::127.0.0.1", False),
+    ("::93.184.216.34", False), ("::ffff:0:a00:1", False), ("2002:a00:1::1", False),
+    ("2002:a9fe:a9fe::", False), ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::c0a8:101", False),
+    ("64:ff9b:1::5db8:d822", False),
+    # IPv6 that is not global unicast: unspecified, discard, Teredo, benchmarking,
+    # documentation (old and new), SRv6, unique-local, multicast, outside 2000::/3.
+    ("::", False), ("100::1", False), ("2001::1", False), ("2001:2::1", False),
+    ("2001:db8::1", False), ("3fff::1", False), ("5f00::1", False), ("fd12:3456::1", False),
+    ("ff02::1", False), ("4000::1", False), ("fe80::1%1", False),
+    # Public targets stay allowed, also through NAT64 and 6to4 of a public address.
+    ("8.8.8.8", True), ("2001:4860:4860::8888", True), ("64:ff9b::5db8:d822", True),
+    ("2002:5db8:d822::1", True),
 ])
 def test_which_addresses_are_public(address: str, allowed: bool) -> None:
     assert address_allowed(ipaddress.ip_address(address)) is allowed

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from aiohttp import web
@@ -22,7 +25,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from smsnodes_hub import messages
 from smsnodes_hub.app import create_app
-from smsnodes_hub.appkeys import AUTH, KEYRING
+from smsnodes_hub.appkeys import AUTH, KEYRING, WEBHOOK_WORKER
 
 from .conftest import PASSWORD, add_device, test_settings, ws_url
 from .test_at_rest import assert_absent, pg_dump
@@ -404,6 +407,95 @@ async def _attempted(hub: TestClient, webhook_id: int) -> bool:
     return bool(log["data"] and log["data"][0]["attempts"])
 
 
+async def _latest_attempt(hub: TestClient, webhook_id: int) -> dict[str, Any] | None:
+    log = await deliveries(hub, webhook_id)
+    if log["data"] and log["data"][0]["attempts"]:
+        return log["data"][0]["attempts"][-1]
+    return None
+
+
+async def test_allow_private_reaches_a_host_name_at_delivery(make_hub, receiver):
+    """With allow_private, a name that resolves to a private address (here `localhost`) is
+    not only accepted at registration but also connected to: the address checks are off at
+    delivery too, as the docs say."""
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    port = receiver.base.rsplit(":", 1)[1]
+    hook = await register(hub, receiver, ["sms.received"], path="/lan",
+                          url=f"http://localhost:{port}/lan")
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "to the lan")
+        [event] = await receiver.count("/lan", 1)
+    assert event["data"]["message"] == "to the lan"
+    [delivery] = (await until_async(lambda: _delivered(hub, hook["id"])))["data"]
+    assert [(a["statusCode"], a["error"]) for a in delivery["attempts"]] == [(200, None)]
+
+
+async def test_http_targets_are_refused_at_delivery_once_http_is_no_longer_allowed(
+        make_hub, receiver):
+    """Registered as http:// while allowed; the operator then turns allow_http off: no
+    cleartext request is made, the refusal is recorded, and the delivery waits (retried,
+    refused again) until the URL is changed to https:// or the setting comes back."""
+    first = await make_hub(**LOCAL)
+    await add_device(first, "shop-phone-1")
+    hook = await register(first, receiver, ["sms.received"])
+    await first.close()
+    hub = await make_hub(SMSNODES_WEBHOOKS_ALLOW_PRIVATE="true",
+                         SMSNODES_WEBHOOKS_RETRY_BACKOFF="0.1",
+                         SMSNODES_WEBHOOKS_RETRY_BACKOFF_MAX="0.2")
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "not in cleartext")
+        await until_async(lambda: _attempted(hub, hook["id"]))
+        await until_async(lambda: _attempts_at_least(hub, hook["id"], 2))
+    assert receiver.requests == []
+    [delivery] = (await deliveries(hub, hook["id"]))["data"]
+    assert delivery["state"] == "pending"
+    for attempt in delivery["attempts"]:
+        assert attempt["statusCode"] is None
+        assert attempt["error"].startswith("refused: http:// not allowed"), attempt
+
+
+async def _attempts_at_least(hub: TestClient, webhook_id: int, n: int) -> bool:
+    log = await deliveries(hub, webhook_id)
+    return bool(log["data"] and len(log["data"][0]["attempts"]) >= n)
+
+
+async def test_ipv6_and_ipv4_mapped_literals_are_refused_when_connected_to(
+        make_hub, receiver, aiohttp_server):
+    """`[::1]` and `[::ffff:127.0.0.1]` both reach a local receiver (shown first, with
+    private targets allowed); once they are not allowed, neither is connected to."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", receiver.handle)
+    server6 = await aiohttp_server(app, host="::1")
+    port = receiver.base.rsplit(":", 1)[1]
+    first = await make_hub(**LOCAL)
+    await add_device(first, "shop-phone-1")
+    v6 = await register(first, receiver, ["sms.received"], path="/v6",
+                        url=f"http://[::1]:{server6.port}/v6")
+    mapped = await register(first, receiver, ["sms.received"], path="/mapped",
+                            url=f"http://[::ffff:127.0.0.1]:{port}/mapped")
+    async with SimulatedPhone(ws_url(first), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "reachable")
+        await receiver.count("/v6", 1)
+        await receiver.count("/mapped", 1)
+    await first.close()
+    tried = len(receiver.requests)
+
+    hub = await make_hub(SMSNODES_WEBHOOKS_ALLOW_HTTP="true",
+                         SMSNODES_WEBHOOKS_RETRY_BACKOFF="0.1")
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "do not leak")
+        errors = {}
+        for name, hook in (("::1", v6), ("::ffff:127.0.0.1", mapped)):
+            attempt = await until_async(lambda h=hook: _latest_attempt(hub, h["id"]))
+            errors[name] = attempt["error"]
+    assert len(receiver.requests) == tried  # nothing more reached either listener
+    for name, error in errors.items():
+        shown = error.removeprefix("refused: ").removesuffix(" is not a public address")
+        # Python versions print a mapped address differently: compare the addresses.
+        assert ipaddress.ip_address(shown) == ipaddress.ip_address(name), error
+
+
 # -- Durability and exactly-once ----------------------------------------------------------------
 
 
@@ -449,6 +541,128 @@ async def test_the_event_and_the_state_change_commit_or_roll_back_together(
     assert event["data"]["messageId"] == message_id and event["data"]["to"] == NUMBER
 
 
+async def _install_outbox_failure(pool: Any) -> None:
+    """A trigger (in this test's own database) that makes every outbox insert fail, as a
+    full disk or a broken constraint would."""
+    await pool.execute("""
+        CREATE FUNCTION test_refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'outbox insert refused (test)'; END $$;
+        CREATE TRIGGER test_refuse_outbox BEFORE INSERT ON webhook_deliveries
+            FOR EACH ROW EXECUTE FUNCTION test_refuse_outbox();
+    """)
+
+
+async def test_a_failing_outbox_insert_leaves_no_state_change(make_hub, receiver, pool):
+    """No change without its event: when the outbox row cannot be written, the status
+    report, the received SMS and the cancellation are not recorded either."""
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    await register(hub, receiver, ["message.delivered", "sms.received", "message.cancelled"])
+    principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
+    assert principal is not None
+    sent = []
+    for text in ("to be delivered", "to be cancelled"):
+        resp = await hub.post("/api/send-sms", headers=basic(),
+                              json={"phoneNumbers": [NUMBER], "message": text})
+        sent.append((await resp.json())["messageId"])
+    delivered, cancelled = sent
+
+    async def snapshot() -> list[Any]:
+        return [
+            [tuple(r) for r in await pool.fetch(
+                "SELECT message_id, state FROM recipients ORDER BY message_id")],
+            [tuple(r) for r in await pool.fetch("SELECT id, state FROM messages ORDER BY id")],
+            await pool.fetchval("SELECT count(*) FROM message_events"),
+            await pool.fetchval("SELECT count(*) FROM inbound_messages"),
+            await pool.fetchval("SELECT count(*) FROM webhook_deliveries"),
+        ]
+
+    before = await snapshot()
+    await _install_outbox_failure(pool)
+    with pytest.raises(asyncpg.RaiseError, match="outbox insert refused"):
+        await messages.record_status(pool, principal, delivered, 1, NUMBER, "delivered", None)
+    with pytest.raises(asyncpg.RaiseError, match="outbox insert refused"):
+        await messages.store_inbound(pool, principal, "ref-1", SENDER, "lost?",
+                                     datetime.now(UTC))
+    with pytest.raises(asyncpg.RaiseError, match="outbox insert refused"):
+        await messages.cancel(pool, principal.account_id, cancelled)
+    assert await snapshot() == before
+    await asyncio.sleep(0.3)
+    assert receiver.requests == []
+
+    # The other direction for the other emitters: rolled back with the caller's transaction.
+    await pool.execute("DROP TRIGGER test_refuse_outbox ON webhook_deliveries")
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        assert await messages.store_inbound(conn, principal, "ref-1", SENDER, "rolled back",
+                                            datetime.now(UTC))
+        await messages.cancel(conn, principal.account_id, cancelled)
+        assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 2
+        await tx.rollback()
+    assert await snapshot() == before
+
+    # Once the outbox works, each change comes with its event.
+    await messages.store_inbound(pool, principal, "ref-1", SENDER, "arrives", datetime.now(UTC))
+    await messages.cancel(pool, principal.account_id, cancelled)
+    got = await receiver.count("/hook", 2)
+    assert sorted(e["type"] for e in got) == ["message.cancelled", "sms.received"]
+
+
+async def test_an_oversized_payload_is_given_up_without_a_request(make_hub, receiver, pool):
+    """Payloads are bounded (64 KiB): a body over the bound is never sent, the delivery
+    ends `failed` with the reason, and the webhook keeps working."""
+    hub = await make_hub(**LOCAL)
+    await add_device(hub, "shop-phone-1")
+    hook = await register(hub, receiver, ["sms.received"])
+    principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
+    assert principal is not None
+    # A phone cannot send this much; written directly, it stands for any oversized event.
+    assert await messages.store_inbound(pool, principal, "huge", SENDER, "x" * (70 * 1024),
+                                        datetime.now(UTC))
+    assert (await hub.get("/api/webhooks", headers=basic())).status == 200  # the key is here
+    [delivery] = (await until_async(lambda: _in_state(hub, hook["id"], "failed")))["data"]
+    assert [(a["statusCode"], a["error"], a["nextRetryAt"]) for a in delivery["attempts"]] == [
+        (None, "payload too large", None)]
+    assert receiver.requests == []
+    assert (await get(hub, f"/api/webhooks/{hook['id']}"))["active"] is True
+    assert await messages.store_inbound(pool, principal, "small", SENDER, "x" * 1600,
+                                        datetime.now(UTC))
+    [event] = await receiver.count("/hook", 1)
+    assert event["data"]["message"] == "x" * 1600  # the largest real text goes through
+
+
+async def test_a_delivery_cut_off_by_a_hub_stop_is_delivered_after_restart(
+        make_hub, receiver, pool):
+    """The hub stops while the receiver is still answering: the delivery is handed back at
+    once (not left to its lease), unrecorded, and the next hub delivers it with the same
+    event id."""
+    first = await make_hub(**LOCAL)
+    await add_device(first, "shop-phone-1")
+    hook = await register(first, receiver, ["sms.received"])
+    receiver.delays = [3.0]  # the first answer is still coming when the hub stops
+    async with SimulatedPhone(ws_url(first), "shop-phone-1", PASSWORD) as phone:
+        await phone.send_inbound(SENDER, "cut off")
+        await receiver.wait_for(lambda: len(receiver.requests) == 1)
+    row = await pool.fetchrow("SELECT * FROM webhook_deliveries")
+    assert row["locked_until"] is not None and row["state"] == "pending"  # claimed, in flight
+    await first.close()
+    row = await pool.fetchrow("SELECT * FROM webhook_deliveries")
+    assert (row["state"], row["attempts"], row["locked_until"]) == ("pending", 0, None)
+    assert await pool.fetchval("SELECT count(*) FROM webhook_attempts") == 0
+
+    hub = await make_hub(**LOCAL)
+    started = time.monotonic()
+    assert (await hub.get("/api/webhooks", headers=basic())).status == 200  # the key is here
+    [cut, again] = await receiver.count("/hook", 2)
+    # Far sooner than the lease (2 x 10 s + 30 s) would have let anyone retry it.
+    assert time.monotonic() - started < 10
+    assert cut["id"] == again["id"] and again["data"]["message"] == "cut off"
+    [delivery] = (await until_async(lambda: _delivered(hub, hook["id"])))["data"]
+    assert delivery["eventId"] == cut["id"]
+    assert [a["statusCode"] for a in delivery["attempts"]] == [200]
+
+
 async def test_pending_deliveries_survive_a_restart_and_wait_for_the_key(
         database_url, aiohttp_client, receiver, pool):
     settings = test_settings(database_url, **LOCAL, SMSNODES_SECURITY_CREDENTIAL_CACHE_SECONDS="0")
@@ -490,23 +704,46 @@ async def test_pending_deliveries_survive_a_restart_and_wait_for_the_key(
 
 
 async def test_two_hub_processes_deliver_each_event_once(make_hub, receiver, pool):
-    hub_a = await make_hub(**LOCAL)
-    hub_b = await make_hub(**LOCAL)
+    # Two slots each and slow answers: neither worker can drain the outbox alone in time,
+    # so both take part; every claim is watched to show that none is shared.
+    slots = {"SMSNODES_WEBHOOKS_CONCURRENCY": "2"}
+    hub_a = await make_hub(**LOCAL, **slots)
+    hub_b = await make_hub(**LOCAL, **slots)
     await add_device(hub_a, "shop-phone-1")
-    receiver.delays = [0.05] * 100  # slow enough that both workers are busy at once
+    receiver.delays = [0.15] * 100
     await register(hub_a, receiver, ["sms.received"])
     assert (await hub_b.get("/api/webhooks", headers=basic())).status == 200  # key in b too
     assert hub_a.app[KEYRING].accounts() == hub_b.app[KEYRING].accounts() != []
+    workers = {"a": hub_a.app[WEBHOOK_WORKER], "b": hub_b.app[WEBHOOK_WORKER]}
+    claimed: dict[str, set[int]] = {name: set() for name in workers}
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        # A claim lasts at least the receiver's 0.15 s: sampling every 10 ms sees each one.
+        while not stop.is_set():
+            for name, worker in workers.items():
+                claimed[name].update(delivery_id for delivery_id, _ in worker._claims.values())
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
     total = 24
-    async with SimulatedPhone(ws_url(hub_a), "shop-phone-1", PASSWORD) as phone:
-        await asyncio.gather(*(phone.send_inbound(SENDER, f"n{n}") for n in range(total)))
-        await receiver.count("/hook", total, timeout=15)
-        await asyncio.sleep(0.5)
+    try:
+        async with SimulatedPhone(ws_url(hub_a), "shop-phone-1", PASSWORD) as phone:
+            await asyncio.gather(*(phone.send_inbound(SENDER, f"n{n}") for n in range(total)))
+            await receiver.count("/hook", total, timeout=20)
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await watcher
     events = receiver.events("/hook")
     assert len(events) == total
     assert Counter(e["id"] for e in events).most_common(1)[0][1] == 1
     assert sorted(e["data"]["message"] for e in events) == sorted(f"n{n}" for n in range(total))
     assert await pool.fetchval("SELECT max(attempts) FROM webhook_deliveries") == 1
+    all_ids = {r["id"] for r in await pool.fetch("SELECT id FROM webhook_deliveries")}
+    assert claimed["a"] and claimed["b"], claimed  # both processes delivered
+    assert claimed["a"].isdisjoint(claimed["b"])  # no delivery was claimed by both
+    assert claimed["a"] | claimed["b"] == all_ids
 
 
 async def test_device_online_and_offline_with_a_grace_period(make_hub, receiver):
@@ -536,20 +773,37 @@ async def test_device_online_and_offline_with_a_grace_period(make_hub, receiver)
 
 
 async def test_a_database_dump_shows_no_secret_and_no_content(make_hub, receiver,
-                                                             database_url):
+                                                             database_url, pool):
     hub = await make_hub(**LOCAL)
     await add_device(hub, "shop-phone-1")
     receiver.default = 500  # the outbox keeps its rows, with their attempts
-    hook = await register(hub, receiver, ["sms.received"])
+    hook = await register(hub, receiver, ["sms.received", "message.delivered"])
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
         await phone.send_inbound("+15557654321", "Your code is 884213")
-        await receiver.count("/hook", 2)
+        resp = await hub.post("/api/send-sms", headers=basic(), json={
+            "phoneNumbers": ["+15559873210"], "message": "Parcel at locker 447120"})
+        assert resp.status == 200
+        await receiver.wait_for(lambda: {orjson.loads(r.body)["type"]
+                                         for r in receiver.requests}
+                                >= {"sms.received", "message.delivered"})
     dump = await pg_dump(database_url)
     assert b"COPY public.webhook_deliveries" in dump and b"sms.received" in dump
+    assert b"message.delivered" in dump
     secret = hook["secret"]
     assert_absent(dump, "the webhook secret", secret.encode())
     assert_absent(dump, "the signing key", base64.b64decode(secret.removeprefix("whsec_")))
-    for value in ("+15557654321", "Your code is 884213"):
-        assert value[-6:].encode() not in dump
-    # What the receiver got was the decrypted text: the dump's absence is not an accident.
-    assert orjson.loads(receiver.requests[0].body)["data"]["message"] == "Your code is 884213"
+    for value in ("+15557654321", "Your code is 884213", "+15559873210",
+                  "Parcel at locker 447120"):
+        assert value[-6:].encode() not in dump, value
+    # Nor in any plain column of the outbox and its log.
+    plain = await pool.fetchval(
+        "SELECT (SELECT string_agg(row_to_json(d)::text, ' ') FROM webhook_deliveries d)"
+        " || (SELECT string_agg(row_to_json(a)::text, ' ') FROM webhook_attempts a)")
+    assert "message.delivered" in plain
+    for value in ("7654321", "9873210", "884213", "447120"):
+        assert value not in plain, value
+    # What the receiver got was decrypted: the dump's absence is not an accident.
+    got = {e["type"]: e["data"] for e in receiver.events("/hook")}
+    assert got["sms.received"]["message"] == "Your code is 884213"
+    assert got["message.delivered"]["to"] == "+15559873210"
+    assert got["message.delivered"]["message"] == "Parcel at locker 447120"

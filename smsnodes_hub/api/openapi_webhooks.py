@@ -229,7 +229,8 @@ def schemas() -> Json:
             "statusCode": {"type": ["integer", "null"], "description": "The receiver's HTTP "
                            "status, or null when there was no answer."},
             "error": {"type": ["string", "null"], "description": "Why it failed (`HTTP 500`, "
-                      "`no answer within 10 s`, `refused: ...`), or null for a success."},
+                      "`no answer within 10 s`, `refused: ...` for a target the settings no longer "
+                      "allow), or null for a success."},
             "nextRetryAt": _timestamp("When the next attempt is due, or null.",
                                       nullable=True),
         }, ["attempt", "at", "durationMs", "statusCode", "error", "nextRetryAt"],
@@ -383,7 +384,7 @@ def _create_webhook(base: str) -> Json:
             "Extension. From now on, each chosen event of the account is POSTed to `url`, "
             "signed with the `secret` of this answer (shown only here: keep it). The URL is "
             "checked now (an IP address, or every address its host name resolves to, must "
-            "be public) and again on every connection. At most "
+            "be public) and again on every connection, as is the `https://` rule. At most "
             f"{webhooks.MAX_WEBHOOKS} per account."
         ),
         "security": BASIC_OR_BEARER,

@@ -190,8 +190,10 @@ class DeliveryWorker:
         return self.settings.timeout * 2 + 30
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=PublicResolver(),
-                                         limit=self.settings.concurrency)
+        # allow_private turns the address checks off, at connect time too: aiohttp's own
+        # resolver then, or a receiver.lan registered under that setting never gets anything.
+        resolver = None if self.settings.allow_private else PublicResolver()
+        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
@@ -324,6 +326,13 @@ class DeliveryWorker:
         error: str | None
         try:
             url = URL(raw_url)
+            # The rules of registration hold at delivery: a webhook registered while
+            # allow_http was on gets no cleartext once the operator turned it off.
+            if url.scheme != "https" and not (url.scheme == "http"
+                                              and self.settings.allow_http):
+                raise AddressNotAllowed(
+                    f"{url.scheme}:// not allowed (webhooks.allow_http is off): "
+                    "change the webhook's url to https://")
             literal = ip_literal(url.host or "")
             if (literal is not None and not self.settings.allow_private
                     and not address_allowed(literal)):

@@ -16,12 +16,51 @@ from .errors import WebhookError
 MAX_URL = 2048
 RESOLVE_TIMEOUT = 5.0
 
-# Cloud metadata and host-agent addresses. Most are link-local or private anyway; the ones
+# Cloud metadata and host-agent addresses. Most are in a denied range anyway; the ones
 # that are not (Azure's wire server) are named here.
 _METADATA = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "168.63.129.16",
+    "169.254.169.254", "169.254.170.2", "169.254.169.253", "fd00:ec2::254", "fd00:ec2::23",
+    "100.100.100.200", "168.63.129.16", "192.0.0.192",
 ))
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# Every special-purpose range that is not a public unicast target, written out rather than
+# taken from `is_global` / `is_private`, whose answers change between Python patch releases
+# (3.11.7 still calls fec0::/10 and most of 192.0.0.0/24 global).
+_DENIED_V4 = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8",        # "this network", unspecified
+    "10.0.0.0/8",       # private
+    "100.64.0.0/10",    # shared (carrier-grade NAT)
+    "127.0.0.0/8",      # loopback
+    "169.254.0.0/16",   # link-local, cloud metadata
+    "172.16.0.0/12",    # private
+    "192.0.0.0/24",     # IETF protocol assignments (DS-Lite, NAT64 discovery, ...)
+    "192.0.2.0/24",     # documentation
+    "192.88.99.0/24",   # 6to4 relay anycast (deprecated)
+    "192.168.0.0/16",   # private
+    "198.18.0.0/15",    # benchmarking
+    "198.51.100.0/24",  # documentation
+    "203.0.113.0/24",   # documentation
+    "224.0.0.0/4",      # multicast
+    "240.0.0.0/4",      # reserved, broadcast
+))
+_DENIED_V6 = tuple(ipaddress.IPv6Network(n) for n in (
+    "::/96",            # unspecified, loopback, IPv4-compatible (deprecated)
+    "::ffff:0:0/96",    # IPv4-mapped: a v4 target is written as v4
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+    "64:ff9b:1::/48",   # local-use NAT64
+    "100::/64",         # discard
+    "2001::/23",        # IETF protocol assignments (Teredo, benchmarking, ORCHID, ...)
+    "2001:db8::/32",    # documentation
+    "3fff::/20",        # documentation
+    "5f00::/16",        # SRv6 segment identifiers
+    "fc00::/7",         # unique-local
+    "fe80::/10",        # link-local
+    "fec0::/10",        # site-local (deprecated)
+    "ff00::/8",         # multicast
+))
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -31,20 +70,30 @@ class AddressNotAllowed(OSError):
 
 
 def address_allowed(address: Address) -> bool:
-    """Only global unicast addresses: never loopback, private, shared, link-local,
-    unique-local, multicast, reserved, unspecified or a cloud metadata service, also when
-    wrapped in an IPv6 form (IPv4-mapped, 6to4, NAT64)."""
+    """Only public unicast addresses: never loopback, private, shared, link-local,
+    unique-local, site-local, multicast, reserved, documentation, unspecified or a cloud
+    metadata service, also when wrapped in an IPv6 form (IPv4-mapped or -compatible, 6to4,
+    NAT64). The explicit lists decide; the stdlib's flags only add refusals."""
+    if address in _METADATA:
+        return False
     if isinstance(address, ipaddress.IPv6Address):
-        embedded: ipaddress.IPv4Address | None = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None and not address_allowed(embedded):
-            return False
         if address.scope_id:
             return False
+        if address in _NAT64:
+            # The well-known NAT64 prefix reaches the IPv4 address in its last 32 bits.
+            return address_allowed(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address in _SIXTOFOUR:
+            embedded = address.sixtofour
+            if embedded is None or not address_allowed(embedded):
+                return False
+        elif address not in _GLOBAL_UNICAST_V6:
+            return False  # outside 2000::/3 nothing is assigned for public unicast
+        if any(address in net for net in _DENIED_V6):
+            return False
+    elif any(address in net for net in _DENIED_V4):
+        return False
     return not (
-        address in _METADATA
-        or not address.is_global
+        not address.is_global
         or address.is_multicast
         or address.is_private
         or address.is_loopback
