@@ -106,6 +106,9 @@ def _forget_logins(app: web.Application) -> Callable[[str, int], None]:
             app[KEYRING].forget_device(ident)
         elif kind == "token":
             app[BEARER_CACHE].forget_token(ident)
+        elif kind == "all":  # the bus was down: a revocation may have been missed
+            app[AUTH].cache.clear()
+            app[BEARER_CACHE].clear()
 
     return forget
 

@@ -71,10 +71,10 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
             settings.device.window,
         )
     )
-    for message_id in attached:  # cancelled or expired while the phone was away
-        conn.withdraw(message_id)
     conn.start_writer()
-    conn.note_new_work()
+    # Only now may sms and cancel frames follow (auth_ok must be the first frame); these
+    # cancels are for messages cancelled or expired while the phone was away.
+    conn.set_ready(attached)
     log.info("device %s connected from %s", principal.device_id, remote)
     try:
         await _read_loop(ws, conn)

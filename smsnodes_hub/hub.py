@@ -37,8 +37,12 @@ OFFLINE_SWEEP_TICKS = 4  # look for devices to announce offline every second
 
 _REGISTER = """
 WITH gate AS (
+    -- Locked: a racing _ANNOUNCE_OFFLINE must not slip between this read of
+    -- announced_online and the update below, or device.online would be lost. NO KEY
+    -- UPDATE, so sends (foreign-key checks) are not held up meanwhile.
     SELECT id, account_id, announced_online FROM devices
      WHERE id = $1 AND credential_epoch = $8
+       FOR NO KEY UPDATE
 ), s AS (
     INSERT INTO device_sessions (device_id, connection_id, process_id, remote)
     SELECT $1, $2, $3, $4 FROM gate
@@ -62,12 +66,13 @@ WITH gate AS (
        AND dispatched_to IS DISTINCT FROM $2
     RETURNING 1
 ), n AS (
-    SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate WHERE $9
+    -- Always: a cached count of other processes can be stale (one may have just started).
+    SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate
 ), wd AS (
-    -- Cancels and expiries that happened while the phone was away.
-    UPDATE messages SET withdraw_pending = false
+    -- Cancels and expiries the phone has not been told of yet (the flag is cleared once a
+    -- cancel is written to its socket): a repeat is harmless, the phone ignores it.
+    SELECT id FROM messages
      WHERE device_id IN (SELECT id FROM gate) AND withdraw_pending
-    RETURNING id
 )
 SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requeued,
        (SELECT count(*) FROM n) AS notified, (SELECT count(*) FROM online) AS hooked,
@@ -101,6 +106,24 @@ SELECT emit_webhook_event(account_id, 'device.offline', id, NULL, NULL, NULL, NU
   FROM gone
 """
 
+# Messages dispatched to a live socket of this process that it does not hold in flight (a
+# handler cancelled between insert and push, a batch cut short) go back to the queue.
+_RECONCILE = """
+UPDATE messages SET state = 'queued', dispatched_to = NULL
+ WHERE state = 'dispatched' AND device_id = ANY($1::bigint[])
+   AND dispatched_to = ANY($2::uuid[])
+   AND dispatched_at < now() - make_interval(secs => $3)
+   AND id <> ALL($4::bigint[])
+RETURNING device_id
+"""
+
+# Live sockets whose login is void: password changed, device removed or token revoked.
+_VOID_LOGINS = """
+SELECT c.device FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS c(device, epoch, token)
+ WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = c.device AND d.credential_epoch = c.epoch)
+    OR (c.token IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.id = c.token))
+"""
+
 CONNECTED_SQL = """
 SELECT count(*) FROM device_sessions s JOIN hub_processes p ON p.id = s.process_id
  WHERE p.heartbeat_at > now() - make_interval(secs => $1)
@@ -129,6 +152,7 @@ class Hub:
 
     __slots__ = (
         "_detaching",
+        "_dsn",
         "_listener",
         "_stopped",
         "_tasks",
@@ -146,13 +170,16 @@ class Hub:
         self.pool = pool
         self.process_id = uuid.uuid4()
         self.connections: dict[int, DeviceConnection] = {}
-        # Other live hub processes on this database; while there are none, NOTIFY is skipped.
+        # Other live hub processes on this database, as of the last heartbeat. Informative
+        # only: NOTIFY is never skipped on it, since a process may have started since.
         self.other_processes = 0
         self.pacers: dict[int, Pacer] = {}
         # Called with ("credentials", device_id) or ("token", token_id) when another process
         # (or the CLI) changed credentials: caches of verified logins drop their entries.
+        # ("all", 0) after the bus was down: what it missed is unknown, so drop everything.
         self.invalidation_hooks: list[Callable[[str, int], None]] = []
         self._listener: asyncpg.Connection | None = None
+        self._dsn = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._detaching: set[asyncio.Task[None]] = set()
@@ -160,6 +187,7 @@ class Hub:
     # -- Lifecycle ----------------------------------------------------------------------------
 
     async def start(self, dsn: str) -> None:
+        self._dsn = dsn
         await self._register_process()
         self._tasks = [
             asyncio.create_task(
@@ -240,11 +268,25 @@ class Hub:
     async def _sweep_orphans(self) -> None:
         grace = self.settings.device.ack_timeout
         for device_id in await messages.requeue_orphans(self.pool, grace, PROCESS_STALE):
-            conn = self.connections.get(device_id)
-            if conn is not None:
-                conn.note_new_work()
-            elif self.other_processes:
-                await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"work:{device_id}")
+            await self.announce_work(device_id)
+        await self._reconcile(grace)
+
+    async def _reconcile(self, grace: float) -> None:
+        """Every row dispatched to a live socket here is in its window, or queued again."""
+        conns = list(self.connections.values())
+        if not conns:
+            return
+        rows = await self.pool.fetch(
+            _RECONCILE,
+            [c.device_id for c in conns],
+            [c.id for c in conns],
+            grace,
+            [m for c in conns for m in c.in_flight_ids()],
+        )
+        for device_id in {r["device_id"] for r in rows}:
+            log.warning("device %s: dispatched messages had no frame in flight; requeued",
+                        device_id)
+            await self.announce_work(device_id)
 
     async def _clock_tick(self, ticks: Iterator[int]) -> None:
         """Expire what is due (first, so nothing expired is released), then release the
@@ -269,9 +311,8 @@ class Hub:
         """Send `cancel` for a message the phone holds, wherever its socket is."""
         conn = self.connections.get(device_id)
         if conn is not None:
-            conn.withdraw(message_id)
-            await messages.withdrawn(self.pool, device_id, [message_id])
-        elif self.other_processes:
+            conn.withdraw(message_id)  # clears withdraw_pending once written
+        else:
             await self.pool.execute(
                 "SELECT pg_notify($1, $2)", CHANNEL, f"cancel:{device_id}:{message_id}"
             )
@@ -311,11 +352,46 @@ class Hub:
     async def _listen(self, dsn: str) -> None:
         if self._listener is not None and not self._listener.is_closed():
             return
-        self._listener = await asyncpg.connect(dsn, timeout=5)
-        await self._listener.add_listener(CHANNEL, self._on_notify)
-        # Anything announced while we were not listening is found by asking the queue again.
-        for conn in self.connections.values():
+        listener = await asyncpg.connect(dsn, timeout=5)
+        await listener.add_listener(CHANNEL, self._on_notify)
+        listener.add_termination_listener(self._on_listener_lost)
+        self._listener = listener
+        # Anything announced while we were not listening is found by asking again: the
+        # queue for work, and the database for revocations (caches would honour a revoked
+        # token or an old password for their whole lifetime otherwise).
+        self._invalidate("all", 0)
+        for conn in list(self.connections.values()):
             conn.note_new_work()
+        await self._drop_void_logins()
+
+    def _on_listener_lost(self, _conn: object) -> None:
+        if not self._stopped:
+            self._spawn(self._relisten())
+
+    async def _relisten(self) -> None:
+        """Listen again at once rather than at the next heartbeat: revocations wait on it."""
+        for _ in range(int(PROCESS_HEARTBEAT)):
+            try:
+                await self._listen(self._dsn)
+                return
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("could not listen on the bus again: %s", exc)
+                await asyncio.sleep(1)
+        # Past that the heartbeat keeps trying.
+
+    async def _drop_void_logins(self) -> None:
+        conns = list(self.connections.values())
+        if not conns:
+            return
+        void = set(await self.pool.fetchval(
+            "SELECT ARRAY(" + _VOID_LOGINS + ")",
+            [c.device_id for c in conns],
+            [c.principal.credential_epoch for c in conns],
+            [c.principal.token_id for c in conns],
+        ))
+        for conn in conns:
+            if conn.device_id in void:
+                self._drop(conn, CLOSE_INVALID_CREDENTIALS, "credentials changed")
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         kind, _, rest = payload.partition(":")
@@ -367,7 +443,7 @@ class Hub:
         conn = self.connections.get(device_id)
         if conn is not None:
             conn.note_new_work()
-        elif self.other_processes:
+        else:
             await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"work:{device_id}")
 
     # -- Sessions -----------------------------------------------------------------------------
@@ -400,7 +476,6 @@ class Hub:
             app,
             sims,
             conn.principal.credential_epoch,
-            self.other_processes > 0,
         )
         assert row is not None
         self.pacer(conn.device_id).per_minute = row["pace"]

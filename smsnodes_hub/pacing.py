@@ -38,9 +38,18 @@ class Pacer:
         if self.per_minute:
             self._log.append((time.monotonic() if now is None else now, count))
 
+    def busy(self, now: float | None = None) -> bool:
+        """Some SMS of the last minute still count against the limit."""
+        if not self.per_minute:
+            return False
+        self._prune(time.monotonic() if now is None else now)
+        return bool(self._log)
+
     def seconds_until_room(self, now: float | None = None) -> float:
+        """When the oldest SMS of the minute leaves it; never 0, so a timer armed with it
+        cannot turn into a busy loop (with an empty log there is nothing to wait for)."""
         now = time.monotonic() if now is None else now
         self._prune(now)
         if not self._log:
-            return 0.0
+            return WINDOW
         return max(0.01, self._log[0][0] + WINDOW - now)

@@ -104,7 +104,9 @@ async def store(
         stored = await messages.insert(
             db, principal, priority=out.priority, text=out.text, numbers=out.numbers,
             dispatch_to=conn.id if direct and conn else None,
-            notify=conn is None and hub.other_processes > 0,
+            # Whenever the phone is not here: another process may hold it, even one that
+            # started after our last look at the process table.
+            notify=conn is None,
             local_online=conn is not None, stale_seconds=PROCESS_STALE,
             scheduled_at=out.scheduled_at, expires_at=out.expires_at,
         )

@@ -136,3 +136,7 @@ class BearerCache:
         self._entries = {
             k: v for k, v in self._entries.items() if v.principal.device_id != device_id
         }
+
+    def clear(self) -> None:
+        """The bus was down: a revocation may have been missed, so trust no entry."""
+        self._entries.clear()

@@ -4,17 +4,20 @@ status reports and inbound SMS (PROTOCOL.md 2-5), through real sockets and Postg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 
 import asyncpg
+import orjson
+from aiohttp import WSMsgType
 from device_sim import PhoneBehaviour, SimulatedPhone
 
 from smsnodes_hub.app import create_app
 from smsnodes_hub.appkeys import HUB
 
 from .conftest import PASSWORD, add_device, database_name, test_settings, ws_url
-from .wsclient import RawPhone
+from .wsclient import RawPhone, StalledPhone, client_frame
 
 NUMBER = "+1234567890"
 
@@ -233,7 +236,9 @@ async def test_ok_is_sent_only_after_commit(hub, pool, admin_dsn, database_url):
         await phone.send({"type": "status", "ref": "r1", "id": frame["id"], "to": NUMBER,
                           "status": "sent"})
         # No ok: the phone keeps the report and will send it again after reconnecting.
-        assert await phone.closed_with() == 1013
+        while (msg := await phone.ws.receive(timeout=5)).type == WSMsgType.TEXT:
+            assert orjson.loads(msg.data)["type"] != "ok", msg.data
+        assert msg.type == WSMsgType.CLOSE and msg.data == 1013
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
@@ -278,15 +283,102 @@ async def test_simulated_phone_round_trip_with_reports(hub, pool):
     assert [r["state"] for r in states] == ["delivered"] * 5
 
 
-async def test_slow_reader_is_disconnected_without_blocking_the_hub(make_hub):
-    hub = await make_hub(SMSNODES_DEVICE_OUTBOX_SIZE="8")
+async def _flood(phone: StalledPhone, frames: int | None, hub: Any, device_id: int) -> int:
+    """Send bad frames, each answered by an error frame the stalled phone never reads, until
+    `frames` were sent or (None) the hub drops the socket. Returns how many went."""
+    bad = {"type": "nonsense", "ref": "r" * 200}
+    sent = 0
+    deadline = asyncio.get_running_loop().time() + 20
+    with contextlib.suppress(ConnectionError):
+        while frames is None or sent < frames:
+            if frames is None and hub.app[HUB].local(device_id) is None:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "never dropped"
+            for _ in range(100):
+                phone.writer.write(client_frame(orjson.dumps(bad)))
+            await phone.writer.drain()
+            sent += 100
+    return sent
+
+
+async def _dropped_and_requeued(hub: Any, pool: asyncpg.Pool, device_id: int,
+                                message_id: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (hub.app[HUB].local(device_id) is not None
+           or await pool.fetchval("SELECT state FROM messages WHERE id = $1",
+                                  message_id) != "queued"):
+        assert loop.time() < deadline, "the stalled phone is still attached"
+        await asyncio.sleep(0.05)
+    health = await (await hub.get("/api/health")).json()
+    assert health["connectedDevices"] == 0
+    assert (await send(hub))["deviceOnline"] is False
+
+
+async def test_a_phone_that_stops_reading_is_dropped_when_its_outbox_overflows(make_hub, pool):
+    # A 30 s heartbeat: only the overflow can end it in time. The outbox is big enough that
+    # while the socket still takes bytes the writer keeps up with a burst; so it overflows
+    # only once the socket is full and the writer is stuck for good.
+    hub = await make_hub(SMSNODES_DEVICE_OUTBOX_SIZE="500", SMSNODES_DEVICE_HEARTBEAT="30")
+    device_id = await add_device(hub, "shop-phone-1")
+    phone = await StalledPhone.login(hub.server.host, hub.server.port, "shop-phone-1",
+                                     PASSWORD)
+    body = await send(hub)
+    assert body["sentImmediately"] is True
+    assert (await phone.recv())["id"] == body["messageId"]  # in flight, never acked
+    phone.stop_reading()
+    started = asyncio.get_running_loop().time()
+    await _flood(phone, None, hub, device_id)
+    await _dropped_and_requeued(hub, pool, device_id, body["messageId"], 5)
+    assert asyncio.get_running_loop().time() - started < 10
+    phone.close()
+
+
+async def test_a_writer_stuck_on_a_full_socket_is_dropped_within_a_heartbeat(make_hub, pool):
+    # An outbox too big to overflow: the bound on each write (and the keepalive, which
+    # does not live in the stuck writer) must end it.
+    hub = await make_hub(SMSNODES_DEVICE_OUTBOX_SIZE="100000", SMSNODES_DEVICE_HEARTBEAT="1")
+    device_id = await add_device(hub, "shop-phone-1")
+    phone = await StalledPhone.login(hub.server.host, hub.server.port, "shop-phone-1",
+                                     PASSWORD)
+    body = await send(hub)
+    assert (await phone.recv())["id"] == body["messageId"]
+    phone.stop_reading()
+    await _flood(phone, 20_000, hub, device_id)  # megabytes of replies: the writer blocks
+    await _dropped_and_requeued(hub, pool, device_id, body["messageId"], 6)
+    phone.close()
+
+
+async def test_a_row_that_does_not_decrypt_fails_alone_and_the_batch_goes_out(hub, pool):
+    await add_device(hub, "shop-phone-1")
+    ids = [(await send(hub, text=f"m{n}"))["messageId"] for n in range(3)]
+    await pool.execute("UPDATE messages SET body = '\\x00'::bytea WHERE id = $1", ids[1])
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    frames = await phone.recv_sms(2)
+    assert [f["id"] for f in frames] == [ids[0], ids[2]]
+    await phone.nothing_for(0.3)
+    rows = await pool.fetch("SELECT m.state, r.state AS recipient, r.error FROM messages m "
+                            "JOIN recipients r ON r.message_id = m.id WHERE m.id = $1", ids[1])
+    assert [(r["state"], r["recipient"]) for r in rows] == [("done", "failed")]
+    assert "decrypt" in rows[0]["error"]
+    await phone.close()
+
+
+async def test_a_report_for_an_older_attempt_is_accepted_and_ignored(make_hub, pool):
+    hub = await make_hub(SMSNODES_DELIVERY_RETRY_BACKOFF="0.1")
     await add_device(hub, "shop-phone-1")
     phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
-    conn = hub.app[HUB].local(phone.auth["deviceId"])
-    # The phone stops reading; the hub keeps queueing replies until the outbox overflows.
-    for n in range(12):
-        conn.send(b'{"type":"ok","ref":%d}' % n)
-    assert not conn.open
-    health = await hub.get("/api/health")
-    assert health.status == 200
-    await phone.session.close()
+    body = await send(hub)
+    [first] = await phone.recv_sms(1)
+    await phone.send({"type": "status", "ref": "f", "id": first["id"], "attempt": 1,
+                      "to": NUMBER, "status": "failed", "error": "RESULT_ERROR_NO_SERVICE"})
+    assert await phone.recv_type("ok") == {"type": "ok", "ref": "f"}
+    [second] = await phone.recv_sms(1, timeout=10)
+    assert second["attempt"] == 2
+    await phone.send({"type": "status", "ref": "old", "id": first["id"], "attempt": 1,
+                      "to": NUMBER, "status": "delivered"})
+    assert await phone.recv_type("ok") == {"type": "ok", "ref": "old"}
+    row = await pool.fetchrow("SELECT state, attempt FROM recipients WHERE message_id = $1",
+                              body["messageId"])
+    assert (row["state"], row["attempt"]) == ("pending", 2)
+    await phone.close()

@@ -224,3 +224,51 @@ async def test_shutdown_closes_phones_with_1001(make_hub):
     await hub.close()
     assert await closing == 1001
     await phone.session.close()
+
+
+async def test_auth_ok_is_the_first_frame_even_when_a_send_races_the_login(hub, pool):
+    from .test_delivery import send
+
+    device_id = await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.connect(ws_url(hub))
+    async with pool.acquire() as lock:
+        # The device row held: the login's session registration waits on it, while sends
+        # (which only need a key share for their foreign keys) go through.
+        tx = lock.transaction()
+        await tx.start()
+        await lock.execute("SELECT 1 FROM devices WHERE id = $1 FOR NO KEY UPDATE", device_id)
+        await phone.send({"type": "auth", "username": "shop-phone-1", "password": PASSWORD})
+        await _until(lambda: hub.app[_hub_key()].local(device_id) is not None, 5)
+        body = await send(hub, text="racing the login")
+        await tx.rollback()
+    assert (await phone.recv())["type"] == "auth_ok"
+    assert body["sentImmediately"] is False  # it was not pushed during the request
+    [frame] = await phone.recv_sms(1)
+    assert frame["id"] == body["messageId"]
+    await phone.close()
+
+
+async def test_an_idle_paced_phone_does_not_keep_claiming(hub, pool):
+    from .test_delivery import send
+
+    device_id = await add_device(hub, "shop-phone-1")
+    await pool.execute("UPDATE devices SET pace_per_minute = 5 WHERE id = $1", device_id)
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    # Count the database's transactions while the phone sits idle with nothing sent this
+    # minute: a claim loop would be thousands a second; the hub's own clock a few dozen.
+    count = ("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+             "WHERE datname = current_database()")
+    await asyncio.sleep(1.2)  # statistics reach pg_stat_database about once a second
+    before = await pool.fetchval(count)
+    await asyncio.sleep(2.5)
+    assert await pool.fetchval(count) - before < 200
+    body = await send(hub, text="paced")
+    [frame] = await phone.recv_sms(1)
+    assert frame["id"] == body["messageId"]
+    await phone.ack(frame)
+    await asyncio.sleep(0.2)
+    conn = hub.app[_hub_key()].local(device_id)
+    claims = conn.claims
+    await asyncio.sleep(1)
+    assert conn.claims == claims  # the next look is when the minute has room, not sooner
+    await phone.close()

@@ -90,13 +90,17 @@ async def test_scheduled_message_moves_once_with_two_processes(make_hub, pool):
     hub_a = await make_hub()
     hub_b = await make_hub()
     await add_device(hub_a, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
     _, body = await post(hub_a, scheduledAt=at(0.6))
     await asyncio.sleep(1.5)
     queued = await pool.fetchval(
         "SELECT count(*) FROM message_events WHERE message_id = $1 AND status = 'queued'",
         body["messageId"])
-    assert queued == 1
-    assert hub_b  # both clocks ran over the same row
+    assert queued == 1  # both clocks ran over the same row
+    [frame] = await phone.recv_sms(1)
+    assert frame["id"] == body["messageId"]
+    await phone.nothing_for(1.0)  # exactly one frame
+    await phone.close()
 
 
 async def test_transient_failure_is_retried_and_succeeds_on_the_second_attempt(make_hub):
@@ -273,9 +277,97 @@ async def test_a_cancel_made_while_the_phone_was_away_reaches_it_on_return(hub):
     await back.send({"type": "auth", "token": token})
     assert (await back.recv())["type"] == "auth_ok"
     assert await back.recv() == {"type": "cancel", "id": frame["id"]}
+    # Repeats are harmless (a phone ignores a cancel it cannot use), so the hub stops
+    # telling only once the cancel is known to be on the wire.
+    await _until_withdrawn(hub, body["messageId"])
     await back.close()
-    again = await RawPhone.connect(ws_url(hub))  # told once, not on every login
+    again = await RawPhone.connect(ws_url(hub))  # told, so not on every login
     await again.send({"type": "auth", "token": token})
     assert (await again.recv())["type"] == "auth_ok"
     await again.nothing_for(0.3)
     await again.close()
+
+
+async def _until_withdrawn(hub: Any, message_id: int) -> None:
+    from smsnodes_hub.appkeys import POOL
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while await hub.app[POOL].fetchval(
+            "SELECT withdraw_pending FROM messages WHERE id = $1", message_id):
+        assert loop.time() < deadline, "the written cancel was never recorded"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_cancel_dropped_by_a_closing_socket_is_told_at_the_next_login(hub, pool):
+    from smsnodes_hub import messages
+    from smsnodes_hub.appkeys import HUB
+
+    device_id = await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    token = phone.auth["token"]
+    _, body = await post(hub, message="on the phone")
+    [frame] = await phone.recv_sms(1)
+    account_id = await pool.fetchval("SELECT account_id FROM devices WHERE id = $1", device_id)
+    await messages.cancel(pool, account_id, body["messageId"])
+    # The socket is closing but not yet detached, so the cancel frame is dropped unwritten.
+    hub_ = hub.app[HUB]
+    hub_.local(device_id).close(1000)
+    await hub_.withdraw(device_id, body["messageId"])
+    await phone.closed_with()
+    await phone.close()
+    assert await pool.fetchval("SELECT withdraw_pending FROM messages WHERE id = $1",
+                               body["messageId"])
+    back = await RawPhone.connect(ws_url(hub))
+    await back.send({"type": "auth", "token": token})
+    assert (await back.recv())["type"] == "auth_ok"
+    assert await back.recv_type("cancel") == {"type": "cancel", "id": frame["id"]}
+    await back.close()
+
+
+async def test_revoking_a_phones_session_token_closes_its_socket_with_4401(hub):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    listed = await get(hub, "/api/tokens", basic())
+    [session] = [t for t in listed["data"] if t["kind"] == "session"]
+    resp = await hub.delete(f"/api/tokens/{session['id']}", headers=basic())
+    assert resp.status in (200, 204)
+    assert await phone.closed_with(timeout=5) == 4401
+    await phone.close()
+
+
+async def test_revocations_made_while_the_bus_was_down_apply_once_it_is_back(
+        hub, pool, admin_dsn, database_url):
+    import asyncpg
+
+    from smsnodes_hub import tokens
+    from smsnodes_hub.appkeys import HUB
+
+    from .conftest import database_name
+
+    device_id = await add_device(hub, "shop-phone-1")
+    created = await (await hub.post("/api/tokens", json={}, headers=basic())).json()
+    bearer = {"Authorization": f"Bearer {created['token']}"}
+    await get(hub, "/api/messages", bearer)  # the Bearer login is cached now
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    # The hub's LISTEN connection dies and cannot come back yet; the revocations' NOTIFY
+    # reach nobody.
+    name = database_name(database_url)
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        async with pool.acquire() as mine:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await mine.execute("SELECT pg_terminate_backend($1)",
+                               hub.app[HUB]._listener.get_server_pid())
+            assert await tokens.revoke_token(mine, device_id, created["id"])
+            assert await tokens.revoke_session_tokens(mine, device_id) == 1
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 8
+    while (await hub.get("/api/messages", headers=bearer)).status != 401:
+        assert loop.time() < deadline, "the revoked Bearer token still works"
+        await asyncio.sleep(0.1)
+    assert await phone.closed_with(timeout=8) == 4401
+    await phone.close()

@@ -88,3 +88,63 @@ async def test_removing_a_device_closes_its_socket(hub, pool):
     await accounts.remove_device(pool, "shop-phone-1")
     assert await phone.closed_with(timeout=10) == 4401
     await phone.session.close()
+
+
+async def test_a_send_reaches_a_phone_on_a_process_started_a_moment_ago(make_hub):
+    # No waiting for heartbeats: hub_a looked at the process table before hub_b existed,
+    # and must wake it all the same.
+    hub_a = await make_hub()
+    await add_device(hub_a, "shop-phone-1")
+    await asyncio.sleep(0.5)  # hub_a's first heartbeat is over: it saw no other process
+    hub_b = await make_hub()
+    phone = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
+    assert hub_a.app[HUB].other_processes == 0  # stale, as it is for up to 5 s
+    body = await send(hub_a, text="right away")
+    assert body["deviceOnline"] is True
+    [frame] = await phone.recv_sms(1, timeout=3)
+    assert frame["id"] == body["messageId"]
+    await phone.close()
+
+
+async def test_a_login_on_a_process_that_thinks_it_is_alone_still_replaces(make_hub):
+    hub_a = await make_hub()
+    await add_device(hub_a, "shop-phone-1")
+    await asyncio.sleep(0.5)  # hub_a's first heartbeat is over: it saw no other process
+    hub_b = await make_hub()
+    old = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
+    assert hub_a.app[HUB].other_processes == 0
+    new = await RawPhone.login(ws_url(hub_a), "shop-phone-1", PASSWORD)
+    assert await old.closed_with(timeout=3) == 4409
+    await new.close()
+    await old.session.close()
+
+
+async def test_a_login_racing_the_offline_announcement_still_announces_online(make_hub, pool):
+    from smsnodes_hub import hub as hub_module
+
+    from .test_status_api import basic
+
+    hub = await make_hub()
+    device_id = await add_device(hub, "shop-phone-1")
+    resp = await hub.post("/api/webhooks", headers=basic(), json={
+        "url": "https://93.184.216.34/hooks/sms", "events": ["device.online", "device.offline"]})
+    assert resp.status == 201
+    await pool.execute("UPDATE devices SET announced_online = true, "
+                       "last_seen_at = now() - interval '1 hour' WHERE id = $1", device_id)
+    async with pool.acquire() as other:
+        # Another process announces the device offline and has not committed yet...
+        tx = other.transaction()
+        await tx.start()
+        assert len(await other.fetch(hub_module._ANNOUNCE_OFFLINE, 0.5,
+                                     hub_module.PROCESS_STALE)) == 1
+        # ...while the phone logs in here: its registration waits for that row.
+        login = asyncio.create_task(RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD))
+        await asyncio.sleep(0.5)
+        assert not login.done()
+        await tx.commit()
+    phone = await login
+    events = [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM webhook_deliveries ORDER BY id")]
+    assert events == ["device.offline", "device.online"]
+    assert await pool.fetchval("SELECT announced_online FROM devices WHERE id = $1", device_id)
+    await phone.close()
