@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
+# \Z, not $: `$` also matches before a final "\n", which the database CHECK refuses.
+USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,64}\Z")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 # Session tokens kept per device: enough for reinstalls and several app builds, bounded so a

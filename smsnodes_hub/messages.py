@@ -30,9 +30,10 @@ WITH dev AS (
     SELECT id FROM devices WHERE id = $1 AND credential_epoch = $2
        AND ($15::bigint IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE id = $15))
 ), msg AS (
-    INSERT INTO messages (account_id, device_id, priority, state, body, recipient_count,
+    -- Every recipient is pending, so the overall status is the message's state.
+    INSERT INTO messages (account_id, device_id, priority, state, status, body, recipient_count,
                           dispatched_to, dispatched_at, scheduled_at, expires_at)
-    SELECT $3, dev.id, $4, $5, $6, cardinality($7::bytea[]), $8,
+    SELECT $3, dev.id, $4, $5, $5, $6, cardinality($7::bytea[]), $8,
            CASE WHEN $5 = 'dispatched' THEN now() END, $9, $10
       FROM dev
     RETURNING id, created_at
@@ -105,16 +106,23 @@ async def insert(
 
 _CLAIM = """
 WITH head AS (
-    SELECT id, recipient_count FROM messages
+    SELECT id, attempt FROM messages
      WHERE device_id = $1 AND state = 'queued' AND (expires_at IS NULL OR expires_at > now())
      ORDER BY priority DESC, id
      LIMIT $3
        FOR UPDATE SKIP LOCKED
 ), picked AS (
-    -- With pacing ($4 set), the head of the queue waits rather than overshoot the limit.
-    SELECT id FROM head WHERE $4::integer IS NULL OR recipient_count <= $4
+    -- With pacing ($4 set), the head of the queue waits rather than overshoot the limit. It
+    -- is judged by the recipients of its current attempt: a retry carries only those.
+    SELECT id FROM head
+     WHERE $4::integer IS NULL
+        OR (SELECT count(*) FROM recipients r
+             WHERE r.message_id = head.id AND r.attempt = head.attempt) <= $4
 ), upd AS (
-    UPDATE messages m SET state = 'dispatched', dispatched_to = $2, dispatched_at = now()
+    -- Its current attempt's recipients are pending, so the overall status is 'dispatched'
+    -- (set here, the status trigger then has nothing to write).
+    UPDATE messages m SET state = 'dispatched', status = 'dispatched', dispatched_to = $2,
+           dispatched_at = now()
       FROM picked WHERE m.id = picked.id
     RETURNING m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at
 ), ev AS (
@@ -147,7 +155,10 @@ async def claim(
 
 _ACK = """
 WITH upd AS (
-    UPDATE messages SET state = 'accepted', accepted_at = now(), dispatched_to = NULL
+    -- Still queued or dispatched, no report of this attempt came yet: its recipients are
+    -- pending, so the overall status is 'accepted'.
+    UPDATE messages SET state = 'accepted', status = 'accepted', accepted_at = now(),
+           dispatched_to = NULL
      WHERE id = $1 AND device_id = $2 AND attempt = $3 AND state IN ('queued', 'dispatched')
     RETURNING id
 ), ev AS (
@@ -196,21 +207,30 @@ WITH target AS (
                          WHEN 'sent' THEN 2 ELSE 3 END)
          < (CASE $5::text WHEN 'sent' THEN 2 ELSE 3 END)
     RETURNING r.message_id, r.position, r.state
-), msg AS (
+), nxt AS (
     -- A report stands in for a lost ack; the last recipient to leave 'pending' ends it.
-    UPDATE messages m SET
-        state = CASE
+    SELECT CASE
             WHEN m.state IN ('queued', 'dispatched', 'accepted') AND NOT EXISTS (
                 SELECT 1 FROM recipients o
                  WHERE o.message_id = m.id AND o.state = 'pending'
                    AND o.position NOT IN (SELECT position FROM upd)) THEN 'done'
             WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4 THEN 'accepted'
-            ELSE m.state END,
+            ELSE m.state END AS state,
+           -- Every recipient as it stands after this report: the overall status is set
+           -- here, so the status trigger has nothing left to write.
+           ARRAY(SELECT coalesce(u.state, o.state) FROM recipients o
+                   LEFT JOIN upd u ON u.message_id = o.message_id AND u.position = o.position
+                  WHERE o.message_id = m.id) AS recipient_states
+      FROM messages m WHERE m.id = $1 AND m.device_id = $2
+), msg AS (
+    UPDATE messages m SET
+        state = nxt.state,
+        status = message_status(nxt.state, nxt.recipient_states),
         accepted_at = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
                            THEN now() ELSE m.accepted_at END,
         dispatched_to = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
                              THEN NULL ELSE m.dispatched_to END
-      FROM (SELECT DISTINCT id, message_state, message_attempt FROM target) t
+      FROM (SELECT DISTINCT id, message_state, message_attempt FROM target) t, nxt
      WHERE m.id = t.id
        AND ((m.state IN ('queued', 'dispatched') AND m.attempt = $4) OR EXISTS (SELECT 1 FROM upd))
     RETURNING m.id, t.message_state IN ('queued', 'dispatched') AND m.attempt = $4 AS acked
@@ -278,17 +298,19 @@ async def message_exists(db: Executor, device_id: int, message_id: int) -> bool:
 async def store_inbound(
     db: Executor,
     principal: Principal,
-    ref: str,
+    ref: str | int,
     sender: str,
     text: str,
-    received_at: datetime,
+    received_at: datetime | None,
 ) -> bool:
-    """Store a received SMS once per (device, ref). Returns False for a repeat."""
+    """Store a received SMS once per (device, ref). Returns False for a repeat. An integer
+    ref is stored as its decimal text, so 5 and "5" are one SMS; without `received_at`
+    the hub's clock stands in."""
     new_id = await db.fetchval(
         """WITH ins AS (
                INSERT INTO inbound_messages (account_id, device_id, ref, sender, body,
                                              received_at, sender_mac)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), $7)
                ON CONFLICT (device_id, ref) DO NOTHING RETURNING id
            ), hook AS (
                SELECT emit_webhook_event($1, 'sms.received', $2, NULL, NULL, ins.id, NULL,
@@ -298,7 +320,7 @@ async def store_inbound(
            SELECT id FROM ins WHERE (SELECT count(*) FROM hook) >= 0""",
         principal.account_id,
         principal.device_id,
-        ref,
+        str(ref),
         principal.seal(sender, INBOUND_SENDER_PURPOSE),
         principal.seal(text, INBOUND_TEXT_PURPOSE),
         received_at,
@@ -376,7 +398,9 @@ WITH due AS (
       FROM due WHERE messages.id = due.id
     RETURNING messages.id, messages.attempt, messages.scheduled_at
 ), r AS (
-    UPDATE recipients SET state = 'pending', attempt = m.attempt, updated_at = now()
+    -- The failed attempt's error stays in the events; the new attempt starts without one.
+    UPDATE recipients SET state = 'pending', attempt = m.attempt, error = NULL,
+           updated_at = now()
       FROM m WHERE recipients.message_id = m.id AND recipients.state = 'retry'
 )
 INSERT INTO message_events (message_id, status, attempt) SELECT id, 'scheduled', attempt FROM m
@@ -444,7 +468,8 @@ async def expire_due(db: Executor, limit: int = 1000) -> list[Withdrawn]:
 
 _CANCEL = """
 WITH m AS (
-    SELECT id, device_id, state FROM messages WHERE id = $1 AND account_id = $2 FOR UPDATE
+    SELECT id, device_id, state, status FROM messages
+     WHERE id = $1 AND account_id = $2 FOR UPDATE
 ), r AS (
     UPDATE recipients SET state = 'cancelled', updated_at = now()
      WHERE message_id IN (SELECT id FROM m) AND state IN ('pending', 'retry')
@@ -461,7 +486,7 @@ WITH m AS (
                               'cancelled', NULL, r.attempt)
       FROM r, m
 )
-SELECT m.device_id, m.state, (SELECT count(*) FROM r) AS cancelled,
+SELECT m.device_id, m.state, m.status, (SELECT count(*) FROM r) AS cancelled,
        (SELECT count(*) FROM hook) AS hooked
   FROM m
 """
@@ -472,7 +497,11 @@ class NotFound(Exception):
 
 
 class NothingToCancel(Exception):
-    pass
+    """Every recipient was sent or has ended; `status` is the message's overall status."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
@@ -482,7 +511,7 @@ async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
     if row is None:
         raise NotFound
     if not row["cancelled"]:
-        raise NothingToCancel
+        raise NothingToCancel(row["status"])
     return Withdrawn(message_id, row["device_id"], row["state"] in ("dispatched", "accepted"))
 
 
@@ -491,8 +520,7 @@ async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
 _MESSAGE_COLUMNS = """
     m.id, m.device_id, m.priority, m.state, m.attempt, m.body, m.created_at, m.scheduled_at,
     m.expires_at, m.accepted_at,
-    message_status(m.state, ARRAY(SELECT state FROM recipients x WHERE x.message_id = m.id))
-        AS status,
+    m.status,
     ARRAY(SELECT row(r.position, r.number, r.state, r.error, r.attempt, r.updated_at)
             FROM recipients r WHERE r.message_id = m.id ORDER BY r.position) AS recipients
 """
@@ -530,8 +558,7 @@ async def list_messages(
 ) -> tuple[int, list[asyncpg.Record]]:
     """A page of the account's messages, newest first, and the total that match."""
     where = """m.account_id = $1
-        AND ($2::text IS NULL OR message_status(m.state,
-               ARRAY(SELECT state FROM recipients x WHERE x.message_id = m.id)) = $2)
+        AND ($2::text IS NULL OR m.status = $2)
         AND ($3::timestamptz IS NULL OR m.created_at >= $3)
         AND ($4::timestamptz IS NULL OR m.created_at < $4)
         AND ($5::bytea IS NULL OR EXISTS (

@@ -7,7 +7,8 @@ import re
 import orjson
 
 _SEPARATORS = str.maketrans("", "", " -.()\t")
-_VALID = re.compile(r"^(?:\+[0-9]{6,15}|[0-9]{3,8})$")
+# fullmatch, not match with `$`: `$` also matches before a final "\n".
+_VALID = re.compile(r"\+[0-9]{6,15}|[0-9]{3,8}")
 MAX_RECIPIENTS = 100
 _SHOWN_MAX = 40
 
@@ -31,7 +32,7 @@ def normalize(raw: object, field: str = "phoneNumbers") -> str:
     if not isinstance(raw, str):
         raise InvalidNumber(f"{field}: must be a string, got {_shown(raw)}")
     cleaned = raw.translate(_SEPARATORS)
-    if not _VALID.match(cleaned):
+    if not _VALID.fullmatch(cleaned):
         raise InvalidNumber(
             f"{field}: invalid phone number {_shown(raw)}: use + and 6 to 15 digits, "
             "or a short code of 3 to 8 digits"

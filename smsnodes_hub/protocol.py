@@ -33,6 +33,11 @@ TOO_MANY_ATTEMPTS = "Too many attempts"
 STATUSES = ("sent", "delivered", "failed")
 MAX_TEXT = 10_000
 MAX_ERROR = 200
+# An inbound sender is whatever the network gave the phone: a number, a short code or an
+# alphanumeric sender ID ("AMAZON"). Generous, but bounded: it is stored and shown.
+MAX_SENDER = 100
+# PROTOCOL.md gives `signal` no range: phones send a 0-4 level, ASU or dBm (negative).
+SIGNAL_RANGE = (-200, 200)
 
 
 class FatalFrame(Exception):
@@ -77,10 +82,15 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    ref: str
+    ref: str | int  # as sent, so the `ok` echoes it unchanged; stored as text (see key)
     sender: str
     message: str
-    received_at: datetime
+    received_at: datetime | None  # None: the phone left it out; the hub's time is used
+
+    @property
+    def key(self) -> str:
+        """The idempotency key as stored: 5 and "5" are the same SMS."""
+        return str(self.ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,22 @@ def _number(obj: dict[str, Any], key: str, ref: str | int | None) -> str:
         raise FrameError(f"{key} must be a phone number", ref) from None
 
 
+def sender(raw: object) -> str | None:
+    """An inbound sender as stored: a phone number cleaned like every other number (so the
+    `from` filter and the webhooks see one spelling), anything else trimmed as given.
+    None when it is not a non-empty string of at most MAX_SENDER characters."""
+    if not isinstance(raw, str):
+        return None
+    trimmed = raw.strip()
+    try:
+        return normalize(trimmed)
+    except InvalidNumber:
+        pass
+    if not trimmed or len(trimmed) > MAX_SENDER or not trimmed.isprintable():
+        return None
+    return trimmed
+
+
 def parse_auth(obj: dict[str, Any]) -> Auth:
     """Raises FrameError for an auth frame of the wrong shape (answered as bad credentials)."""
     if obj.get("type") != "auth":
@@ -205,14 +231,18 @@ def parse(obj: dict[str, Any]) -> Frame:
             error if status == "failed" else None,
         )
     if kind == "inbound":
-        if not isinstance(ref, str):
-            raise FrameError("inbound needs a string ref (its idempotency key)", ref)
-        return Inbound(
-            ref,
-            _number(obj, "from", ref),
-            _str(obj, "message", ref, limit=MAX_TEXT) or "",
-            _time(obj, "receivedAt", ref, required=True) or datetime.min,
-        )
+        # PROTOCOL.md requires only `ref` (string or integer); an SMS may have an empty body.
+        if ref is None:
+            raise FrameError("inbound needs a ref (its idempotency key)")
+        sent_by = sender(obj.get("from"))
+        if sent_by is None:
+            raise FrameError(
+                f"from must be a non-empty string of at most {MAX_SENDER} characters", ref
+            )
+        text = obj.get("message") or ""  # absent or null: an SMS without text
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            raise FrameError(f"message must be a string of at most {MAX_TEXT} characters", ref)
+        return Inbound(ref, sent_by, text, _time(obj, "receivedAt", ref, required=False))
     if kind == "heartbeat":
         battery = obj.get("battery")
         charging = obj.get("charging")
@@ -221,8 +251,9 @@ def parse(obj: dict[str, Any]) -> Frame:
             raise FrameError("battery must be an integer from 0 to 100", ref)
         if charging is not None and not isinstance(charging, bool):
             raise FrameError("charging must be true or false", ref)
-        if signal is not None and (type(signal) is not int or not 0 <= signal <= 4):
-            raise FrameError("signal must be an integer from 0 to 4", ref)
+        low, high = SIGNAL_RANGE
+        if signal is not None and (type(signal) is not int or not low <= signal <= high):
+            raise FrameError(f"signal must be an integer from {low} to {high}", ref)
         return Heartbeat(ref, battery, charging, signal)
     if kind == "auth":
         raise FrameError("already authenticated", ref)

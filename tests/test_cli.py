@@ -259,6 +259,11 @@ async def test_every_error_is_one_line_and_changes_nothing(
          f"{PASSWORD}\n", {}, "username must be"),
         ("username with a space", ["device", "add", "bad name!", "--password-stdin"],
          f"{PASSWORD}\n", {}, "username must be"),
+        # `$` in a regex also matches before a final newline; the database would refuse it.
+        ("username with a trailing newline", ["device", "add", "abc\n", "--password-stdin"],
+         f"{PASSWORD}\n", {}, "username must be"),
+        ("username with a trailing newline, generated password",
+         ["device", "add", "phone-9\n", "--generate-password"], "", {}, "username must be"),
         ("wrong current password", ["device", "passwd", "phone-1", "--password-stdin"],
          f"not the password\n{NEW_PASSWORD}\n", {}, "current password is wrong"),
         ("no password on stdin", ["device", "add", "phone-3", "--password-stdin"], "", {},

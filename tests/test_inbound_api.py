@@ -3,6 +3,7 @@ newest first, filtered by sender and date, in pages; another account's are 404."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from .conftest import PASSWORD, add_device, ws_url
@@ -58,8 +59,10 @@ async def test_received_sms_are_listed_newest_first_with_filters_and_pages(hub):
 async def test_bad_queries_are_refused_and_unknown_ids_are_not_found(hub):
     await add_device(hub, "shop-phone-1")
     for query, expected in [
-        ("from=call%20me", "from must be a phone number"),
-        ("from=", "from must be a phone number"),
+        ("from=", "from must be a phone number or sender name"),
+        ("from=%20%20", "from must be a phone number or sender name"),
+        (f"from={'A' * 101}", "from must be a phone number or sender name"),
+        ("from=%07bell", "from must be a phone number or sender name"),
         ("since=yesterday", "since must be an ISO 8601 timestamp"),
         ("until=2026-13-01", "until must be an ISO 8601 timestamp"),
         ("page=0", "page must be a whole number"),
@@ -92,3 +95,78 @@ async def test_another_account_never_sees_them(hub):
     body = await get(hub, f"/api/inbound/{mine['id']}", headers=other, status=404)
     assert body == {"error": f"Inbound message {mine['id']} not found"}
     assert "private" not in str(body)
+
+
+async def test_what_real_phones_send_is_stored(hub):
+    """PROTOCOL.md sections 4-5 require only `ref` (a string or an integer): alphanumeric
+    senders, integer refs, a missing receivedAt and an empty text are all real SMS."""
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    frames: list[dict[str, Any]] = [
+        {"ref": "sender-id", "from": "  AMAZON ", "message": "Your parcel is on its way",
+         "receivedAt": "2026-03-01T09:00:00Z"},
+        {"ref": 5, "from": "Bank-Info", "message": "integer ref",
+         "receivedAt": "2026-03-02T09:00:00Z"},
+        {"ref": "5", "from": "Bank-Info", "message": "integer ref",  # the same SMS again
+         "receivedAt": "2026-03-02T09:00:00Z"},
+        {"ref": "no-time", "from": ALICE, "message": "no receivedAt"},
+        {"ref": "empty", "from": BOB, "message": "", "receivedAt": "2026-03-03T09:00:00Z"},
+        {"ref": "no-text", "from": BOB, "receivedAt": "2026-03-03T09:00:01Z"},
+    ]
+    before = datetime.now(UTC)
+    for frame in frames:
+        await phone.send({"type": "inbound", **frame})
+        # The reply echoes the ref as sent: an integer stays an integer.
+        assert await phone.recv_type("ok") == {"type": "ok", "ref": frame["ref"]}
+    after = datetime.now(UTC)
+    await phone.close()
+
+    page = await get(hub, "/api/inbound")
+    assert page["total"] == 5  # 5 and "5" are one idempotency key
+    by_text = {m["message"]: m for m in page["data"]}
+    assert by_text["Your parcel is on its way"]["from"] == "AMAZON"  # trimmed, as given
+    assert by_text["integer ref"]["from"] == "Bank-Info"
+    received = datetime.fromisoformat(by_text["no receivedAt"]["receivedAt"])
+    assert before.replace(microsecond=0) <= received <= after  # the hub's clock stood in
+    assert [m["from"] for m in page["data"] if m["message"] == ""] == [BOB, BOB]
+    # The sender filter finds sender names as stored, and numbers however written.
+    named = await get(hub, "/api/inbound?from=AMAZON")
+    assert [m["message"] for m in named["data"]] == ["Your parcel is on its way"]
+    assert (await get(hub, "/api/inbound?from=%20AMAZON%20"))["total"] == 1
+    assert (await get(hub, "/api/inbound?from=amazon"))["total"] == 0
+    assert (await get(hub, "/api/inbound?from=%2B1%20555%20000%201111"))["total"] == 1
+
+
+async def test_only_what_the_contract_calls_invalid_is_refused(hub, pool):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    good = {"type": "inbound", "ref": "r", "from": ALICE, "message": "hi",
+            "receivedAt": "2026-03-01T09:00:00Z"}
+    for change, expected in [
+        ({"from": "   "}, "from must be a non-empty string"),
+        ({"from": ""}, "from must be a non-empty string"),
+        ({"from": "A" * 101}, "from must be a non-empty string of at most 100"),
+        ({"from": 1234567890}, "from must be a non-empty string"),
+        ({"from": "two\nlines"}, "from must be a non-empty string"),
+        ({"message": 5}, "message must be a string"),
+        ({"message": "x" * 10_001}, "message must be a string of at most 10000"),
+        ({"receivedAt": "yesterday"}, "receivedAt must be an ISO 8601 timestamp"),
+        ({"receivedAt": 1700000000}, "receivedAt must be an ISO 8601 timestamp"),
+        ({"ref": True}, "ref must be a string"),
+        ({"ref": ""}, "ref must be a string"),
+    ]:
+        await phone.send({**good, **change})
+        reply = await phone.recv_type("error")
+        assert expected in reply["error"], (change, reply)
+        if "ref" not in change:
+            assert reply["ref"] == "r", (change, reply)
+    missing_ref = {k: v for k, v in good.items() if k != "ref"}
+    await phone.send(missing_ref)
+    assert await phone.recv_type("error") == {
+        "type": "error", "error": "inbound needs a ref (its idempotency key)"}
+    # The connection stays open and nothing was stored.
+    assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 0
+    await phone.send(good)
+    assert await phone.recv_type("ok") == {"type": "ok", "ref": "r"}
+    assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 1
+    await phone.close()

@@ -238,7 +238,9 @@ def test_send_sms_keeps_the_seed_contract() -> None:
     assert error_examples(op, "401") == {"Invalid credentials"}
     assert error_examples(op, "429") == {"Rate limit exceeded"}
     assert error_examples(op, "503") == {"Database unavailable"}
-    assert set(op["responses"]) == {"200", "400", "401", "409", "413", "429", "503"}
+    assert error_examples(op, "500") == {"Database error", "Internal server error"}
+    assert set(op["responses"]) == {
+        "200", "400", "401", "405", "409", "413", "429", "500", "503"}
     for status in op["responses"]:
         assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(
             op["responses"][status]["headers"]), status
@@ -255,18 +257,37 @@ def test_send_sms_keeps_the_seed_contract() -> None:
 
 # -- Against the running hub ------------------------------------------------------------------
 
+# Routes of the app that the OpenAPI document leaves out on purpose, each with its reason;
+# every other route must be documented. A new route outside /api/ fails the test until it is
+# documented or listed here.
+UNDOCUMENTED_ROUTES = {
+    "/ws/device": "the phones' WebSocket: device protocol v1, in docs/protocol.md",
+    "/metrics": "Prometheus metrics for the operator's scraper, not an API for scripts",
+    "/docs": "the human-readable page that renders this very document",
+    "/dashboard": "the operator's web UI (HTML pages, cookie sessions), not a JSON API",
+}
+
+
+def _excluded(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/")
+               for prefix in UNDOCUMENTED_ROUTES)
+
+
 async def test_every_route_is_documented_and_every_documented_route_exists(hub) -> None:
-    routes = set()
+    routes, left_out = set(), set()
     for route in hub.app.router.routes():
         resource = route.resource
-        if resource is None or not resource.canonical.startswith("/api/"):
+        if resource is None or route.method == "HEAD":  # HEAD: added by aiohttp to each GET
             continue
-        if route.method == "HEAD":  # added by aiohttp for every GET
-            continue
-        routes.add((route.method.lower(), resource.canonical))
+        path = resource.canonical
+        if _excluded(path):
+            left_out.add(path)
+        else:
+            routes.add((route.method.lower(), path))
     documented = {(method, path) for path, method, _op in operations(document())}
     assert routes - documented == set(), "routes missing from the OpenAPI document"
     assert documented - routes == set(), "documented operations with no route"
+    assert {"/ws/device", "/metrics", "/docs"} <= left_out  # each exclusion is in use
 
 
 async def test_openapi_json_is_served_without_auth_and_cacheable(hub) -> None:
@@ -444,7 +465,7 @@ async def test_live_responses_validate_against_the_document(make_hub, receiver) 
                     headers=basic())
     await live.call("GET", "/api/inbound/{id}", 404, path="/api/inbound/999999",
                     headers=basic())
-    await live.call("GET", "/api/inbound", 400, path="/api/inbound?from=nope", headers=basic())
+    await live.call("GET", "/api/inbound", 400, path="/api/inbound?from=%20", headers=basic())
 
     # Webhooks: what the receiver got validates against the document's `webhooks`.
     events = await receiver.count("/live", 3)

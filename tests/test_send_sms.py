@@ -525,3 +525,127 @@ async def test_database_dump_holds_no_text_and_no_number(
     for number in numbers:
         assert number not in dump
         assert number.lstrip("+") not in dump
+
+
+# -- Letter of the contract: newline, headers everywhere, 500 body ---------------------------
+
+
+async def test_a_trailing_newline_is_not_a_phone_number(
+    hub: TestClient, pool: asyncpg.Pool
+) -> None:
+    await add_device(hub, "phone-a")
+    before = await stored_rows(pool)
+    for bad in ("+1234567890\n", "12345\n", "\n+1234567890", "+1234567890\r"):
+        reply = await post(hub, body(phoneNumbers=["+1234567890", bad]))
+        assert reply.status == 400, (bad, reply)
+        assert "phoneNumbers[1]" in reply.json["error"], reply
+    assert await stored_rows(pool) == before
+
+
+async def test_rate_headers_on_every_response_even_when_the_limit_is_off(
+    make_hub: HubFactory,
+) -> None:
+    """HTTP-API.md: every response of send-sms carries the three headers. With the limit
+    off they read 0 (as `send_per_minute = 0` means off); a wrong method or an oversized
+    body carries them too."""
+    for limit in ("0", "5"):
+        hub = await make_hub(SMSNODES_LIMITS_SEND_PER_MINUTE=limit)
+        await add_device(hub, f"phone-{limit}")
+        replies = [
+            await post(hub, body(username=f"phone-{limit}")),
+            await post(hub, body(username=f"phone-{limit}", priority=9)),
+            await post(hub, body(username=f"phone-{limit}", password=WRONG_PASSWORD)),
+            await post(hub, raw=orjson.dumps(body(padding="p" * (64 * 1024)))),
+        ]
+        assert [r.status for r in replies] == [200, 400, 401, 413]
+        for method in ("GET", "PUT", "DELETE"):
+            async with hub.request(method, URL) as resp:
+                replies.append(Reply(resp.status, resp.headers, await resp.text()))
+        assert [r.status for r in replies[4:]] == [405, 405, 405]
+        assert replies[4].headers["Allow"] == "POST"
+        seen = [rate_headers(r) for r in replies]
+        if limit == "0":
+            assert set(seen) == {(0, 0, 0)}, seen
+        else:
+            # The account's budget, then the address's (which the 405s only read).
+            assert [s[:2] for s in seen] == [(5, 4), (5, 4), (5, 3), (5, 2),
+                                             (5, 2), (5, 2), (5, 2)], seen
+            assert all(0 < s[2] <= 60 for s in seen)
+    # Other endpoints are not rate limited and carry no such headers.
+    async with hub.get("/api/health") as resp:
+        assert "X-RateLimit-Limit" not in resp.headers
+
+
+async def test_a_failing_query_answers_the_seeds_database_error(
+    hub: TestClient, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The seed's 500 body is {"error": "Database error"}; a database that is reachable but
+    refuses the statement (here a real constraint violation) gives exactly that."""
+    await add_device(hub, "phone-a")
+    assert (await post(hub, body())).status == 200
+    before = await stored_rows(pool)
+    await pool.execute("ALTER TABLE messages ADD CONSTRAINT test_refuse_all "
+                       "CHECK (priority < 0) NOT VALID")
+    try:
+        failed = await post(hub, body(message="refused by the database"))
+        keyed = await post(hub, body(message="refused too"), headers={"Idempotency-Key": "k1"})
+    finally:
+        await pool.execute("ALTER TABLE messages DROP CONSTRAINT test_refuse_all")
+    for reply in (failed, keyed):
+        assert (reply.status, reply.json) == (500, {"error": "Database error"}), reply
+        rate_headers(reply)
+        assert "test_refuse_all" not in reply.text
+    assert "test_refuse_all" in caplog.text  # the detail is in the server's log
+    assert await stored_rows(pool) == before
+    # Nothing was left half done: the same key now works.
+    again = await post(hub, body(message="refused too"), headers={"Idempotency-Key": "k1"})
+    assert again.status == 200, again
+
+
+# -- Idempotency-Key and the clock ------------------------------------------------------------
+
+
+async def test_a_replay_after_its_expiry_still_gets_the_first_response(
+    hub: TestClient, pool: asyncpg.Pool
+) -> None:
+    """HTTP-API.md: a repeat within 24 hours returns the first response. The clock-dependent
+    checks (expiresAt in the future) apply to the first request only."""
+    await add_device(hub, "phone-a")
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    cases = {"by-expiresAt": body(expiresAt=soon), "by-ttl": body(ttl=1)}
+    first = {key: await post(hub, case, headers={"Idempotency-Key": key})
+             for key, case in cases.items()}
+    assert all(r.status == 200 for r in first.values()), first
+    stored = await stored_rows(pool)
+    await asyncio.sleep(1.3)
+    for key, case in cases.items():
+        replay = await post(hub, case, headers={"Idempotency-Key": key})
+        assert (replay.status, replay.json) == (200, first[key].json), (key, replay)
+    # No new message or recipient (the events grew only by the expiry itself).
+    assert (await stored_rows(pool))[:2] == stored[:2]
+    # A different request with a used key is still refused, and the same body without the
+    # key is judged afresh.
+    other = await post(hub, body(message="another", expiresAt=soon),
+                       headers={"Idempotency-Key": "by-expiresAt"})
+    assert other.status == 409 and "different request" in other.json["error"], other
+    fresh = await post(hub, cases["by-expiresAt"])
+    assert (fresh.status, fresh.json) == (400, {"error": "expiresAt must be in the future"})
+    # A refused first request leaves no key behind.
+    past = body(expiresAt="2020-01-01T00:00:00Z")
+    assert (await post(hub, past, headers={"Idempotency-Key": "never"})).status == 400
+    assert await pool.fetchval(
+        "SELECT count(*) FROM idempotency_keys WHERE key = 'never'") == 0
+    assert (await stored_rows(pool))[:2] == stored[:2]
+
+
+async def test_a_ttl_ending_before_scheduled_at_names_ttl(
+    hub: TestClient, pool: asyncpg.Pool
+) -> None:
+    await add_device(hub, "phone-a")
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    reply = await post(hub, body(scheduledAt=later, ttl=60))
+    assert reply.status == 400, reply
+    assert reply.json["error"].startswith("ttl must end after scheduledAt"), reply
+    assert await stored_rows(pool) == (0, 0, 0)
+    ok = await post(hub, body(scheduledAt=later, ttl=7200))
+    assert (ok.status, ok.json["message"]) == (200, "SMS scheduled successfully"), ok

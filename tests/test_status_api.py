@@ -203,6 +203,7 @@ async def test_api_token_lifecycle_and_revocation_mid_connection(hub):
         "SELECT id FROM tokens WHERE kind = 'session'")
     resp = await hub.delete(f"/api/tokens/{token_id}", headers=basic())
     assert resp.status == 200
+    assert await phone.closed_with() == 4401  # the live socket ends with the token
     back = await RawPhone.connect(ws_url(hub))
     await back.send({"type": "auth", "token": phone.auth["token"]})
     assert (await back.recv())["type"] == "auth_failed"
@@ -233,7 +234,8 @@ async def test_token_endpoint_bad_inputs(hub):
     resp = await hub.post("/api/tokens", data=b"[1]", headers=basic())
     assert resp.status == 400
     resp = await hub.post("/api/tokens", json={"name": "x" * 101}, headers=basic())
-    assert resp.status == 409 or resp.status == 400
+    body = await resp.json()
+    assert resp.status == 400 and "name" in body["error"], body
     for bad in ("abc", "999999"):
         resp = await hub.delete(f"/api/tokens/{bad}", headers=basic())
         assert resp.status == 404
@@ -272,3 +274,252 @@ async def test_status_api_through_a_real_client_session(hub):
     async with aiohttp.ClientSession(headers=basic()) as session, session.get(url) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/json")
+
+
+def _in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+async def _send_json(hub: Any, **fields: Any) -> dict[str, Any]:
+    resp = await hub.post("/api/send-sms", headers=basic(),
+                          json={"phoneNumbers": [NUMBER], "message": "hello", **fields})
+    body = await resp.json()
+    assert resp.status == 200, body
+    return body
+
+
+async def _cancel(hub: Any, message_id: int | str) -> tuple[int, Any]:
+    resp = await hub.delete(f"/api/messages/{message_id}", headers=basic())
+    return resp.status, await resp.json()
+
+
+async def _wait_status(hub: Any, message_id: int, status: str, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await get(hub, f"/api/messages/{message_id}"))["status"] != status:
+        assert asyncio.get_running_loop().time() < deadline, f"never became {status}"
+        await asyncio.sleep(0.1)
+
+
+async def test_cancel_a_scheduled_message_and_why_others_cannot_be(hub):
+    await add_device(hub, "shop-phone-1")
+    expiring = await _send_json(hub, ttl=1)  # the phone is offline: it waits, then expires
+    await _wait_status(hub, expiring["messageId"], "expired")
+    status, body = await _cancel(hub, expiring["messageId"])
+    assert status == 409 and body["error"].endswith("cannot be cancelled: it has expired")
+
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    scheduled = await _send_json(hub, scheduledAt=_in(1.5), message="scheduled")
+    assert (await get(hub, f"/api/messages/{scheduled['messageId']}"))["status"] == "scheduled"
+    status, body = await _cancel(hub, scheduled["messageId"])
+    assert status == 200 and body["status"] == "cancelled", body
+    assert [e["status"] for e in body["events"]] == ["scheduled", "cancelled"]
+    await phone.nothing_for(2.0)  # its time came and went: the phone never sees it
+    status, body = await _cancel(hub, scheduled["messageId"])
+    assert (status, body) == (409, {"error": f"Message {scheduled['messageId']} cannot be "
+                                             "cancelled: it is already cancelled"})
+
+    outcomes = {}
+    for report in ("delivered", "failed"):
+        sent = await send(hub, text=report)
+        [frame] = await phone.recv_sms(1)
+        await phone.send({"type": "status", "ref": report, "id": frame["id"], "to": NUMBER,
+                          "status": report, "error": "RESULT_ERROR_NULL_PDU"})
+        await phone.recv_type("ok")
+        outcomes[report] = await _cancel(hub, sent["messageId"])
+    assert outcomes["delivered"][0] == 409
+    assert outcomes["delivered"][1]["error"].endswith("it was already delivered")
+    assert outcomes["failed"][0] == 409
+    assert outcomes["failed"][1]["error"].endswith("it has already failed")
+
+    mixed = await send(hub, numbers=[NUMBER, "+0987654321"])
+    [frame] = await phone.recv_sms(1)
+    for to, report in ((NUMBER, "delivered"), ("+0987654321", "failed")):
+        await phone.send({"type": "status", "ref": to, "id": frame["id"], "to": to,
+                          "status": report, "error": "RESULT_ERROR_NULL_PDU"})
+        await phone.recv_type("ok")
+    status, body = await _cancel(hub, mixed["messageId"])
+    assert status == 409 and "every recipient was already delivered, failed" in body["error"]
+    await phone.close()
+
+
+async def test_cancel_bad_ids_are_not_found_and_change_nothing(hub, pool):
+    await add_device(hub, "shop-phone-1")
+    await add_device(hub, "other-phone")
+    theirs = await send(hub, "other-phone")
+    for bad in ("abc", "999999", "0", "-1", "1.5", "²", "9" * 30, "%20"):
+        status, body = await _cancel(hub, bad)
+        assert status == 404 and body["error"].startswith("Message "), (bad, body)
+    status, body = await _cancel(hub, theirs["messageId"])
+    assert (status, body) == (404, {"error": f"Message {theirs['messageId']} not found"})
+    assert await pool.fetchval("SELECT status FROM messages") == "queued"
+    assert (await hub.delete(f"/api/messages/{theirs['messageId']}")).status == 401
+
+
+async def test_history_date_range_bounds(hub, pool):
+    """`since` is inclusive and `until` exclusive (docs/http-api.md), checked on moments
+    inside the data set."""
+    await add_device(hub, "shop-phone-1")
+    ids = [(await send(hub, text=f"day {day}"))["messageId"] for day in range(1, 6)]
+    for day, message_id in enumerate(ids, start=1):
+        await pool.execute("UPDATE messages SET created_at = $2 WHERE id = $1",
+                           message_id, datetime(2026, 3, day, 9, tzinfo=UTC))
+
+    async def texts(query: str) -> list[str]:
+        page = await get(hub, f"/api/messages?{query}")
+        assert page["total"] == len(page["data"])
+        return [m["message"] for m in page["data"]]
+
+    assert await texts("since=2026-03-02T09:00:00Z&until=2026-03-04T09:00:00Z") == [
+        "day 3", "day 2"]
+    assert await texts("since=2026-03-02T09:00:00.001Z&until=2026-03-04T09:00:00.001Z") == [
+        "day 4", "day 3"]
+    assert await texts("since=2026-03-05T09:00:00Z") == ["day 5"]
+    assert await texts("until=2026-03-01T09:00:00Z") == []
+    # Offsets are understood: 10:00+01:00 is 09:00Z.
+    assert await texts("since=2026-03-04T10:00:00%2B01:00") == ["day 5", "day 4"]
+    assert await texts("since=2026-03-03T09:00:00Z&until=2026-03-03T09:00:00Z") == []
+    assert await texts("status=queued&since=2026-03-03T00:00:00Z") == [
+        "day 5", "day 4", "day 3"]
+    assert await texts("status=delivered&since=2026-03-03T00:00:00Z") == []
+
+
+async def test_status_filter_follows_every_change(hub, pool):
+    """The overall status is kept in a column: it must follow acks, reports, requeues on a
+    dropped connection, retries and cancels, whoever makes them."""
+    await add_device(hub, "shop-phone-1")
+    a = (await send(hub, text="a", numbers=[NUMBER, "+0987654321"]))["messageId"]
+
+    async def listed(status: str) -> list[int]:
+        return [m["id"] for m in (await get(hub, f"/api/messages?status={status}"))["data"]]
+
+    assert await listed("queued") == [a]
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    [frame] = await phone.recv_sms(1)
+    assert await listed("dispatched") == [a]
+    await phone.close()  # in flight when the connection drops: queued again
+    for _ in range(50):
+        if await listed("queued") == [a]:
+            break
+        await asyncio.sleep(0.1)
+    assert await listed("queued") == [a]
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    [frame] = await phone.recv_sms(1)
+    await phone.ack(frame, ref="ack")
+    await phone.recv_type("ok")
+    assert await listed("accepted") == [a]
+    await phone.send({"type": "status", "ref": 1, "id": frame["id"], "to": NUMBER,
+                      "status": "sent"})
+    await phone.recv_type("ok")
+    assert await listed("accepted") == [a]  # the other recipient is still with the phone
+    await phone.send({"type": "status", "ref": 2, "id": frame["id"], "to": "+0987654321",
+                      "status": "delivered"})
+    await phone.recv_type("ok")
+    assert await listed("sent") == [a] and await listed("accepted") == []
+    await phone.send({"type": "status", "ref": 3, "id": frame["id"], "to": NUMBER,
+                      "status": "delivered"})
+    await phone.recv_type("ok")
+    assert await listed("delivered") == [a]
+    b = (await send(hub, text="b"))["messageId"]
+    [frame] = await phone.recv_sms(1)
+    status, _ = await _cancel(hub, b)
+    assert status == 200 and await listed("cancelled") == [b]
+    # The column agrees with the definition on every row.
+    assert await pool.fetchval(
+        """SELECT count(*) FROM messages m WHERE status <> message_status(m.state,
+               ARRAY(SELECT r.state FROM recipients r WHERE r.message_id = m.id))""") == 0
+    await phone.close()
+
+
+async def test_a_retry_is_paced_by_its_own_recipients_and_shows_no_stale_error(make_hub):
+    hub = await make_hub(SMSNODES_DELIVERY_RETRY_BACKOFF="1.5",
+                         SMSNODES_DELIVERY_MAX_ATTEMPTS="2")
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    numbers = [f"+1555000000{n}" for n in range(5)]
+    big = await send(hub, numbers=numbers)
+    [frame] = await phone.recv_sms(1)
+    await phone.ack(frame)
+    for n, to in enumerate(numbers):
+        report = {"status": "sent"} if n else {"status": "failed",
+                                               "error": "RESULT_ERROR_NO_SERVICE"}
+        await phone.send({"type": "status", "ref": n, "id": frame["id"], "to": to, **report})
+        await phone.recv_type("ok")
+    waiting = await get(hub, f"/api/messages/{big['messageId']}")
+    assert waiting["recipients"][0]["status"] == "scheduled"
+    assert waiting["recipients"][0]["error"] is None  # not failed: it goes out again
+    assert ("failed", "RESULT_ERROR_NO_SERVICE") in [
+        (e["status"], e.get("error")) for e in waiting["events"]]
+
+    # Pacing at 3 a minute, one SMS already gone: the retry carries one recipient, so it
+    # fits the two left, though its message has five.
+    resp = await hub.put("/api/device/pacing", json={"perMinute": 3}, headers=basic())
+    assert resp.status == 200
+    await send(hub, text="one")
+    [one] = await phone.recv_sms(1)
+    await phone.ack(one)
+    [retry] = await phone.recv_sms(1, timeout=6)
+    assert (retry["id"], retry["attempt"], retry["to"]) == (frame["id"], 2, [numbers[0]])
+    await phone.ack(retry)
+    await asyncio.sleep(0.3)
+    again = await get(hub, f"/api/messages/{big['messageId']}")
+    assert (again["recipients"][0]["attempt"], again["recipients"][0]["error"]) == (2, None)
+    await phone.close()
+
+
+async def test_heartbeat_signal_takes_what_phones_report(hub):
+    """PROTOCOL.md gives `signal` no range: a 0-4 level, or dBm (negative), both stored."""
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    for signal in (-95, 0, 4, 31):
+        await phone.send({"type": "heartbeat", "ref": "h", "signal": signal, "battery": 80})
+        assert await phone.recv_type("ok") == {"type": "ok", "ref": "h"}
+        assert (await get(hub, "/api/device"))["signal"] == signal
+    for bad in (-201, 201, 2.5, "3", True):
+        await phone.send({"type": "heartbeat", "ref": "bad", "signal": bad})
+        reply = await phone.recv_type("error")
+        assert reply["ref"] == "bad" and "signal must be an integer from -200 to 200" in \
+            reply["error"], (bad, reply)
+    assert (await get(hub, "/api/device"))["signal"] == 31
+    await phone.close()
+
+
+async def test_device_tokens_and_pacing_bad_inputs(hub, pool):
+    await add_device(hub, "shop-phone-1")
+    await add_device(hub, "other-phone")
+    for path in ("/api/device", "/api/tokens"):
+        assert (await get(hub, path, {}, status=401))["error"].startswith("Authentication")
+        await get(hub, path, basic(password="wrong password"), status=401)
+        await get(hub, path, {"Authorization": "Bearer snh_nope"}, status=401)
+        await get(hub, path, {"Authorization": "Basic !!!"}, status=401)
+    mine = await get(hub, "/api/device")
+    assert mine["username"] == "shop-phone-1" and mine["pacing"] == {"perMinute": None}
+
+    # Another account's token id is not found, and stays alive.
+    theirs = await (await hub.post("/api/tokens", json={"name": "theirs"},
+                                   headers=basic("other-phone"))).json()
+    resp = await hub.delete(f"/api/tokens/{theirs['id']}", headers=basic())
+    assert (resp.status, await resp.json()) == (404, {"error": f"Token {theirs['id']} not found"})
+    bearer = {"Authorization": f"Bearer {theirs['token']}"}
+    assert (await get(hub, "/api/device", bearer))["username"] == "other-phone"
+    for bad in ("abc", "²", "-1", "0", "9" * 30):
+        resp = await hub.delete(f"/api/tokens/{bad}", headers=basic())
+        assert resp.status == 404, bad
+
+    for raw, expected in [
+        (b'{"perMinute": 10001}', "perMinute must be a whole number from 1 to 10000"),
+        (b'{"perMinute": true}', "perMinute must be a whole number"),
+        (b'{"perMinute": -1}', "perMinute must be a whole number"),
+        (b'{"perMinute": 1e2}', "perMinute must be a whole number"),
+        (b"not json", "Request body must be a JSON object"),
+        (b"[3]", "Request body must be a JSON object"),
+        (b"", "Request body must be a JSON object"),
+        (b'{"per_minute": 3}', "perMinute is required"),
+    ]:
+        resp = await hub.put("/api/device/pacing", data=raw, headers=basic())
+        body = await resp.json()
+        assert resp.status == 400 and expected in body["error"], (raw, body)
+    assert (await get(hub, "/api/device"))["pacing"] == {"perMinute": None}
+    assert await pool.fetchval(
+        "SELECT count(*) FROM devices WHERE pace_per_minute IS NOT NULL") == 0
+    resp = await hub.get("/api/messages?page=%C2%B2", headers=basic())
+    assert resp.status == 400

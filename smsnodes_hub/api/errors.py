@@ -10,11 +10,15 @@ import orjson
 from aiohttp import web
 
 from ..db import UNAVAILABLE
+from . import ratelimit
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_UNAVAILABLE = "5"
 DATABASE_UNAVAILABLE = "Database unavailable"
+# The seed's 500 body (seeds/smsnodes-api.txt): a query that failed for another reason than
+# a lost database. Anything else unexpected is a bug, answered with INTERNAL_ERROR.
+DATABASE_ERROR = "Database error"
 INTERNAL_ERROR = "Internal server error"
 # What a lost, refused or overloaded database raises, as opposed to a bug in a query. The
 # last three come from opening a connection: a database closed to connections (55000, e.g.
@@ -59,10 +63,12 @@ def database_unavailable(request: web.Request, exc: BaseException) -> ApiError:
     return ApiError(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
 
 
-def internal_error(request: web.Request) -> ApiError:
-    """Log the traceback of an unexpected failure; the caller sees no detail of it."""
+def internal_error(request: web.Request, exc: BaseException) -> ApiError:
+    """Log the traceback of an unexpected failure (call it from an `except`); the caller
+    sees no detail of it."""
     log.exception("%s %s failed", request.method, request.path)
-    return ApiError(500, INTERNAL_ERROR)
+    message = DATABASE_ERROR if isinstance(exc, asyncpg.PostgresError) else INTERNAL_ERROR
+    return ApiError(500, message)
 
 
 _REASONS = {
@@ -79,16 +85,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.headers)
+        response = error_response(exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = _REASONS.get(exc.status, exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
-        return error_response(exc.status, message, headers)
+        response = error_response(exc.status, message, headers)
     except DATABASE_DOWN as exc:
         error = database_unavailable(request, exc)
-        return error_response(error.status, error.message, error.headers)
-    except Exception:
-        error = internal_error(request)
-        return error_response(error.status, error.message)
+        response = error_response(error.status, error.message, error.headers)
+    except Exception as exc:
+        error = internal_error(request, exc)
+        response = error_response(error.status, error.message)
+    ratelimit.stamp_unhandled(request, response)
+    return response

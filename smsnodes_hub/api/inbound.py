@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from .. import inbound, phones
+from .. import inbound, protocol
 from ..accounts import Principal
 from ..appkeys import POOL
 from ..messages import INBOUND_SENDER_PURPOSE, INBOUND_TEXT_PURPOSE
@@ -35,10 +35,12 @@ async def list_inbound(request: web.Request) -> web.Response:
     sender = request.query.get("from")
     mac = None
     if sender is not None:
-        try:
-            mac = principal.number_mac(phones.normalize(sender))
-        except phones.InvalidNumber:
-            raise ApiError(400, "from must be a phone number") from None
+        # Spelled as the hub stores senders: numbers cleaned, sender IDs trimmed.
+        stored = protocol.sender(sender)
+        if stored is None:
+            raise ApiError(400, "from must be a phone number or sender name of 1 to "
+                                f"{protocol.MAX_SENDER} characters")
+        mac = principal.number_mac(stored)
     filters = inbound.InboundFilter(
         sender_mac=mac,
         since=time_param(request, "since"),

@@ -27,6 +27,22 @@ STATUSES = (
 )
 
 
+# Why a cancel found nothing to cancel, by the message's overall status.
+_NOT_CANCELLABLE = {
+    "cancelled": "it is already cancelled",
+    "expired": "it has expired",
+    "sent": "it was already sent",
+    "delivered": "it was already delivered",
+    "failed": "it has already failed",
+    "partial": "every recipient was already delivered, failed, expired or cancelled",
+}
+
+
+def cannot_cancel(message_id: int, status: str) -> str:
+    reason = _NOT_CANCELLABLE.get(status, "every recipient was already sent or has ended")
+    return f"Message {message_id} cannot be cancelled: {reason}"
+
+
 def _message_id(request: web.Request) -> int:
     return path_id(request, "Message")
 
@@ -56,10 +72,13 @@ def render(principal: Principal, row: asyncpg.Record,
     recipients = []
     for position, number, state, error, attempt, updated_at in row["recipients"]:
         numbers[position] = open_or_none(principal, number, messages.NUMBER_PURPOSE)
+        status = _recipient_status(row["state"], state)
         recipients.append({
             "to": numbers[position],
-            "status": _recipient_status(row["state"], state),
-            "error": error,
+            "status": status,
+            # Only a failure is an outcome; the error of an attempt that will be retried
+            # stays in the events.
+            "error": error if status == "failed" else None,
             "attempt": attempt,
             "updatedAt": iso(updated_at),
         })
@@ -139,11 +158,8 @@ async def cancel_message(request: web.Request) -> web.Response:
         withdrawn = await messages.cancel(pool, principal.account_id, message_id)
     except messages.NotFound:
         raise ApiError(404, f"Message {message_id} not found") from None
-    except messages.NothingToCancel:
-        raise ApiError(
-            409, f"Message {message_id} cannot be cancelled: every recipient was already sent "
-                 "or has ended"
-        ) from None
+    except messages.NothingToCancel as exc:
+        raise ApiError(409, cannot_cancel(message_id, exc.status)) from None
     if withdrawn.on_phone:
         await request.app[HUB].withdraw(withdrawn.device_id, message_id)
     found = await messages.get_message(pool, principal.account_id, message_id)

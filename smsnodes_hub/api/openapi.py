@@ -29,8 +29,8 @@ from ..phones import MAX_RECIPIENTS
 from ..tokens import MAX_API_TOKENS, MAX_NAME
 from .auth import AUTH_REQUIRED
 from .body import TOO_LARGE
-from .errors import DATABASE_UNAVAILABLE
-from .messages import STATUSES
+from .errors import DATABASE_ERROR, DATABASE_UNAVAILABLE, INTERNAL_ERROR
+from .messages import STATUSES, cannot_cancel
 from .pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from .send_sms import (
     INVALID_CREDENTIALS,
@@ -405,7 +405,8 @@ def _schemas() -> Json:
                        "stored ciphertext cannot be opened)."},
                 "status": _ref("RecipientStatus"),
                 "error": {"type": ["string", "null"], "description": "The phone's reason "
-                          "for a failed recipient, else null."},
+                          "for a failed recipient, else null (also while a failed recipient "
+                          "waits for its retry: that attempt's error is in `events`)."},
                 "attempt": {"type": "integer", "minimum": 1, "description": "The delivery "
                             "attempt (failed recipients may be retried)."},
                 "updatedAt": _timestamp("When this recipient's status last changed."),
@@ -564,11 +565,13 @@ def _components() -> Json:
         },
         "headers": {
             "X-RateLimit-Limit": header(
-                "Requests allowed per window (absent when the limit is off).", integer, 600),
+                "Requests allowed per one-minute window; 0 when the limit is off.", integer,
+                600),
             "X-RateLimit-Remaining": header(
-                "Requests left in the current window.", integer, 599),
+                "Requests left in the current window; 0 when the limit is off.", integer, 599),
             "X-RateLimit-Reset": header(
-                "Seconds until the window resets.", integer, 42),
+                "Seconds until the window resets; 0 when the limit is off.", integer, 42),
+            "Allow": header("The methods this path accepts.", {"type": "string"}, "POST"),
             "Retry-After": header("Seconds to wait before trying again.", integer, 5),
             "Cache-Control-No-Store": header("Never cached.", {"type": "string",
                                              "const": "no-store"}, "no-store"),
@@ -599,9 +602,13 @@ def _send_sms(base: str) -> Json:
             "The 200 is answered once the message is safely stored. Nothing is stored for a "
             "4xx, so retrying a 429 or 503 after `Retry-After` is safe; an `Idempotency-Key` "
             "makes any retry safe.\n\n"
-            "Every response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and "
-            "`X-RateLimit-Reset` (unless the limit is turned off). Requests refused before "
-            "the account is known count against the client address."
+            "Every response, including a `405` for a wrong method, carries "
+            "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; with the "
+            "limit turned off (`limits.send_per_minute = 0`) all three are `0`. Requests "
+            "refused before the account is known count against the client address.\n\n"
+            "With an `Idempotency-Key`, a repeat is answered before the checks that depend "
+            "on the clock: a repeat after its `expiresAt` has passed still gets the first "
+            "response."
         ),
         "security": [{}, {"basicAuth": []}, {"bearerAuth": []}],
         "parameters": [_param("Idempotency-Key")],
@@ -653,6 +660,8 @@ def _send_sms(base: str) -> Json:
                 ("Text too long", f"message must be at most {MAX_TEXT} characters"),
                 ("Bad priority", "priority must be an integer from 1 to 5"),
                 ("ttl with expiresAt", "ttl and expiresAt cannot be used together"),
+                ("ttl ends before scheduledAt", "ttl must end after scheduledAt: it counts "
+                                                "seconds from now, not from scheduledAt"),
                 ("Bad Idempotency-Key", f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY} "
                                         "printable characters"),
                 headers=RATE_HEADERS,
@@ -668,6 +677,13 @@ def _send_sms(base: str) -> Json:
                           "many refused requests, or it is locked out after failed logins.",
                           ("Rate limited", RATE_LIMITED),
                           headers={**RATE_HEADERS, **RETRY_AFTER}),
+            "405": _error("A method other than POST.", ("Wrong method", "Method not allowed"),
+                          headers={**RATE_HEADERS, "Allow": _header("Allow")}),
+            "500": _error("The database refused a statement for another reason than being "
+                          "unreachable (the SMS Nodes gateway's own 500 body), or a bug; "
+                          "logged by the hub. Nothing is stored.",
+                          ("Database error", DATABASE_ERROR),
+                          ("Bug", INTERNAL_ERROR), headers=RATE_HEADERS),
             "503": _error("The database cannot be reached (the SMS Nodes gateway answered "
                           "500 \"Database error\").", ("Database down", DATABASE_UNAVAILABLE),
                           headers={**RATE_HEADERS, **RETRY_AFTER}),
@@ -812,9 +828,15 @@ def _cancel_message(base: str) -> Json:
                 _ref("Message"), ("cancelled", "Cancelled while queued", MESSAGE_CANCELLED))},
             "404": _error("No such message of this account.",
                           ("Not found", "Message 126 not found")),
-            "409": _error("Nothing left to cancel.", (
-                "Already sent", "Message 126 cannot be cancelled: every recipient was "
-                                "already sent or has ended")),
+            "409": _error(
+                "Nothing left to cancel; the reason follows the message's overall status.",
+                ("Already sent", cannot_cancel(126, "sent")),
+                ("Already delivered", cannot_cancel(126, "delivered")),
+                ("Already failed", cannot_cancel(126, "failed")),
+                ("Already cancelled", cannot_cancel(126, "cancelled")),
+                ("Expired", cannot_cancel(126, "expired")),
+                ("Every recipient ended", cannot_cancel(126, "partial")),
+            ),
             **_auth_errors(),
         },
         "x-codeSamples": _curl(f"curl -sS -X DELETE -u 'shop-phone-1:correct horse' "
@@ -1024,8 +1046,9 @@ fields, codes or meanings.
   `429 {"error": "Rate limit exceeded"}` with `Retry-After` for a while, even with the right
   password.
 - Besides the answers listed on each operation, any `/api/` path can answer `404` (unknown
-  path), `405` with `Allow` (wrong method) and `500 {"error": "Internal server error"}` (a
-  bug, logged by the hub), each with the same error body.
+  path), `405` with `Allow` (wrong method) and `500` (logged by the hub): `{"error":
+  "Database error"}` when the database refused a statement for another reason than being
+  unreachable (the SMS Nodes gateway's body), `{"error": "Internal server error"}` for a bug.
 
 ## Phones: `/ws/device`
 

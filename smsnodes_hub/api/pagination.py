@@ -37,11 +37,16 @@ class Page:
         }
 
 
+def plain_number(raw: str) -> bool:
+    # str.isdigit() alone also accepts "²" and other digits int() refuses.
+    return raw.isascii() and raw.isdigit()
+
+
 def int_param(request: web.Request, name: str, default: int, high: int | None) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+    if not plain_number(raw) or int(raw) < 1 or (high is not None and int(raw) > high):
         bound = f" to {high}" if high is not None else " or more"
         raise ApiError(400, f"{name} must be a whole number from 1{bound}")
     return int(raw)
@@ -65,6 +70,6 @@ def time_param(request: web.Request, name: str) -> datetime | None:
 def path_id(request: web.Request, what: str) -> int:
     """The `{id}` of the path; anything but a plain positive number is simply not found."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not plain_number(raw) or len(raw) > 18:
         raise ApiError(404, f"{what} {raw[:40]} not found")
     return int(raw)

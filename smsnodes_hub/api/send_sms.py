@@ -16,6 +16,7 @@ from ..segments import analyze
 from ..sending import Accepted, CredentialsChanged, Outgoing, store, submit
 from ..throttle import RateDecision, client_key
 from ..timefmt import parse_iso
+from . import ratelimit
 from .auth import basic_credentials, bearer_token, password_login, token_login
 from .body import read_json_object
 from .errors import (
@@ -47,7 +48,7 @@ async def post_send_sms(request: web.Request) -> web.Response:
     try:
         body = await read_json_object(request, allow_empty=True)
         credentials = _credentials(request, body)
-        out = _validate(body)
+        draft = _validate(body)
         key = _idempotency_key(request)
         try:
             principal = await _login(request, credentials)
@@ -57,9 +58,10 @@ async def post_send_sms(request: web.Request) -> web.Response:
                     raise ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
             started = time.perf_counter()
             if key is None:
+                out = draft.at(datetime.now(UTC))
                 response = _answer(await _submit(request, principal, out), out)
             else:
-                response = await _submit_once(request, principal, out, body, key)
+                response = await _submit_once(request, principal, draft, body, key)
             metrics = request.app.get(METRICS)
             if metrics is not None:  # the one cost on this path: a histogram observe()
                 metrics.send_latency.observe(time.perf_counter() - started)
@@ -68,8 +70,8 @@ async def post_send_sms(request: web.Request) -> web.Response:
             raise database_unavailable(request, exc) from None
         except (ApiError, web.HTTPException):
             raise
-        except Exception:
-            raise internal_error(request) from None
+        except Exception as exc:
+            raise internal_error(request, exc) from None
         reply = json_response(response)
     except ApiError as exc:
         if decision is None and limiter.enabled:
@@ -78,10 +80,7 @@ async def post_send_sms(request: web.Request) -> web.Response:
             if not decision.allowed and exc.status != 429:
                 exc = ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
         reply = json_response({"error": exc.message}, exc.status, exc.headers)
-    if decision is not None:
-        reply.headers["X-RateLimit-Limit"] = str(decision.limit)
-        reply.headers["X-RateLimit-Remaining"] = str(max(decision.remaining, 0))
-        reply.headers["X-RateLimit-Reset"] = str(decision.reset)
+    ratelimit.stamp(reply, decision)
     return reply
 
 
@@ -112,10 +111,11 @@ async def _submit(request: web.Request, principal: Principal, out: Outgoing) -> 
         raise _stale_login(request, principal) from None
 
 
-async def _submit_once(request: web.Request, principal: Principal, out: Outgoing,
+async def _submit_once(request: web.Request, principal: Principal, draft: Draft,
                        body: dict[str, Any], key: str) -> dict[str, Any]:
     """With an Idempotency-Key: claim the key, store the message and record the answer in
-    one transaction; push only after it commits."""
+    one transaction; push only after it commits. A repeat gets the first answer before the
+    checks against the clock, which it may no longer pass (an expiresAt now past)."""
     hub, pool = request.app[HUB], request.app[POOL]
     request_hash = idempotency.fingerprint(principal, {
         k: v for k, v in body.items() if k not in ("deviceUsername", "password")
@@ -133,6 +133,8 @@ async def _submit_once(request: web.Request, principal: Principal, out: Outgoing
                         raise ApiError(409, f"{idempotency.HEADER} is in use by a request "
                                             "still in progress")
                     return prior.response
+                # Raising here rolls the claim back: a refused request leaves no key behind.
+                out = draft.at(datetime.now(UTC))
                 stored = await store(hub, conn, principal, out)
                 expected = _answer(stored.expected, out)
                 await idempotency.record(conn, principal.account_id, key, stored.message_id,
@@ -182,7 +184,42 @@ async def _login(request: web.Request, credentials: Credentials) -> Principal:
     return await password_login(request, credentials.username, credentials.password)
 
 
-def _validate(body: dict[str, Any]) -> Outgoing:
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A request that passed every check that does not depend on the clock."""
+
+    text: str
+    numbers: list[str]
+    priority: int
+    scheduled_at: datetime | None
+    expires_at: datetime | None
+    ttl: int | None
+
+    def at(self, now: datetime) -> Outgoing:
+        """The message to store, after the checks against `now`."""
+        scheduled_at = self.scheduled_at
+        if scheduled_at is not None:
+            if scheduled_at > now + MAX_AHEAD:
+                raise ApiError(400, "scheduledAt must be within a year from now")
+            if scheduled_at <= now:
+                scheduled_at = None  # due already: send now
+        expires_at = self.expires_at
+        if self.ttl is not None:
+            expires_at = now + timedelta(seconds=self.ttl)
+            if scheduled_at is not None and expires_at <= scheduled_at:
+                raise ApiError(400, "ttl must end after scheduledAt: it counts seconds from "
+                                    "now, not from scheduledAt")
+        elif expires_at is not None:
+            if expires_at <= now:
+                raise ApiError(400, "expiresAt must be in the future")
+            if expires_at > now + MAX_AHEAD:
+                raise ApiError(400, "expiresAt must be within a year from now")
+            if scheduled_at is not None and expires_at <= scheduled_at:
+                raise ApiError(400, "expiresAt must be after scheduledAt")
+        return Outgoing(self.text, self.numbers, self.priority, scheduled_at, expires_at)
+
+
+def _validate(body: dict[str, Any]) -> Draft:
     if "phoneNumbers" not in body:
         raise ApiError(400, "phoneNumbers is required")
     try:
@@ -201,8 +238,15 @@ def _validate(body: dict[str, Any]) -> Outgoing:
         priority = 1
     if type(priority) is not int or not 1 <= priority <= 5:
         raise ApiError(400, "priority must be an integer from 1 to 5")
-    scheduled_at, expires_at = _times(body)
-    return Outgoing(text, numbers, priority, scheduled_at, expires_at)
+    scheduled_at = _timestamp(body, "scheduledAt")
+    expires_at = _timestamp(body, "expiresAt")
+    ttl = body.get("ttl")
+    if ttl is not None:
+        if expires_at is not None:
+            raise ApiError(400, "ttl and expiresAt cannot be used together")
+        if type(ttl) is not int or not 1 <= ttl <= MAX_AHEAD.total_seconds():
+            raise ApiError(400, "ttl must be a whole number of seconds from 1 to 31622400")
+    return Draft(text, numbers, priority, scheduled_at, expires_at, ttl)
 
 
 def _timestamp(body: dict[str, Any], name: str) -> datetime | None:
@@ -216,29 +260,3 @@ def _timestamp(body: dict[str, Any], name: str) -> datetime | None:
     except ValueError:
         raise ApiError(400, f"{name} must be an ISO 8601 timestamp, "
                             "e.g. 2026-11-21T10:00:00Z") from None
-
-
-def _times(body: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
-    now = datetime.now(UTC)
-    scheduled_at = _timestamp(body, "scheduledAt")
-    if scheduled_at is not None:
-        if scheduled_at > now + MAX_AHEAD:
-            raise ApiError(400, "scheduledAt must be within a year from now")
-        if scheduled_at <= now:
-            scheduled_at = None  # due already: send now
-    expires_at = _timestamp(body, "expiresAt")
-    ttl = body.get("ttl")
-    if ttl is not None:
-        if expires_at is not None:
-            raise ApiError(400, "ttl and expiresAt cannot be used together")
-        if type(ttl) is not int or not 1 <= ttl <= MAX_AHEAD.total_seconds():
-            raise ApiError(400, "ttl must be a whole number of seconds from 1 to 31622400")
-        expires_at = now + timedelta(seconds=ttl)
-    if expires_at is not None:
-        if expires_at <= now:
-            raise ApiError(400, "expiresAt must be in the future")
-        if expires_at > now + MAX_AHEAD:
-            raise ApiError(400, "expiresAt must be within a year from now")
-        if scheduled_at is not None and expires_at <= scheduled_at:
-            raise ApiError(400, "expiresAt must be after scheduledAt")
-    return scheduled_at, expires_at

@@ -11,6 +11,7 @@ from ..timefmt import iso
 from .auth import authenticate
 from .body import read_json_object
 from .errors import ApiError, json_response
+from .pagination import plain_number
 
 
 def _describe(info: tokens.TokenInfo) -> dict[str, object]:
@@ -44,7 +45,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not plain_number(raw) or len(raw) > 18:
         raise ApiError(404, f"Token {raw[:40]} not found")
     token_id = int(raw)
     if not await tokens.revoke_token(request.app[POOL], principal.device_id, token_id):
