@@ -8,6 +8,7 @@ at start, and a bad one stops the start with a message naming the key.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -90,6 +91,7 @@ class DashboardSettings:
     session_secret: str = ""  # empty: a random key in database.data_dir, made on first use
     metrics_token: str = ""  # empty: /metrics answers without a token
     refresh_seconds: int = 5
+    public_origin: str = ""  # empty: forms must come from the Host the request names
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,17 @@ def _empty_or_long(minimum: int) -> _Check:
     return check
 
 
+# What a browser sends as Origin: a scheme, a host and maybe a port, nothing more.
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?")
+
+
+def _origin(value: Any) -> str | None:
+    match = _ORIGIN.fullmatch(value)
+    if value == "" or (match and int(match.group(2) or 0) <= 65535):
+        return None
+    return "must be empty or an origin such as https://sms.example.org (no path)"
+
+
 def _database_url(value: Any) -> str | None:
     if value == "" or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -182,6 +195,7 @@ _CHECKS: dict[str, _Check] = {
     "dashboard.session_secret": _empty_or_long(32),
     "dashboard.metrics_token": _empty_or_long(16),
     "dashboard.refresh_seconds": _between(1, 3600),
+    "dashboard.public_origin": _origin,
     "logging.level": _one_of("debug", "info", "warning", "error"),
 }
 

@@ -6,20 +6,22 @@ from __future__ import annotations
 import asyncio
 import re
 import stat
-from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp import TCPConnector
+from aiohttp.test_utils import TestClient, TestServer
 from device_sim import PhoneBehaviour, SimulatedPhone
 from yarl import URL
 
-from smsnodes_hub import crypto
+from smsnodes_hub.app import create_app
 from smsnodes_hub.appkeys import HUB, POOL
-from smsnodes_hub.dashboard import SUBAPP, scrub_urls, webhook_target
-from smsnodes_hub.dashboard.auth import DashboardKeyError, DashboardState, load_key_file
+from smsnodes_hub.config import ConfigError
+from smsnodes_hub.dashboard import SUBAPP, redact_numbers, scrub_urls, webhook_target
+from smsnodes_hub.dashboard.auth import DashboardKeyError, load_key_file, origin_of
 from smsnodes_hub.dashboard.chart import nice_ceiling, throughput_chart
 
 from .conftest import PASSWORD, add_device, test_settings, ws_url
@@ -28,11 +30,15 @@ from .dashboard_support import (
     OPERATOR_PASSWORD,
     HubFactory,
     add_operator,
+    add_webhook_rows,
+    element,
     hidden,
     key_file_in,
     logged_in,
     login,
     origin,
+    reverse_proxy,
+    self_signed,
 )
 from .test_delivery import send
 from .test_status_api import basic
@@ -141,14 +147,45 @@ async def test_session_cookie_is_httponly_strict_and_lasts_the_configured_time(
     assert raw.encode() not in stored and len(stored) == 32
 
 
-def test_over_tls_the_cookie_is_secure_and_host_only(database_url: str) -> None:
-    settings = test_settings(database_url, SMSNODES_DASHBOARD_SESSION_SECRET=SECRET)
-    tls = replace(settings, server=replace(settings.server, tls_cert="c.pem", tls_key="k.pem"))
-    state = DashboardState(tls)
-    response = web.Response()
-    state.set_session_cookie(response, b"\x01" * 32)
-    cookie = response.cookies["__Host-smsnodes_session"].OutputString()
-    assert "Secure" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
+async def test_over_tls_the_login_and_session_cookies_are_secure(
+    database_url: str, aiohttp_client: Any, tmp_path: Path,
+) -> None:
+    # The hub serving TLS itself (server.tls_cert), on a real TLS socket.
+    cert = self_signed(tmp_path / "tls")
+    settings = test_settings(database_url, SMSNODES_SERVER_TLS_CERT=str(cert.cert),
+                             SMSNODES_SERVER_TLS_KEY=str(cert.key),
+                             SMSNODES_DATABASE_DATA_DIR=str(tmp_path / "data"))
+    server = TestServer(create_app(settings, database_url, migrate=False), host="127.0.0.1")
+    await server.start_server(ssl=cert.server_context())
+    hub = await aiohttp_client(server, connector=TCPConnector(ssl=cert.client_context()))
+    assert str(hub.make_url("")).startswith("https://")
+    await add_operator(hub)
+
+    form = await hub.get("/dashboard/login")
+    login_cookie = _set_cookie(form, "__Secure-smsnodes_login")
+    assert {"secure", "httponly", "samesite=strict", "path=/dashboard/login"} <= login_cookie
+    resp = await login(hub)
+    assert resp.status == 303, await resp.text()
+    session = _set_cookie(resp, "__Host-smsnodes_session")
+    assert {"secure", "httponly", "samesite=strict", "path=/"} <= session
+    assert not any(flag.startswith("domain") for flag in session)  # __Host-: this host only
+    assert not any(c.startswith("smsnodes_session=") for c in resp.headers.getall("Set-Cookie"))
+    # The browser sends it back over TLS, and that is a live session.
+    page = await hub.get("/dashboard", allow_redirects=False)
+    assert page.status == 200 and "Log out" in await page.text()
+    csrf = hidden(await page.text())
+    resp = await hub.post("/dashboard/logout", data={"csrf": csrf}, headers=origin(hub),
+                          allow_redirects=False)
+    assert "secure" in _set_cookie(resp, "__Host-smsnodes_session")  # cleared the same way
+    assert (await hub.get("/dashboard", allow_redirects=False)).status == 303
+
+
+def _set_cookie(resp: Any, name: str) -> set[str]:
+    """The attributes of the Set-Cookie header for `name`, lower case, without the value."""
+    for header in resp.headers.getall("Set-Cookie", []):
+        if header.startswith(f"{name}="):
+            return {part.strip().lower() for part in header.split(";")[1:]}
+    raise AssertionError(f"no Set-Cookie for {name}: {resp.headers.getall('Set-Cookie', [])}")
 
 
 async def test_forms_need_the_csrf_token_and_the_same_origin(hub: TestClient) -> None:
@@ -192,6 +229,193 @@ async def test_forms_need_the_csrf_token_and_the_same_origin(hub: TestClient) ->
                                 "csrf": csrf})
     assert resp.status == 403
     assert await hub.app[POOL].fetchval("SELECT count(*) FROM operator_sessions") == 1
+
+
+def post_paths(client: TestClient, ids: dict[str, int]) -> list[str]:
+    """Every POST path of the dashboard's router, with real ids filled in."""
+    found = []
+    for route in client.app[SUBAPP].router.routes():
+        if route.method != "POST":
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        template = info.get("formatter") or info.get("path", "")
+        kind = "message" if "/messages/" in template else "device"
+        found.append(template.replace("{id}", str(ids[kind])).replace("{token}",
+                                                                        str(ids["token"])))
+    return found
+
+
+async def test_every_post_refuses_a_missing_or_wrong_csrf_token_and_does_nothing(
+    hub: TestClient,
+) -> None:
+    device_id = await add_device(hub, "shop-phone-1")
+    csrf = await logged_in(hub)
+    created = await hub.post("/api/tokens", json={"name": "billing"}, headers=basic())
+    token_id = (await created.json())["id"]
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    resp = await hub.post("/api/send-sms", headers=basic(), json={
+        "phoneNumbers": ["+15550000001"], "message": "later", "scheduledAt": later})
+    message_id = (await resp.json())["messageId"]  # cancellable, and not sent meanwhile
+    paths = post_paths(hub, {"device": device_id, "message": message_id, "token": token_id})
+    expected = {"/dashboard/login", "/dashboard/logout", f"/dashboard/messages/{message_id}/cancel",
+                *(f"/dashboard/devices/{device_id}/{a}" for a in
+                  ("disconnect", "end-sessions", "pacing", f"tokens/{token_id}/revoke"))}
+    assert expected <= set(paths), paths  # the walk found the real routes
+
+    pool = hub.app[POOL]
+
+    async def snapshot() -> tuple[Any, ...]:
+        row = await pool.fetchrow(
+            """SELECT (SELECT pace_per_minute FROM devices WHERE id = $1) AS pace,
+                      (SELECT count(*) FROM tokens WHERE id = $3) AS api_token,
+                      (SELECT message_status(m.state, ARRAY(SELECT r.state FROM recipients r
+                                                            WHERE r.message_id = m.id))
+                         FROM messages m WHERE m.id = $2) AS status,
+                      (SELECT count(*) FROM operator_sessions) AS sessions""",
+            device_id, message_id, token_id)
+        return (*row.values(), phone.close_codes[:], phone.auth_count)
+
+    behaviour = PhoneBehaviour(backoff_initial=0.05, backoff_max=0.1)
+    async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD, behaviour) as phone:
+        before = await snapshot()
+        assert before[:4] == (None, 1, "scheduled", 1)
+        same = origin(hub)
+        refused = [
+            ({}, same),                                              # no token
+            ({"csrf": "forged"}, same),                              # a wrong token
+            ({"csrf": csrf[:-2] + ("AA" if csrf[-2:] != "AA" else "BB")}, same),  # nearly
+            ({"csrf": csrf}, {"Origin": "https://evil.example"}),    # right token, other site
+        ]
+        for path in paths:
+            for data, headers in refused:
+                resp = await hub.post(path, data={"per_minute": "7", **data}, headers=headers,
+                                      allow_redirects=False)
+                assert resp.status == 403, (path, data, headers, resp.status)
+                assert "shop-phone-1" not in await resp.text()
+            await asyncio.sleep(0.05)  # a disconnect, had it happened, reaches the phone
+            assert await snapshot() == before, path
+        # The session survived all of that: the refusals were the guard's, not a logout.
+        assert (await hub.get("/dashboard", allow_redirects=False)).status == 200
+
+        # With the right token the same routes act (so the loop above tested real actions).
+        acted = [p for p in paths if p != "/dashboard/login"]
+        acted.sort(key=lambda p: p.endswith("/logout"))  # logging out last
+        for path in acted:
+            resp = await hub.post(path, data={"per_minute": "7", "csrf": csrf}, headers=same,
+                                  allow_redirects=False)
+            assert resp.status == 303, (path, resp.status)
+        after = await snapshot()
+        assert after[:4] == (7, 0, "cancelled", 0)
+        await phone.wait_for(lambda: 1000 in phone.close_codes and 4401 in phone.close_codes)
+
+
+async def test_an_expired_session_is_refused(hub: TestClient) -> None:
+    device_id = await add_device(hub, "shop-phone-1")
+    csrf = await logged_in(hub)
+    pool = hub.app[POOL]
+    await pool.execute("UPDATE operator_sessions SET expires_at = now() - interval '1 second'")
+    resp = await hub.get("/dashboard/devices", allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"].startswith("/dashboard/login?next=")
+    assert (await hub.get("/dashboard/fragments/devices")).status == 401
+    resp = await hub.post(f"/dashboard/devices/{device_id}/pacing",
+                          data={"per_minute": "5", "csrf": csrf}, headers=origin(hub),
+                          allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
+    assert await pool.fetchval("SELECT pace_per_minute FROM devices") is None
+    # The login form shows, and a new login works (and sweeps the expired row).
+    page = await hub.get("/dashboard/login")
+    assert "Log in to the dashboard" in await page.text()
+    assert (await login(hub)).status == 303
+    assert await pool.fetchval("SELECT count(*) FROM operator_sessions") == 1
+
+
+# -- Behind a reverse proxy -----------------------------------------------------------------
+
+
+async def _behind_proxy(make_hub: HubFactory, aiohttp_client: Any, tmp_path: Path, *,
+                        pass_host: bool, **env: str) -> tuple[TestClient, TestClient]:
+    """A hub on plain HTTP behind a TLS-terminating proxy; returns (hub, browser), where
+    the browser talks to the proxy only. Adds the operator unless the database has one."""
+    hub = await make_hub(**env)
+    cert = self_signed(tmp_path / "tls")
+    proxy = TestServer(reverse_proxy(hub.make_url(""), pass_host=pass_host), host="127.0.0.1")
+    await proxy.start_server(ssl=cert.server_context())
+    browser = await aiohttp_client(proxy, connector=TCPConnector(ssl=cert.client_context()))
+    if not await hub.app[POOL].fetchval("SELECT count(*) FROM operators"):
+        await add_operator(hub)
+    return hub, browser
+
+
+async def test_behind_a_proxy_that_passes_host_forms_work(
+    make_hub: HubFactory, aiohttp_client: Any, tmp_path: Path,
+) -> None:
+    hub, browser = await _behind_proxy(make_hub, aiohttp_client, tmp_path, pass_host=True)
+    device_id = await add_device(hub, "shop-phone-1")
+    resp = await login(browser)  # Origin: the proxy's https:// address
+    assert resp.status == 303, await resp.text()
+    page = await browser.get(f"/dashboard/devices/{device_id}")
+    csrf = hidden(await page.text())
+    resp = await browser.post(f"/dashboard/devices/{device_id}/pacing",
+                              data={"per_minute": "9", "csrf": csrf}, headers=origin(browser),
+                              allow_redirects=False)
+    assert resp.status == 303
+    assert await hub.app[POOL].fetchval("SELECT pace_per_minute FROM devices") == 9
+
+
+async def test_behind_a_proxy_that_hides_host_public_origin_makes_forms_work(
+    make_hub: HubFactory, aiohttp_client: Any, tmp_path: Path,
+) -> None:
+    # nginx's default: Host names the upstream (127.0.0.1:port), not the browser's address,
+    # so comparing Origin with Host refuses every form, the login first.
+    hub, browser = await _behind_proxy(make_hub, aiohttp_client, tmp_path / "a",
+                                       pass_host=False)
+    resp = await login(browser)
+    assert resp.status == 403
+    assert "not sent from a page of this dashboard" in await resp.text()
+    assert await hub.app[POOL].fetchval("SELECT count(*) FROM operator_sessions") == 0
+
+    # dashboard.public_origin names what the browser uses: the login works, the cookies are
+    # Secure because that origin is https://, and only that origin may post.
+    public = {"Origin": "https://sms.example.org"}
+    hub, browser = await _behind_proxy(make_hub, aiohttp_client, tmp_path / "b",
+                                       pass_host=False,
+                                       SMSNODES_DASHBOARD_PUBLIC_ORIGIN="https://sms.example.org")
+    device_id = await add_device(hub, "shop-phone-1")
+    form = await browser.get("/dashboard/login")
+    assert "secure" in _set_cookie(form, "__Secure-smsnodes_login")
+    resp = await login(browser, headers=public)
+    assert resp.status == 303, await resp.text()
+    assert {"secure", "httponly", "samesite=strict"} <= _set_cookie(resp,
+                                                                     "__Host-smsnodes_session")
+    csrf = hidden(await (await browser.get(f"/dashboard/devices/{device_id}")).text())
+    path = f"/dashboard/devices/{device_id}/pacing"
+    for other in (origin(browser), origin(hub), {"Origin": "http://sms.example.org"},
+                  {"Referer": "https://sms.example.org.evil.example/dashboard"}):
+        resp = await browser.post(path, data={"per_minute": "9", "csrf": csrf},
+                                  headers=other, allow_redirects=False)
+        assert resp.status == 403, other
+    assert await hub.app[POOL].fetchval("SELECT pace_per_minute FROM devices") is None
+    for accepted, pace in (({"Origin": "https://SMS.example.org:443"}, "9"),
+                           ({"Referer": "https://sms.example.org/dashboard/devices"}, "4")):
+        resp = await browser.post(path, data={"per_minute": pace, "csrf": csrf},
+                                  headers=accepted, allow_redirects=False)
+        assert resp.status == 303, accepted
+        assert await hub.app[POOL].fetchval("SELECT pace_per_minute FROM devices") == int(pace)
+
+
+async def test_public_origin_names_the_docs_examples_and_must_be_an_origin(
+    make_hub: HubFactory, database_url: str,
+) -> None:
+    hub = await make_hub(SMSNODES_DASHBOARD_PUBLIC_ORIGIN="https://sms.example.org/")
+    page = await (await hub.get("/docs")).text()
+    assert "https://sms.example.org/api/send-sms" in page
+    assert "wss://sms.example.org/ws/device" in page
+    assert f"127.0.0.1:{hub.port}" not in page
+    for bad in ("sms.example.org", "https://sms.example.org/dashboard", "ftp://sms.example.org",
+                "https://user@sms.example.org", "https://sms.example.org:99999"):
+        with pytest.raises(ConfigError, match=r"dashboard\.public_origin"):
+            test_settings(database_url, SMSNODES_DASHBOARD_PUBLIC_ORIGIN=bad)
 
 
 async def test_login_throttling_has_its_own_lockout(make_hub: Any) -> None:
@@ -277,7 +501,7 @@ async def test_overview_counts_phones_queues_and_webhook_failures(hub: TestClien
     assert csrf
     for priority in (5, 5, 2):
         await send(hub, priority=priority)
-    await _webhook_with_failures(hub, device_id)
+    await add_webhook_rows(hub, device_id)
     html = await (await hub.get("/dashboard/fragments/overview")).text()
     assert _text(html, "phones-online").startswith("0")
     assert _text(html, "queued-total") == "3"
@@ -404,15 +628,93 @@ async def test_message_page_shows_the_timeline_and_cancels(hub: TestClient) -> N
     assert (await hub.get("/dashboard/messages/999999")).status == 404
 
 
-async def test_webhooks_page_shows_health_without_secret_paths(hub: TestClient) -> None:
+async def test_webhooks_page_shows_each_webhooks_health_without_secret_paths(
+    hub: TestClient,
+) -> None:
     device_id = await add_device(hub, "shop-phone-1")
     await logged_in(hub)
-    await _webhook_with_failures(hub, device_id)
+    rows = await add_webhook_rows(hub, device_id)
     html = await (await hub.get("/dashboard/webhooks")).text()
-    assert "https://hooks.example.com/…" in html
+    assert "1 failing · 1 disabled" in html  # the summary card
+
+    def health(webhook_id: int) -> tuple[str, str]:
+        row = element(html, f"webhook-{webhook_id}")
+        badges = re.findall(r'data-health="(\w+)">(\w+)</span>', row)
+        assert len(badges) == 1, row
+        return badges[0]
+
+    assert health(rows.failing) == ("failing", "failing")
+    assert health(rows.disabled) == ("disabled", "disabled")
+    assert health(rows.healthy) == ("healthy", "healthy")
+    failing = element(html, f"webhook-{rows.failing}")
+    assert re.search(r"since <time[^>]*>3 days ago</time>", failing), failing
+    assert "<code>https://hooks.example.com/…</code>" in failing
+    assert "no success for 72 hours" in element(html, f"webhook-{rows.disabled}")
+    assert re.search(r"<time[^>]*>1 min ago</time>", element(html, f"webhook-{rows.healthy}"))
+    # Each given-up delivery is listed with its last answer, the secret path cut off.
+    for delivery in rows.failed_deliveries:
+        row = element(html, f"failure-{delivery}")
+        assert 'data-state="failed">failed</span>' in row
+        assert "HTTP 500" in row and "https://hooks.example.com/…: 500" in row
     assert "T0SECRET" not in html and "sig=" not in html
-    assert "disabled" in html and "failing for 80 hours" in html
-    assert "HTTP 500" in html and "failing" in html
+
+
+class _Focusables(HTMLParser):
+    """Every element a keyboard can reach, as (tag, id or None)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if (tag == "a" and "href" in a) or tag in ("button", "select", "textarea") or (
+                tag == "input" and a.get("type") != "hidden") or "tabindex" in a:
+            self.found.append((tag, a.get("id")))
+
+
+async def test_everything_focusable_in_a_live_fragment_keeps_its_id_across_refreshes(
+    hub: TestClient,
+) -> None:
+    # htmx puts the focus back after a refresh only on an element with the same id: without
+    # one, every refresh throws a keyboard user back to the top of the page.
+    device_id = await add_device(hub, "shop-phone-1")
+    await add_device(hub, "back-office")
+    await logged_in(hub)
+    await add_webhook_rows(hub, device_id)
+    message_id = (await send(hub, numbers=["+15550000001", "+15550000002"]))["messageId"]
+    fragments = ["/dashboard/fragments/overview", "/dashboard/fragments/devices",
+                 f"/dashboard/fragments/devices/{device_id}/status",
+                 f"/dashboard/fragments/devices/{device_id}/messages",
+                 f"/dashboard/fragments/messages/{message_id}", "/dashboard/fragments/webhooks"]
+    assert {p for m, p in route_paths(hub, device_id, message_id) if "/fragments/" in p} == \
+        set(fragments)  # every fragment the router has
+    total = 0
+    for path in fragments:
+        seen = []
+        for _ in range(2):
+            parser = _Focusables()
+            parser.feed(await (await hub.get(path)).text())
+            seen.append(parser.found)
+        ids = [i for _, i in seen[0]]
+        assert None not in ids, (path, seen[0])
+        assert len(set(ids)) == len(ids), (path, ids)
+        assert seen[0] == seen[1], path
+        total += len(ids)
+    assert total >= 15  # links, tables, buttons: the check had something to check
+
+
+def test_phone_written_errors_lose_anything_like_a_number() -> None:
+    assert redact_numbers("RESULT_ERROR_NO_SERVICE") == "RESULT_ERROR_NO_SERVICE"
+    assert redact_numbers("HTTP 500 after 3 tries") == "HTTP 500 after 3 tries"
+    for leaky in ("15557770101", "failed for +1 (555) 777-0101", "to 555 777 0101: no",
+                  "RESULT_15557770101", "+44 20 7946 0958", "code 12345", "+33"):
+        shown = redact_numbers(leaky)
+        assert "[number]" in shown and sum(c.isdigit() for c in shown) < 5, (leaky, shown)
+    assert redact_numbers(None) == "" and len(redact_numbers("x" * 1000)) == 300
+    assert origin_of("https://SMS.example.org:443") == "https://sms.example.org"
+    assert origin_of("http://[::1]:8080/x") == "http://[::1]:8080"
+    assert origin_of("javascript:alert(1)") is None and origin_of("https://x:99999") is None
 
 
 # -- Small parts --------------------------------------------------------------------------
@@ -424,6 +726,8 @@ def test_webhook_targets_and_errors_lose_their_paths() -> None:
     assert webhook_target("https://example.com/") == "https://example.com"
     assert scrub_urls("POST https://a.example/x/SECRET?k=v failed: timeout") == \
         "POST https://a.example/… failed: timeout"
+    assert scrub_urls("POST https://a.example/x?sig=1: 500 (see https://b.example/).") == \
+        "POST https://a.example/…: 500 (see https://b.example)."
 
 
 def test_chart_scales_to_a_round_top_and_stacks_failures() -> None:
@@ -445,32 +749,3 @@ def _text(html: str, element_id: str) -> str:
     match = re.search(rf'id="{element_id}">([^<]*)<', html)
     assert match, element_id
     return match.group(1).strip()
-
-
-async def _webhook_with_failures(hub: TestClient, device_id: int) -> None:
-    """Webhook rows as the delivery code writes them (that code is another module's)."""
-    pool = hub.app[POOL]
-    account = await pool.fetchval("SELECT account_id FROM devices WHERE id = $1", device_id)
-    secret = crypto.seal(crypto.new_data_key(), b"s", b"test")
-    hook = await pool.fetchval(
-        """INSERT INTO webhooks (account_id, url, events, secret, failing_since)
-           VALUES ($1, 'https://hooks.example.com/services/T0SECRET?sig=abc', $2, $3,
-                   now() - interval '80 hours') RETURNING id""",
-        account, ["message.failed"], secret)
-    await pool.execute(
-        """INSERT INTO webhooks (account_id, url, events, secret, active, disabled_reason)
-           VALUES ($1, 'https://other.example/hook', $2, $3, false,
-                   'failing for 80 hours without a success')""",
-        account, ["sms.received"], secret)
-    for state in ("failed", "failed", "pending", "delivered"):
-        delivery = await pool.fetchval(
-            """INSERT INTO webhook_deliveries (webhook_id, account_id, event_id, event_type,
-                                               state, attempts)
-               VALUES ($1, $2, gen_random_uuid(), 'message.failed', $3, 2) RETURNING id""",
-            hook, account, state)
-        await pool.execute(
-            """INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms,
-                                             status_code, error)
-               VALUES ($1, 2, now(), 120, 500,
-                       'POST https://hooks.example.com/services/T0SECRET?sig=abc: 500')""",
-            delivery)

@@ -39,7 +39,7 @@ def setup(app: web.Application) -> None:
         default_helpers=False,
     )
     env.filters.update(when=when, ago=ago, iso=iso, target=webhook_target,
-                       scrub=scrub_urls)
+                       scrub=scrub_urls, redact=redact_numbers)
     env.globals["version"] = __version__
     app[DASHBOARD] = DashboardState(settings)
 
@@ -101,4 +101,34 @@ def scrub_urls(text: str | None) -> str:
     """An error text with any URL cut down to its origin (see webhook_target)."""
     if not text:
         return ""
-    return _URL.sub(lambda m: webhook_target(m.group(0)), text)[:300]
+    return _URL.sub(_origin_only, text)[:300]
+
+
+def _origin_only(match: re.Match[str]) -> str:
+    # Punctuation that ends a sentence ("…?sig=abc: 500") is the text's, not the URL's.
+    url = match.group(0)
+    bare = url.rstrip(".,:;!?)]}")
+    return webhook_target(bare) + url[len(bare):]
+
+
+# Something that may be a phone number: a "+" and a digit, or a run of digits that may be
+# split by spaces, dots, dashes, slashes or brackets (counted below: 5 digits or more).
+_NUMBER_LIKE = re.compile(r"\+?\(?\d(?:[\d\s().\-/]*\d)?")
+MIN_NUMBER_DIGITS = 5
+NUMBER_PLACEHOLDER = "[number]"
+
+
+def redact_numbers(text: str | None) -> str:
+    """A text a phone wrote (a recipient's error), with anything like a phone number replaced
+    by a placeholder: the dashboard must never show a number, and the phone app chooses this
+    text. Android's result codes (RESULT_ERROR_NO_SERVICE) and short counts pass as they are."""
+    if not text:
+        return ""
+
+    def hide(match: re.Match[str]) -> str:
+        found = match.group(0)
+        digits = sum(c.isdigit() for c in found)
+        return NUMBER_PLACEHOLDER if found.startswith("+") or digits >= MIN_NUMBER_DIGITS \
+            else found
+
+    return _NUMBER_LIKE.sub(hide, text)[:300]

@@ -77,8 +77,8 @@ class DashboardState:
     """Per-application dashboard state: the signing key (loaded on first use), cookie
     settings, the dashboard's own login throttle and the rendered /docs pages."""
 
-    __slots__ = ("_key", "_key_path", "_secret", "docs_pages", "lifetime", "refresh", "secure",
-                 "throttle")
+    __slots__ = ("_key", "_key_path", "_secret", "docs_pages", "lifetime", "origin", "refresh",
+                 "secure", "throttle")
 
     def __init__(self, settings: Settings) -> None:
         dash, sec = settings.dashboard, settings.security
@@ -87,7 +87,11 @@ class DashboardState:
         self._key: bytes | None = None
         self.lifetime = dash.session_lifetime_hours * 3600
         self.refresh = dash.refresh_seconds
-        self.secure = settings.tls
+        # Behind a reverse proxy the browser's address is configured, not guessed from
+        # forwarded headers (which anyone can send when the hub is also reachable directly).
+        self.origin = origin_of(dash.public_origin) if dash.public_origin else None
+        # An https:// public origin means the browser speaks TLS even if the hub does not.
+        self.secure = settings.tls or (self.origin or "").startswith("https://")
         # Its own instance: operators failing to log in do not lock out phones, nor the
         # other way round.
         self.throttle = LoginThrottle(sec.login_max_failures, sec.login_lockout_seconds)
@@ -216,14 +220,39 @@ async def current_operator(request: web.Request) -> Operator | None:
 # -- The guard ------------------------------------------------------------------------------
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, lower case, without a default port; None for
+    anything else. Browsers leave the default port out of Origin, operators may not."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown = "" if port in (None, DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host.lower()}{shown}"
+
+
 def same_origin(request: web.Request) -> bool:
-    """The form was posted from a page of this host. Browsers send Origin with every POST;
-    Referer is the fallback for old ones. Neither, or "null": refused."""
+    """The form was posted from a page of this dashboard. Browsers send Origin with every
+    POST; Referer is the fallback for old ones. Neither, or "null": refused.
+
+    With `dashboard.public_origin` set, the source must be that origin (behind a proxy the
+    Host header names the upstream, not what the browser used); otherwise its host and port
+    must be the request's Host."""
     source = request.headers.get("Origin")
     if not source or source == "null":
         source = request.headers.get("Referer")
     if not source:
         return False
+    configured = request.config_dict[DASHBOARD].origin
+    if configured is not None:
+        return origin_of(source) == configured
     parts = urlsplit(source)
     return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
 

@@ -327,13 +327,15 @@ DOCS_CACHE_SIZE = 16  # pages kept per application, one per host name readers us
 
 
 async def docs(request: web.Request) -> web.Response:
-    # The examples name the host the reader used to reach this page.
+    # The examples name the host the reader used to reach this page, or the configured
+    # public address (behind a reverse proxy, Host may name the upstream).
+    state = request.app[DASHBOARD]
     scheme = "https" if request.app[SETTINGS].tls else request.scheme
-    base = f"{scheme}://{request.host}"
+    base = state.origin or f"{scheme}://{request.host}"
     # Rendering takes tens of milliseconds on the event loop and the document only changes
     # with the code: each host's page is rendered once (bounded, so odd Host headers cannot
     # grow it).
-    cache = request.app[DASHBOARD].docs_pages
+    cache = state.docs_pages
     text = cache.get(base)
     if text is None:
         page = {**docs_context(base), "operator": None, "csrf": "", "path": request.path,

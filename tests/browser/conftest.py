@@ -1,6 +1,11 @@
 """A real Chromium (Debian's /usr/bin/chromium) driven by Playwright, for the dashboard's
 browser tests. Skipped, with the reason shown, where Chromium or Playwright is missing:
-scripts/test says so in one line, and CI installs Chromium so it always runs them."""
+scripts/test says so in one line. CI (.ci/run) installs Chromium and sets
+SMSNODES_REQUIRE_BROWSER=1, which turns that skip into a failure of every browser test: a
+CI run can never pass without having run them.
+
+A test module that needs no browser (it checks this gate) says so with
+`NEEDS_BROWSER = False`."""
 
 from __future__ import annotations
 
@@ -34,14 +39,39 @@ def _missing() -> str | None:
     return None
 
 
+REQUIRE_ENV = "SMSNODES_REQUIRE_BROWSER"
+
+
+def browser_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
+
+
+def _needs_browser(item: pytest.Item) -> bool:
+    here = Path(__file__).parent
+    module = getattr(item, "module", None)
+    return Path(str(item.fspath)).is_relative_to(here) and getattr(
+        module, "NEEDS_BROWSER", True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = _missing()
-    if reason is None:
-        return
+    if reason is None or browser_required():
+        return  # required: pytest_runtest_setup fails them instead
     skip = pytest.mark.skip(reason=f"browser tests skipped: {reason}")
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+        if _needs_browser(item):
             item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture (no database is made for a test that cannot run).
+    if not browser_required() or not _needs_browser(item):
+        return
+    reason = _missing()
+    if reason is not None:
+        pytest.fail(f"{REQUIRE_ENV} is set (as in CI), so the browser tests must run, but "
+                    f"{reason}", pytrace=False)
 
 
 @pytest.fixture
