@@ -342,9 +342,11 @@ class DeviceConnection:
         return self.window - len(self.in_flight) - self.reserved
 
     def can_push_directly(self) -> bool:
-        """A new message may skip the queue only if nothing can be waiting ahead of it."""
+        """A new message may skip the queue only if nothing can be waiting ahead of it, and
+        never on a paced phone: only a claim counts SMS against the minute."""
         return (
             self.ready
+            and not self.pacer.per_minute
             and not self._queue_may_hold_work
             and not self._pump_lock.locked()
             and self.free_slots() > 0
