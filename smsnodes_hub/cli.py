@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import __version__, accounts, cli_admin, db, devices, tokens, webhooks
 from .accounts import Authenticator, CredentialCache
+from .api.pagination import plain_number
 from .app import create_app, kdf_params
 from .config import ConfigError, Settings, load_settings
 from .crypto import PasswordKdf
@@ -409,7 +410,7 @@ def _device_pace(args: argparse.Namespace, settings: Settings) -> int:
     raw = args.per_minute.strip().lower()
     if raw in ("off", "0", "none"):
         per_minute = None
-    elif raw.isdigit() and 1 <= int(raw) <= devices.MAX_PACE:
+    elif plain_number(raw) and 1 <= int(raw) <= devices.MAX_PACE:
         per_minute = int(raw)
     else:
         raise CliError(f"PER_MINUTE must be a whole number from 1 to {devices.MAX_PACE}, "

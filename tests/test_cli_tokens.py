@@ -54,6 +54,6 @@ async def test_device_pace_applies_to_the_connected_phone(cli: Cli, hub, pool) -
     await phone.nothing_for(0.5)
     assert (await cli("device", "pace", "shop-phone-1", "off")).code == 0
     assert len(await phone.recv_sms(1, timeout=3)) == 1
-    for bad in ("0x", "-3", "100001"):
+    for bad in ("0x", "-3", "100001", "²"):
         assert "PER_MINUTE" in (await cli("device", "pace", "shop-phone-1", bad)).one_error_line()
     await phone.close()

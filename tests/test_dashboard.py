@@ -626,6 +626,9 @@ async def test_message_page_shows_the_timeline_and_cancels(hub: TestClient) -> N
                           headers=origin(hub), allow_redirects=False)
     assert resp.headers["Location"].endswith("?done=nothing-to-cancel")
     assert (await hub.get("/dashboard/messages/999999")).status == 404
+    # Digits int() refuses ("²" passes str.isdigit) are a 404 and an ignored page, not a 500.
+    assert (await hub.get("/dashboard/messages/%C2%B2")).status == 404
+    assert (await hub.get("/dashboard/messages?page=%C2%B2&device=%C2%B2")).status == 400
 
 
 async def test_webhooks_page_shows_each_webhooks_health_without_secret_paths(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import webhooks
+from ..protocol import MAX_SENDER
 from .body import TOO_LARGE
 from .openapi import (
     BASIC_OR_BEARER,
@@ -153,6 +154,8 @@ def schemas() -> Json:
         "username": {"type": ["string", "null"], "description": "Its username."},
     }
     number = {"type": ["string", "null"], "pattern": NUMBER_PATTERN}
+    # A sender is a cleaned number or, for alphanumeric sender IDs, the name as received.
+    sender = {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_SENDER}
 
     def envelope(types: list[str], data: str, description: str) -> Json:
         return _obj({
@@ -167,7 +170,8 @@ def schemas() -> Json:
     return {
         "InboundMessage": _obj({
             "id": {"type": "integer"},
-            "from": {**number, "description": "The sender, cleaned like phone numbers (null "
+            "from": {**sender, "description": "The sender: a phone number cleaned like "
+                     "phoneNumbers, or a sender ID such as `AMAZON` as received, trimmed (null "
                      "if its stored ciphertext cannot be opened)."},
             "message": {"type": ["string", "null"], "description": "The text (null if it "
                         "cannot be opened)."},
@@ -269,7 +273,7 @@ def schemas() -> Json:
             "username"], "A message event's data."),
         "SmsReceivedData": _obj({
             "inboundId": {"type": "integer", "description": "For GET /api/inbound/{id}."},
-            "from": {**number, "description": "The sender."},
+            "from": {**sender, "description": "The sender (a number or a sender ID)."},
             "message": {"type": ["string", "null"]},
             "receivedAt": _timestamp("When the phone received it."),
             **device_data,
@@ -322,8 +326,9 @@ def _list_inbound(base: str) -> Json:
                        "pages, decrypted for their owner. Filters combine.",
         "security": BASIC_OR_BEARER,
         "parameters": [
-            _query("from", "Only SMS from this number (cleaned like phoneNumbers, so "
-                           "`+1 234 567-890` matches `+1234567890`).",
+            _query("from", "Only SMS from this sender: a number is cleaned like "
+                           "phoneNumbers (`+1 234 567-890` matches `+1234567890`), a sender "
+                           "ID such as `AMAZON` matches as written.",
                    {"type": "string"}, "+1234567890"),
             _query("since", "Only SMS received at or after this moment (ISO 8601).",
                    _moment("A moment."), "2026-11-21T00:00:00Z"),
@@ -341,7 +346,8 @@ def _list_inbound(base: str) -> Json:
                                               "totalPages": 0}),
             )},
             "400": _error("A query parameter is invalid (the message names it).",
-                          ("Bad from", "from must be a phone number"),
+                          ("Bad from", "from must be a phone number or sender name of 1 to "
+                                       f"{MAX_SENDER} characters"),
                           ("Bad since", "since must be an ISO 8601 timestamp"),
                           BAD_PER_PAGE),
             **_auth_errors(),

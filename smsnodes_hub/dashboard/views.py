@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .. import devices, messages, tokens
 from ..accounts import MAX_PASSWORD
+from ..api.pagination import plain_number
 from ..appkeys import AUTH, HUB, POOL
 from ..hub import PROCESS_STALE
 from . import operators, queries
@@ -83,7 +84,7 @@ def render(request: web.Request, template: str, status: int = 200,
 
 def _id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not plain_number(raw) or len(raw) > 18:
         raise web.HTTPNotFound(text="Not found")
     return int(raw)
 
@@ -298,7 +299,7 @@ async def set_pacing(request: web.Request) -> web.StreamResponse:
     raw = raw.strip().lower() if isinstance(raw, str) else "?"
     if raw in ("", "off", "0"):
         per_minute = None
-    elif raw.isdigit() and 1 <= int(raw) <= devices.MAX_PACE:
+    elif plain_number(raw) and 1 <= int(raw) <= devices.MAX_PACE:
         per_minute = int(raw)
     else:
         raise _back(path, "pacing-invalid")
@@ -328,7 +329,7 @@ async def message_search(request: web.Request) -> web.Response:
     query = request.query
     problems: list[str] = []
     device_raw = query.get("device", "")
-    device_id = int(device_raw) if device_raw.isdigit() and len(device_raw) < 19 else None
+    device_id = int(device_raw) if plain_number(device_raw) and len(device_raw) < 19 else None
     if device_raw and device_id is None:
         problems.append("device must be one of the list")
     status = query.get("status") or None
@@ -340,7 +341,7 @@ async def message_search(request: web.Request) -> web.Response:
     if until is not None:
         until += timedelta(days=1)  # "to" is inclusive: the whole day
     page_raw = query.get("page", "1")
-    page = int(page_raw) if page_raw.isdigit() and 1 <= int(page_raw) <= MAX_PAGE else 1
+    page = int(page_raw) if plain_number(page_raw) and 1 <= int(page_raw) <= MAX_PAGE else 1
     search = queries.MessageSearch(device_id, status, since, until)
     pool = _pool(request)
     rows = await queries.search_messages(pool, search, PER_PAGE + 1, (page - 1) * PER_PAGE)
