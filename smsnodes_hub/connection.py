@@ -100,6 +100,7 @@ class DeviceConnection:
         "_recent",
         "_room_timer",
         "_slow",
+        "_work_seq",
         "_writer",
         "ack_timeout",
         "claims",
@@ -156,6 +157,9 @@ class DeviceConnection:
         self._pump_task: asyncio.Task[None] | None = None
         self._pump_lock = asyncio.Lock()
         self._queue_may_hold_work = True  # until a claim comes back short
+        # Bumped by every hint of new work: a claim that started before the hint may not
+        # see that work, so its short answer must not clear the flag the hint set.
+        self._work_seq = 0
         self._recent: deque[int] = deque(maxlen=256)  # ids pushed lately: sentImmediately
         self._writer: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
@@ -341,6 +345,11 @@ class DeviceConnection:
     def free_slots(self) -> int:
         return self.window - len(self.in_flight) - self.reserved
 
+    @property
+    def idle_with_room(self) -> bool:
+        """Ready, with free slots, and believing nothing waits in its queue."""
+        return self.ready and not self._queue_may_hold_work and self.free_slots() > 0
+
     def can_push_directly(self) -> bool:
         """A new message may skip the queue only if nothing can be waiting ahead of it, and
         never on a paced phone: only a claim counts SMS against the minute."""
@@ -367,9 +376,10 @@ class DeviceConnection:
 
     def expect_work(self) -> None:
         self._queue_may_hold_work = True
+        self._work_seq += 1
 
     def note_new_work(self) -> None:
-        self._queue_may_hold_work = True
+        self.expect_work()
         self.wake()
 
     def wake(self) -> None:
@@ -389,6 +399,7 @@ class DeviceConnection:
                 if allowance == 0:
                     self._wake_when_paced()
                     return
+                seen = self._work_seq
                 try:
                     self.claims += 1
                     rows = await messages.claim(
@@ -405,13 +416,15 @@ class DeviceConnection:
                         # Either nothing waits (stop: a send or an ack wakes us) or the
                         # head waits for room in the minute (try when the oldest SMS of
                         # the minute leaves it). An empty log means the former.
+                        if seen != self._work_seq:
+                            continue  # work arrived during the claim: look again
                         if not self.pacer.busy():
                             self._queue_may_hold_work = False
                         else:
                             self._wake_when_paced()
                         return
                 elif len(rows) < free:
-                    self._queue_may_hold_work = False
+                    self._queue_may_hold_work = seen != self._work_seq
                 for row in rows:
                     await self._push_row(row)
 

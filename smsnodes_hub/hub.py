@@ -109,12 +109,22 @@ SELECT emit_webhook_event(account_id, 'device.offline', id, NULL, NULL, NULL, NU
 # Messages dispatched to a live socket of this process that it does not hold in flight (a
 # handler cancelled between insert and push, a batch cut short) go back to the queue.
 _RECONCILE = """
+WITH requeued AS (
 UPDATE messages SET state = 'queued', dispatched_to = NULL
  WHERE state = 'dispatched' AND device_id = ANY($1::bigint[])
    AND dispatched_to = ANY($2::uuid[])
    AND dispatched_at < now() - make_interval(secs => $3)
    AND id <> ALL($4::bigint[])
 RETURNING device_id
+)
+SELECT device_id FROM requeued
+UNION
+-- A safety net for a lost wake-up: a socket with room that believes its queue empty while
+-- messages wait is woken (one index probe per such socket, once a heartbeat).
+SELECT d FROM unnest($5::bigint[]) AS d
+ WHERE EXISTS (SELECT 1 FROM messages m
+                WHERE m.device_id = d AND m.state = 'queued'
+                  AND (m.expires_at IS NULL OR m.expires_at > now()))
 """
 
 # Live sockets whose login is void: password changed, device removed or token revoked.
@@ -272,7 +282,8 @@ class Hub:
         await self._reconcile(grace)
 
     async def _reconcile(self, grace: float) -> None:
-        """Every row dispatched to a live socket here is in its window, or queued again."""
+        """Every row dispatched to a live socket here is in its window, or queued again; and
+        no socket here idles while its queue holds work."""
         conns = list(self.connections.values())
         if not conns:
             return
@@ -282,9 +293,10 @@ class Hub:
             [c.id for c in conns],
             grace,
             [m for c in conns for m in c.in_flight_ids()],
+            [c.device_id for c in conns if c.idle_with_room],
         )
         for device_id in {r["device_id"] for r in rows}:
-            log.warning("device %s: dispatched messages had no frame in flight; requeued",
+            log.warning("device %s: messages waited with nothing in flight for them; pushing",
                         device_id)
             await self.announce_work(device_id)
 

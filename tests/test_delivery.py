@@ -13,10 +13,9 @@ import orjson
 from aiohttp import WSMsgType
 from device_sim import PhoneBehaviour, SimulatedPhone
 
-from smsnodes_hub.app import create_app
 from smsnodes_hub.appkeys import HUB
 
-from .conftest import PASSWORD, add_device, database_name, test_settings, ws_url
+from .conftest import PASSWORD, add_device, database_name, ws_url
 from .wsclient import RawPhone, StalledPhone, client_frame
 
 NUMBER = "+1234567890"
@@ -131,35 +130,124 @@ async def test_disconnect_mid_flight_redelivers_on_reconnect_and_acked_never_aga
     await back.close()
 
 
-async def test_hub_restart_delivers_everything_once_same_attempt(database_url, aiohttp_client,
-                                                                   pool):
-    settings = test_settings(database_url)
-    first = await aiohttp_client(create_app(settings, database_url, migrate=False))
-    await add_device(first, "shop-phone-1")
-    phone = await RawPhone.login(ws_url(first), "shop-phone-1", PASSWORD)
-    token = phone.auth["token"]
-    sent = [await send(first, text=f"m{n}", priority=1 + n % 5) for n in range(4)]
-    frames = await phone.recv_sms(4)
-    await phone.ack(frames[0])
-    await asyncio.sleep(0.2)
-    await phone.session.close()
-    await first.close()  # the hub goes down with three messages un-acked
+async def _frames_until(phone: RawPhone, *, sms: int, ok: str | None = None,
+                        timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The next `sms` frames, and (when `ok` is given) that ref's `ok` in whatever order the
+    two arrive: an ack's `ok` and the push it makes room for race each other."""
+    frames: list[dict[str, Any]] = []
+    confirmed = ok is None
+    while len(frames) < sms or not confirmed:
+        frame = await phone.recv(timeout)
+        if frame["type"] == "sms":
+            frames.append(frame)
+        elif frame == {"type": "ok", "ref": ok}:
+            confirmed = True
+        else:
+            raise AssertionError(f"unexpected frame {frame}")
+    return frames
 
-    second = await aiohttp_client(create_app(settings, database_url, migrate=False))
-    await send(second, text="while restarted")
+
+async def test_hub_restart_delivers_everything_once_same_attempt(make_hub, pool):
+    # Window 3 on both hubs: seven messages cannot all be in flight, so at the restart some
+    # are acked, some in flight un-acked and some still waiting in the queue.
+    first = await make_hub(SMSNODES_DEVICE_WINDOW="3")
+    await add_device(first, "shop-phone-1")
+    priorities = [2, 5, 1, 3, 5, 1, 4]
+    ids = []
+    for n, priority in enumerate(priorities):
+        body = await send(first, priority=priority, text=f"m{n}")
+        assert body["deviceOnline"] is False
+        ids.append(body["messageId"])
+    priority_of = dict(zip(ids, priorities, strict=True))
+    text_of = {mid: f"m{n}" for n, mid in enumerate(ids)}
+
+    phone = await RawPhone.login(ws_url(first), "shop-phone-1", PASSWORD)
+    assert phone.auth["window"] == 3
+    token = phone.auth["token"]
+    seen: list[tuple[int, int]] = []  # every (id, attempt) the phone was handed, in order
+    batch = await phone.recv_sms(3)
+    assert [f["message"] for f in batch] == ["m1", "m4", "m6"]  # 5, 5, 4
+    await phone.ack(batch[0], ref="a1")
+    [fourth] = await _frames_until(phone, sms=1, ok="a1")  # the freed slot: the next by priority
+    assert fourth["message"] == "m3"
+    await phone.nothing_for(0.3)  # the window is full again
+    before = [*batch, fourth]
+    seen += [(f["id"], f["attempt"]) for f in before]
+    acked = batch[0]
+    in_flight = [*batch[1:], fourth]
+    waiting = [mid for mid in ids if mid not in {f["id"] for f in before}]
+    assert [text_of[mid] for mid in waiting] == ["m0", "m2", "m5"]  # never dispatched
+    assert await pool.fetchval(
+        "SELECT count(*) FROM messages WHERE state = 'dispatched'") == 3
+
+    # The hub goes down with the phone attached: it is told 1001 (PROTOCOL.md 7)...
+    closing = asyncio.create_task(phone.closed_with(timeout=10))
+    await first.close()
+    assert await closing == 1001
+    await phone.session.close()
+    # ...and what was in flight waits again, durably, with its attempt unchanged.
+    rows = {r["id"]: r for r in await pool.fetch(
+        "SELECT id, state, attempt, dispatched_to FROM messages")}
+    assert rows[acked["id"]]["state"] == "accepted"
+    for mid in [f["id"] for f in in_flight] + waiting:
+        assert (rows[mid]["state"], rows[mid]["attempt"], rows[mid]["dispatched_to"]) == (
+            "queued", 1, None), text_of[mid]
+    assert await pool.fetchval("SELECT count(*) FROM hub_processes") == 0
+    assert await pool.fetchval("SELECT count(*) FROM device_sessions") == 0
+
+    # A new hub on the same database; a send while the phone is still away.
+    second = await make_hub(SMSNODES_DEVICE_WINDOW="3")
+    late = await send(second, priority=5, text="while restarted")
+    assert late["deviceOnline"] is False
+    priority_of[late["messageId"]] = 5
+    text_of[late["messageId"]] = "while restarted"
+    every = [*ids, late["messageId"]]
+
     back = await RawPhone.connect(ws_url(second))
     await back.send({"type": "auth", "token": token})
-    assert (await back.recv())["type"] == "auth_ok"
-    again = await back.recv_sms(4)
-    assert sorted(f["message"] for f in again) == sorted(
-        [f["message"] for f in frames[1:]] + ["while restarted"]
+    auth = await back.recv()
+    assert auth["type"] == "auth_ok" and auth["window"] == 3, auth
+    after: list[dict[str, Any]] = []
+    outstanding = await back.recv_sms(3)
+    await back.nothing_for(0.3)  # the window holds after a restart too
+    while outstanding:
+        frame = outstanding.pop(0)
+        after.append(frame)
+        await back.ack(frame, ref=f"b{len(after)}")
+        more = 1 if len(after) + len(outstanding) < 7 else 0
+        outstanding += await _frames_until(back, sms=more, ok=f"b{len(after)}")
+    await back.nothing_for(0.5)  # nothing comes a second time
+    seen += [(f["id"], f["attempt"]) for f in after]
+
+    # Everything not acked before the restart, each once, by priority then age: the requeued
+    # in-flight ones are not favoured, the new priority-5 message goes ahead of older 4s.
+    expected = sorted(
+        [*(f["id"] for f in in_flight), *waiting, late["messageId"]],
+        key=lambda mid: (-priority_of[mid], mid),
     )
-    assert all(f["attempt"] == 1 for f in again)
-    for frame in again:
-        await back.ack(frame)
-    await back.nothing_for(0.5)
-    states = await pool.fetch("SELECT state FROM messages")
-    assert {r["state"] for r in states} == {"accepted"} and len(states) == len(sent) + 1
+    assert [f["id"] for f in after] == expected
+    assert [f["message"] for f in after] == [
+        "m4", "while restarted", "m6", "m3", "m0", "m2", "m5"]
+    assert acked["id"] not in {f["id"] for f in after}  # acked: never again
+    # The in-flight frames come again unchanged (same id and attempt: the phone's
+    # idempotency key), no frame carries a new attempt, and over both connections the phone
+    # saw every message once plus exactly the in-flight repeats.
+    again = {f["id"]: f for f in after}
+    for frame in in_flight:
+        assert again[frame["id"]] == frame
+    assert all(f["attempt"] == 1 for f in after)
+    assert sorted(seen) == sorted(
+        [*((mid, 1) for mid in every), *((f["id"], 1) for f in in_flight)])
+
+    rows = await pool.fetch("SELECT state, attempt FROM messages")
+    assert len(rows) == len(every)
+    assert {(r["state"], r["attempt"]) for r in rows} == {("accepted", 1)}
+    assert await pool.fetchval("SELECT count(*) FROM recipients WHERE attempt <> 1") == 0
+    events = await pool.fetch(
+        "SELECT message_id, status, attempt FROM message_events ORDER BY id")
+    assert {e["attempt"] for e in events} == {1}
+    accepted = [e["message_id"] for e in events if e["status"] == "accepted"]
+    assert sorted(accepted) == sorted(every)  # each acked exactly once
     await back.close()
 
 
@@ -382,3 +470,25 @@ async def test_a_report_for_an_older_attempt_is_accepted_and_ignored(make_hub, p
                               body["messageId"])
     assert (row["state"], row["attempt"]) == ("pending", 2)
     await phone.close()
+
+
+async def test_a_message_a_claim_could_not_see_still_goes_out(hub, database_url):
+    """A claim skips rows another transaction holds (SKIP LOCKED) and then believes the
+    queue empty. Nothing would wake the socket again: the hub's heartbeat must notice."""
+    await add_device(hub, "shop-phone-1")
+    body = await send(hub, text="held")
+    holder = await asyncpg.connect(database_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE",
+                             body["messageId"])
+        phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+        await phone.nothing_for(0.5)  # claimed around the locked row: nothing to push
+        await tx.commit()
+        # Within a hub heartbeat (5 s), without any new send, ack or reconnect.
+        [frame] = await phone.recv_sms(1, timeout=8)
+        assert frame["id"] == body["messageId"] and frame["message"] == "held"
+        await phone.close()
+    finally:
+        await holder.close()
