@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
+import select
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -293,3 +295,52 @@ async def test_every_error_is_one_line_and_changes_nothing(
         assert await device_rows(pool) == snapshot, what
     # The wrong current password did not lock the owner out.
     assert await auth.login(pool, "phone-1", PASSWORD) is not None
+
+
+def _run_in_terminal(args: list[str], answers: list[str], *, cwd: Path,
+                     env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal (its controlling tty, as getpass wants), answering
+    each prompt that ends in ': ' with the next of `answers`. Returns (exit code, screen)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the CLI at once
+        os.chdir(cwd)
+        os.execve(sys.executable,  # noqa: S606 - the real entry point, fixed arguments
+                  [sys.executable, "-m", "smsnodes_hub", *args], env)
+    screen, pending = b"", list(answers)
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 60)
+            if not ready:
+                raise AssertionError(f"the CLI hung; screen so far: {screen!r}")
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+            if pending and screen.rstrip(b" ").endswith(b":"):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), screen.decode(errors="replace")
+
+
+async def test_add_asks_for_the_password_twice_on_a_terminal(
+    database_url: str, tmp_path: Path, pool, auth
+) -> None:
+    env = cli_env(DATABASE_URL=database_url)
+    code, screen = await asyncio.to_thread(
+        _run_in_terminal, ["device", "add", "phone-tty"], [PASSWORD, PASSWORD],
+        cwd=tmp_path, env=env)
+    assert code == 0, screen
+    assert screen.count("assword") >= 2 and "created device 'phone-tty'" in screen
+    assert PASSWORD not in screen  # getpass does not echo
+    assert await auth.login(pool, "phone-tty", PASSWORD) is not None
+    # Two different answers: refused, nothing created.
+    code, screen = await asyncio.to_thread(
+        _run_in_terminal, ["device", "add", "phone-tty2"], [PASSWORD, PASSWORD + "x"],
+        cwd=tmp_path, env=env)
+    assert code != 0 and "do not match" in screen, screen
+    assert await pool.fetchval("SELECT count(*) FROM devices WHERE username = 'phone-tty2'") == 0

@@ -487,6 +487,12 @@ async def test_burst_pays_for_one_argon2id_run(hub: TestClient) -> None:
     for _ in range(50):
         assert (await post(hub, body())).status == 200
     assert kdf.runs == runs + 1
+    # A wrong password after the right one was cached is refused, each time at full cost:
+    # the cache answers only for the exact password it verified.
+    for wrong in ("not the password", PASSWORD + " ", PASSWORD[:-1]):
+        reply = await post(hub, body(password=wrong))
+        assert reply.status == 401, (wrong, reply)
+    assert kdf.runs == runs + 4
 
 
 async def test_concurrent_burst_pays_for_one_argon2id_run(hub: TestClient) -> None:
