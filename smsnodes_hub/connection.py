@@ -31,31 +31,10 @@ CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed us
 SLOW_CLOSE_GRACE = 1.0
 CLOSE_SLOW_CONSUMER = 1008
 CLOSE_WRITER_FAILED = 1011
-UNREADABLE = "hub: the stored message does not decrypt"
 
 # What the writer sends: a text frame, ("pong", payload), ("ping",), ("cancel", message id)
 # or ("close", code, reason).
 Outgoing = bytes | tuple[str, int, str] | tuple[str, bytes] | tuple[str] | tuple[str, int]
-
-# A queued row that cannot be opened ends failed (its recipients too) rather than wait to
-# be claimed, and fail, again forever.
-_FAIL_UNREADABLE = """
-WITH m AS (
-    UPDATE messages SET state = 'done', dispatched_to = NULL
-     WHERE id = $1 AND device_id = $2 AND state = 'dispatched'
-    RETURNING id, account_id, device_id, attempt
-), r AS (
-    UPDATE recipients SET state = 'failed', error = $3, updated_at = now()
-     WHERE message_id IN (SELECT id FROM m) AND state IN ('pending', 'retry')
-    RETURNING message_id, position, attempt
-), ev AS (
-    INSERT INTO message_events (message_id, position, status, attempt, error)
-    SELECT message_id, position, 'failed', attempt, $3 FROM r
-)
-SELECT emit_webhook_event(m.account_id, 'message.failed', m.device_id, r.message_id,
-                          r.position, NULL, 'failed', $3, r.attempt)
-  FROM r JOIN m ON m.id = r.message_id
-"""
 
 
 @dataclass(slots=True)
@@ -436,8 +415,7 @@ class DeviceConnection:
             log.exception("message %s of device %s does not decrypt; marking it failed",
                           row["id"], self.device_id)
             try:
-                await self.pool.execute(_FAIL_UNREADABLE, row["id"], self.device_id,
-                                        UNREADABLE)
+                await messages.fail_unreadable(self.pool, row["id"], self.device_id)
             except Exception as exc:
                 # Left dispatched without an in-flight entry: the hub's sweep requeues it.
                 log.warning("could not mark message %s failed: %s", row["id"], exc)

@@ -329,6 +329,36 @@ async def store_inbound(
     return new_id is not None
 
 
+# A queued row that cannot be opened ends failed (its recipients too) rather than wait to
+# be claimed, and fail, again forever.
+_FAIL_UNREADABLE = """
+WITH m AS (
+    UPDATE messages SET state = 'done', dispatched_to = NULL
+     WHERE id = $1 AND device_id = $2 AND state = 'dispatched'
+    RETURNING id, account_id, device_id, attempt
+), r AS (
+    UPDATE recipients SET state = 'failed', error = $3, updated_at = now()
+     WHERE message_id IN (SELECT id FROM m) AND state IN ('pending', 'retry')
+    RETURNING message_id, position, attempt
+), ev AS (
+    INSERT INTO message_events (message_id, position, status, attempt, error)
+    SELECT message_id, position, 'failed', attempt, $3 FROM r
+)
+SELECT emit_webhook_event(m.account_id, 'message.failed', m.device_id, r.message_id,
+                          r.position, NULL, 'failed', $3, r.attempt)
+  FROM r JOIN m ON m.id = r.message_id
+"""
+
+
+UNREADABLE = "hub: the stored message does not decrypt"
+
+
+async def fail_unreadable(db: Executor, message_id: int, device_id: int) -> None:
+    """A claimed message whose stored text or numbers do not decrypt ends failed, with its
+    recipients, events and webhook, instead of being claimed again forever."""
+    await db.execute(_FAIL_UNREADABLE, message_id, device_id, UNREADABLE)
+
+
 async def requeue_connection(db: Executor, device_id: int, connection_id: uuid.UUID) -> int:
     """Messages in flight on a connection that closed wait again, same id and attempt."""
     result = await db.execute(
