@@ -20,6 +20,7 @@ import base64
 import hmac
 import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from hashlib import sha256
@@ -58,15 +59,24 @@ def _hkdf(secret: bytes, info: bytes, salt: bytes | None = None) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=info).derive(secret)
 
 
+# cryptography's Argon2id (seen with cryptography 50.0.2 on OpenSSL 4.0.3) is not safe to
+# run in two threads at once: concurrent derivations hang for good or fail with a spurious
+# MemoryError (the hub stopped answering every login after two phones logged in together).
+# One process-wide lock, because the fault is in a process-wide library, not in any object.
+_ARGON2_LOCK = threading.Lock()
+
+
 def derive_password_keys(password: str, salt: bytes, params: KdfParams) -> PasswordKeys:
     """One Argon2id run, split into a verifier and a key-encryption key. CPU-bound."""
-    master = Argon2id(
+    kdf = Argon2id(
         salt=salt,
         length=KEY_BYTES,
         iterations=params.iterations,
         lanes=params.lanes,
         memory_cost=params.memory_kib,
-    ).derive(password.encode("utf-8"))
+    )
+    with _ARGON2_LOCK:
+        master = kdf.derive(password.encode("utf-8"))
     return PasswordKeys(
         verifier=_hkdf(master, b"smsnodes-hub/v1/login-verifier"),
         kek=_hkdf(master, b"smsnodes-hub/v1/key-encryption-key"),

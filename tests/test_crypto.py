@@ -277,3 +277,28 @@ async def test_concurrent_logins_with_one_password_share_one_argon2id_run(pool) 
     first.cancel()
     assert await second is not None
     auth.kdf.close()
+
+
+def test_argon2id_runs_in_several_threads_at_once() -> None:
+    """Logins run Argon2id on a thread pool: two at once must both finish, with the same keys
+    as one alone (several lanes made cryptography's Argon2id hang or raise MemoryError)."""
+    params = crypto.KdfParams(memory_kib=8192, iterations=1, lanes=4)
+    expected = crypto.derive_password_keys(PASSWORD, SALT, params)
+    results: list[crypto.PasswordKeys] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(4):
+                results.append(crypto.derive_password_keys(PASSWORD, SALT, params))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in threads), "Argon2id hung in concurrent threads"
+    assert errors == []
+    assert results == [expected] * 12

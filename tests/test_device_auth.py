@@ -272,3 +272,21 @@ async def test_an_idle_paced_phone_does_not_keep_claiming(hub, pool):
     await asyncio.sleep(1)
     assert conn.claims == claims  # the next look is when the minute has room, not sooner
     await phone.close()
+
+
+async def test_phones_logging_in_together_all_get_in_with_a_multi_lane_kdf(make_hub):
+    """Production-shaped Argon2id (several lanes) and two runs at a time: every phone of a
+    burst of logins gets auth_ok, and the hub still answers logins afterwards."""
+    hub = await make_hub(SMSNODES_SECURITY_ARGON2_MEMORY_KIB="8192",
+                         SMSNODES_SECURITY_ARGON2_LANES="4",
+                         SMSNODES_SECURITY_KDF_CONCURRENCY="2")
+    names = [f"burst-{n}" for n in range(4)]
+    for name in names:
+        await add_device(hub, name)
+    phones = await asyncio.wait_for(asyncio.gather(
+        *(RawPhone.login(ws_url(hub), name, PASSWORD) for name in names)), 30)
+    assert [p.auth["username"] for p in phones] == names
+    late = await asyncio.wait_for(RawPhone.login(ws_url(hub), names[0], PASSWORD), 10)
+    assert late.auth["type"] == "auth_ok"
+    for phone in [*phones, late]:
+        await phone.close()
