@@ -73,7 +73,7 @@ def address_allowed(address: Address) -> bool:
     """Only public unicast addresses: never loopback, private, shared, link-local,
     unique-local, site-local, multicast, reserved, documentation, unspecified or a cloud
     metadata service, also when wrapped in an IPv6 form (IPv4-mapped or -compatible, 6to4,
-    NAT64). The explicit lists decide; the stdlib's flags only add refusals."""
+    NAT64). The explicit lists decide; the stdlib's `is_global` can only add refusals."""
     if address in _METADATA:
         return False
     if isinstance(address, ipaddress.IPv6Address):
@@ -92,15 +92,9 @@ def address_allowed(address: Address) -> bool:
             return False
     elif any(address in net for net in _DENIED_V4):
         return False
-    return not (
-        not address.is_global
-        or address.is_multicast
-        or address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_unspecified
-    )
+    # The other flags (multicast, loopback, link-local, reserved, ...) are all within the
+    # denied ranges above, or outside 2000::/3.
+    return address.is_global
 
 
 def ip_literal(host: str) -> Address | None:
