@@ -69,10 +69,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from smsnodes_hub import accounts, db  # noqa: E402
+from smsnodes_hub import db  # noqa: E402
 from smsnodes_hub.app import create_app, kdf_params  # noqa: E402
+from smsnodes_hub.auth import accounts  # noqa: E402
+from smsnodes_hub.auth.crypto import PasswordKdf  # noqa: E402
 from smsnodes_hub.config import load_settings  # noqa: E402
-from smsnodes_hub.crypto import PasswordKdf  # noqa: E402
 
 # The body of the SMS Nodes seed's examples (HTTP-API.md), with the benchmark's credentials.
 SEED_NUMBERS = ["+1234567890"]

@@ -1,3 +1,3 @@
-from .cli import main
+from smsnodes_hub.cli.main import main
 
 raise SystemExit(main())

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import api, dashboard, db
-from .accounts import Authenticator, CredentialCache
-from .api.errors import json_errors
-from .appkeys import (
+from smsnodes_hub import api, dashboard, db
+from smsnodes_hub.api.errors import json_errors
+from smsnodes_hub.appkeys import (
     AUTH,
     BEARER_CACHE,
     HUB,
@@ -21,14 +20,15 @@ from .appkeys import (
     SETTINGS,
     WEBHOOK_WORKER,
 )
-from .config import Settings
-from .crypto import KdfParams, PasswordKdf
-from .device_ws import device_socket
-from .hub import Hub
-from .keyring import KeyRing
-from .throttle import LoginThrottle, RateLimiter
-from .tokens import BearerCache
-from .webhooks.delivery import DeliveryWorker
+from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf
+from smsnodes_hub.auth.keyring import KeyRing
+from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
+from smsnodes_hub.auth.tokens import BearerCache
+from smsnodes_hub.config import Settings
+from smsnodes_hub.device.endpoint import device_socket
+from smsnodes_hub.device.hub import Hub
+from smsnodes_hub.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from .config import DatabaseSettings
+from smsnodes_hub.config import DatabaseSettings
 
 log = logging.getLogger(__name__)
 

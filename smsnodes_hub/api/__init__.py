@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import device, health, inbound, messages, openapi, send_sms, tokens, webhooks
+from smsnodes_hub.api import device, health, inbound, messages, openapi, send_sms, tokens, webhooks
 
 
 def setup(app: web.Application) -> None:

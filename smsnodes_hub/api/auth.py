@@ -8,9 +8,9 @@ import binascii
 
 from aiohttp import web
 
-from ..accounts import Principal
-from ..appkeys import AUTH, BEARER_CACHE, KEYRING, LOGIN_THROTTLE, POOL
-from .errors import ApiError
+from smsnodes_hub.api.errors import ApiError
+from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, KEYRING, LOGIN_THROTTLE, POOL
+from smsnodes_hub.auth.accounts import Principal
 
 INVALID_CREDENTIALS = "Invalid credentials"
 AUTH_REQUIRED = "Authentication required: use Authorization: Basic or Bearer"

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .errors import ApiError
+from smsnodes_hub.api.errors import ApiError
 
 MAX_BODY = 64 * 1024
 TOO_LARGE = "Request body too large: the limit is 64 KiB"

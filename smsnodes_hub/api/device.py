@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import devices
-from ..appkeys import HUB, POOL
-from ..hub import PROCESS_STALE
-from ..timefmt import iso
-from .auth import authenticate
-from .body import read_json_object
-from .errors import ApiError, json_response
+from smsnodes_hub.api.auth import authenticate
+from smsnodes_hub.api.body import read_json_object
+from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.appkeys import HUB, POOL
+from smsnodes_hub.device import store as devices
+from smsnodes_hub.device.hub import PROCESS_STALE
+from smsnodes_hub.timefmt import iso
 
 
 async def get_device(request: web.Request) -> web.Response:

@@ -9,8 +9,8 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from ..db import UNAVAILABLE
-from . import ratelimit
+from smsnodes_hub.api import ratelimit
+from smsnodes_hub.db import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

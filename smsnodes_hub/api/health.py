@@ -7,12 +7,12 @@ import logging
 
 from aiohttp import web
 
-from .. import __version__
-from ..appkeys import HUB, POOL, SETTINGS
-from ..crypto import SCHEME
-from ..db import UNAVAILABLE
-from ..timefmt import now_iso
-from .errors import json_response
+from smsnodes_hub import __version__
+from smsnodes_hub.api.errors import json_response
+from smsnodes_hub.appkeys import HUB, POOL, SETTINGS
+from smsnodes_hub.auth.crypto import SCHEME
+from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.timefmt import now_iso
 
 log = logging.getLogger(__name__)
 

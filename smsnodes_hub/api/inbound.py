@@ -8,15 +8,16 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from .. import inbound, protocol
-from ..accounts import Principal
-from ..appkeys import POOL
-from ..messages import INBOUND_SENDER_PURPOSE, INBOUND_TEXT_PURPOSE
-from ..timefmt import iso
-from .auth import authenticate
-from .errors import ApiError, json_response
-from .messages import open_or_none
-from .pagination import page_params, path_id, time_param
+from smsnodes_hub.api.auth import authenticate
+from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.messages import open_or_none
+from smsnodes_hub.api.pagination import page_params, path_id, time_param
+from smsnodes_hub.appkeys import POOL
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.device import protocol
+from smsnodes_hub.messaging import inbound
+from smsnodes_hub.messaging.messages import INBOUND_SENDER_PURPOSE, INBOUND_TEXT_PURPOSE
+from smsnodes_hub.timefmt import iso
 
 
 def render(principal: Principal, row: asyncpg.Record) -> dict[str, Any]:

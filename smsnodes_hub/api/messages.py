@@ -9,15 +9,15 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from .. import messages, phones
-from ..accounts import Principal
-from ..appkeys import HUB, POOL
-from ..crypto import DecryptionError
-from ..segments import analyze
-from ..timefmt import iso
-from .auth import authenticate
-from .errors import ApiError, json_response
-from .pagination import page_params, path_id, time_param
+from smsnodes_hub.api.auth import authenticate
+from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.pagination import page_params, path_id, time_param
+from smsnodes_hub.appkeys import HUB, POOL
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.crypto import DecryptionError
+from smsnodes_hub.messaging import messages, phones
+from smsnodes_hub.messaging.segments import analyze
+from smsnodes_hub.timefmt import iso
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Plain Python data and the one source of truth: the /docs page is generated from the same
 `document()`, so every operation carries a summary, a description, described parameters,
-request and response examples and a curl sample (`x-codeSamples`). tests/test_openapi.py
+request and response examples and a curl sample (`x-codeSamples`). tests/api/test_openapi.py
 keeps it true: every route is documented, every example validates against its schema, and
 live responses of the hub validate too.
 
@@ -20,25 +20,25 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .. import __version__
-from ..crypto import SCHEME
-from ..devices import MAX_PACE
-from ..idempotency import HEADER as IDEMPOTENCY_HEADER
-from ..idempotency import MAX_KEY
-from ..phones import MAX_RECIPIENTS
-from ..tokens import MAX_API_TOKENS, MAX_NAME
-from .auth import AUTH_REQUIRED
-from .body import TOO_LARGE
-from .errors import DATABASE_ERROR, DATABASE_UNAVAILABLE, INTERNAL_ERROR
-from .messages import STATUSES, cannot_cancel
-from .pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
-from .send_sms import (
+from smsnodes_hub import __version__
+from smsnodes_hub.api.auth import AUTH_REQUIRED
+from smsnodes_hub.api.body import TOO_LARGE
+from smsnodes_hub.api.errors import DATABASE_ERROR, DATABASE_UNAVAILABLE, INTERNAL_ERROR
+from smsnodes_hub.api.messages import STATUSES, cannot_cancel
+from smsnodes_hub.api.pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
+from smsnodes_hub.api.send_sms import (
     INVALID_CREDENTIALS,
     MAX_AHEAD,
     MAX_TEXT,
     MISSING_CREDENTIALS,
     RATE_LIMITED,
 )
+from smsnodes_hub.auth.crypto import SCHEME
+from smsnodes_hub.auth.tokens import MAX_API_TOKENS, MAX_NAME
+from smsnodes_hub.device.store import MAX_PACE
+from smsnodes_hub.messaging.idempotency import HEADER as IDEMPOTENCY_HEADER
+from smsnodes_hub.messaging.idempotency import MAX_KEY
+from smsnodes_hub.messaging.phones import MAX_RECIPIENTS
 
 Json = dict[str, Any]
 
@@ -46,7 +46,7 @@ JSON = "application/json"
 DEFAULT_BASE_URL = "http://localhost:3000"
 MAX_AHEAD_SECONDS = int(MAX_AHEAD.total_seconds())
 # The hub's own error strings, beside the seed's (imported, so the examples follow the code;
-# tests/test_openapi.py pins the seed's literally).
+# tests/api/test_openapi.py pins the seed's literally).
 BASIC_NEEDED = "This needs the device password: use Authorization: Basic"
 NOT_AN_OBJECT = "Request body must be a JSON object"
 IDEMPOTENCY_CONFLICT = f"{IDEMPOTENCY_HEADER} was already used with a different request"
@@ -531,7 +531,7 @@ def _components() -> Json:
     def header(description: str, schema: Json, example: Any) -> Json:
         return {"description": description, "schema": schema, "example": example}
 
-    from . import openapi_webhooks  # imports this module's builders: imported late
+    from smsnodes_hub.api import openapi_webhooks  # imports this module's builders: imported late
 
     integer = {"type": "integer", "minimum": 0}
     return {
@@ -1063,7 +1063,7 @@ def document(base_url: str | None = None) -> Json:
     """The OpenAPI 3.1 document. `base_url` (e.g. "https://sms.example.com") becomes the
     server and the host in the curl samples; without it the server is relative ("/") and
     the samples use http://localhost:3000."""
-    from . import openapi_webhooks  # imports this module's builders: imported late
+    from smsnodes_hub.api import openapi_webhooks  # imports this module's builders: imported late
 
     base = (base_url or DEFAULT_BASE_URL).rstrip("/")
     return {

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import webhooks
-from ..protocol import MAX_SENDER
-from .body import TOO_LARGE
-from .openapi import (
+from smsnodes_hub import webhooks
+from smsnodes_hub.api.body import TOO_LARGE
+from smsnodes_hub.api.openapi import (
     BASIC_OR_BEARER,
     NOT_AN_OBJECT,
     NUMBER_PATTERN,
@@ -25,8 +24,9 @@ from .openapi import (
     _ref,
     _timestamp,
 )
-from .pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
-from .webhooks import NOTHING_TO_CHANGE
+from smsnodes_hub.api.pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
+from smsnodes_hub.api.webhooks import NOTHING_TO_CHANGE
+from smsnodes_hub.device.protocol import MAX_SENDER
 
 EVENT_ID_PATTERN = r"^evt_[0-9a-f]{32}$"
 SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{43}=$"  # noqa: S105 - a pattern

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..timefmt import parse_iso
-from .errors import ApiError
+from smsnodes_hub.api.errors import ApiError
+from smsnodes_hub.timefmt import parse_iso
 
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 100

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SEND_LIMITER
-from ..throttle import RateDecision, client_key
+from smsnodes_hub.appkeys import SEND_LIMITER
+from smsnodes_hub.auth.throttle import RateDecision, client_key
 
 SEND_PATH = "/api/send-sms"
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")

@@ -9,23 +9,23 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import idempotency, phones
-from ..accounts import Principal
-from ..appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER
-from ..segments import analyze
-from ..sending import Accepted, CredentialsChanged, Outgoing, store, submit
-from ..throttle import RateDecision, client_key
-from ..timefmt import parse_iso
-from . import ratelimit
-from .auth import basic_credentials, bearer_token, password_login, token_login
-from .body import read_json_object
-from .errors import (
+from smsnodes_hub.api import ratelimit
+from smsnodes_hub.api.auth import basic_credentials, bearer_token, password_login, token_login
+from smsnodes_hub.api.body import read_json_object
+from smsnodes_hub.api.errors import (
     DATABASE_DOWN,
     ApiError,
     database_unavailable,
     internal_error,
     json_response,
 )
+from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.throttle import RateDecision, client_key
+from smsnodes_hub.messaging import idempotency, phones
+from smsnodes_hub.messaging.segments import analyze
+from smsnodes_hub.messaging.sending import Accepted, CredentialsChanged, Outgoing, store, submit
+from smsnodes_hub.timefmt import parse_iso
 
 MAX_TEXT = 1600
 MAX_AHEAD = timedelta(days=366)  # the furthest a message may be scheduled or kept

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import tokens
-from ..appkeys import POOL
-from ..timefmt import iso
-from .auth import authenticate
-from .body import read_json_object
-from .errors import ApiError, json_response
-from .pagination import plain_number
+from smsnodes_hub.api.auth import authenticate
+from smsnodes_hub.api.body import read_json_object
+from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.pagination import plain_number
+from smsnodes_hub.appkeys import POOL
+from smsnodes_hub.auth import tokens
+from smsnodes_hub.timefmt import iso
 
 
 def _describe(info: tokens.TokenInfo) -> dict[str, object]:

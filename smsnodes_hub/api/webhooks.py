@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import webhooks
-from ..appkeys import POOL, SETTINGS, WEBHOOK_WORKER
-from ..timefmt import iso
-from .auth import authenticate
-from .body import read_json_object
-from .errors import ApiError, json_response
-from .pagination import page_params, path_id
+from smsnodes_hub import webhooks
+from smsnodes_hub.api.auth import authenticate
+from smsnodes_hub.api.body import read_json_object
+from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.pagination import page_params, path_id
+from smsnodes_hub.appkeys import POOL, SETTINGS, WEBHOOK_WORKER
+from smsnodes_hub.timefmt import iso
 
 NOTHING_TO_CHANGE = "Nothing to change: give url, events or active"
 

@@ -15,11 +15,11 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from .. import __version__
-from ..appkeys import SETTINGS
-from . import docs_page, metrics, views
-from .auth import DashboardState, guard
-from .keys import DASHBOARD, JINJA
+from smsnodes_hub import __version__
+from smsnodes_hub.appkeys import SETTINGS
+from smsnodes_hub.dashboard import docs_page, metrics, views
+from smsnodes_hub.dashboard.auth import DashboardState, guard
+from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

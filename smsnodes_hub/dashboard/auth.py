@@ -25,12 +25,12 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from ..appkeys import POOL
-from ..config import Settings
-from ..db import UNAVAILABLE
-from ..throttle import LoginThrottle
-from . import queries
-from .keys import DASHBOARD, OPERATOR
+from smsnodes_hub.appkeys import POOL
+from smsnodes_hub.auth.throttle import LoginThrottle
+from smsnodes_hub.config import Settings
+from smsnodes_hub.dashboard import queries
+from smsnodes_hub.dashboard.keys import DASHBOARD, OPERATOR
+from smsnodes_hub.db import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from aiohttp import web
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from ..api.openapi import document
-from ..appkeys import SETTINGS
-from .auth import harden
-from .keys import DASHBOARD, JINJA
+from smsnodes_hub.api.openapi import document
+from smsnodes_hub.appkeys import SETTINGS
+from smsnodes_hub.dashboard.auth import harden
+from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA
 
 Json = dict[str, Any]
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -282,7 +282,8 @@ def _operation(doc: Json, path: str, method: str, op: Json, md: MarkdownIt) -> J
         calls = parse_curl(curl)
         python, javascript = python_example(calls), javascript_example(calls)
     except (ValueError, StopIteration) as exc:
-        # The page still shows the curl sample; tests/test_docs_page.py fails on this case.
+        # The page still shows the curl sample; tests/dashboard/test_docs_page.py fails on
+        # this case.
         python = javascript = f"(not generated: {exc})"
     return {
         "id": op["operationId"], "method": method.upper(), "path": path,

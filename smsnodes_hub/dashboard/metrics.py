@@ -20,10 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..appkeys import AUTH, HUB, METRICS, POOL, SETTINGS
-from ..db import UNAVAILABLE
-from ..hub import PROCESS_STALE
-from . import queries
+from smsnodes_hub.appkeys import AUTH, HUB, METRICS, POOL, SETTINGS
+from smsnodes_hub.dashboard import queries
+from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.device.hub import PROCESS_STALE
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from .. import crypto
-from ..accounts import AccountError, Executor, check_password, check_username
-from . import queries
+from smsnodes_hub.auth import crypto
+from smsnodes_hub.auth.accounts import AccountError, Executor, check_password, check_username
+from smsnodes_hub.dashboard import queries
 
 # A login for an unknown operator still pays for one Argon2id run, so the time taken does not
 # tell which usernames exist.

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from ..accounts import Executor
+from smsnodes_hub.auth.accounts import Executor
 
 # Overall statuses a message can have (HTTP-API.md), in lifecycle order.
 STATUSES = (

@@ -16,15 +16,17 @@ import aiohttp_jinja2
 import asyncpg
 from aiohttp import web
 
-from .. import devices, messages, tokens
-from ..accounts import MAX_PASSWORD
-from ..api.pagination import plain_number
-from ..appkeys import AUTH, HUB, POOL
-from ..hub import PROCESS_STALE
-from . import operators, queries
-from .auth import DashboardState, Operator, safe_next, session_hash
-from .chart import throughput_chart
-from .keys import DASHBOARD, JINJA, OPERATOR
+from smsnodes_hub.api.pagination import plain_number
+from smsnodes_hub.appkeys import AUTH, HUB, POOL
+from smsnodes_hub.auth import tokens
+from smsnodes_hub.auth.accounts import MAX_PASSWORD
+from smsnodes_hub.dashboard import operators, queries
+from smsnodes_hub.dashboard.auth import DashboardState, Operator, safe_next, session_hash
+from smsnodes_hub.dashboard.chart import throughput_chart
+from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA, OPERATOR
+from smsnodes_hub.device import store as devices
+from smsnodes_hub.device.hub import PROCESS_STALE
+from smsnodes_hub.messaging import messages
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ targets.py (where a webhook may point), signing.py (secrets, signatures, event i
 store.py (the Webhook record and its SQL), payloads.py (the event bodies) and delivery.py
 (the worker). The names callers use are re-exported here."""
 
-from .delivery import DeliveryWorker, backoff
-from .errors import TooManyWebhooks, WebhookError
-from .events import EVENTS, check_events
-from .signing import event_id, new_secret, sign
-from .store import (
+from smsnodes_hub.webhooks.delivery import DeliveryWorker, backoff
+from smsnodes_hub.webhooks.errors import TooManyWebhooks, WebhookError
+from smsnodes_hub.webhooks.events import EVENTS, check_events
+from smsnodes_hub.webhooks.signing import event_id, new_secret, sign
+from smsnodes_hub.webhooks.store import (
     DELIVERY_STATES,
     MAX_WEBHOOKS,
     Webhook,
@@ -28,7 +28,7 @@ from .store import (
     list_webhooks,
     update_webhook,
 )
-from .targets import MAX_URL, address_allowed, check_url, ip_literal
+from smsnodes_hub.webhooks.targets import MAX_URL, address_allowed, check_url, ip_literal
 
 __all__ = [
     "DELIVERY_STATES",

@@ -15,15 +15,20 @@ import asyncpg
 import orjson
 from yarl import URL
 
-from .. import __version__
-from ..config import WebhookSettings
-from ..crypto import DecryptionError
-from ..db import UNAVAILABLE
-from ..hub import CHANNEL
-from ..keyring import KeyRing
-from .payloads import build_event
-from .signing import SECRET_PURPOSE, event_id, sign
-from .targets import AddressNotAllowed, PublicResolver, address_allowed, ip_literal
+from smsnodes_hub import __version__
+from smsnodes_hub.auth.crypto import DecryptionError
+from smsnodes_hub.auth.keyring import KeyRing
+from smsnodes_hub.config import WebhookSettings
+from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.device.hub import CHANNEL
+from smsnodes_hub.webhooks.payloads import build_event
+from smsnodes_hub.webhooks.signing import SECRET_PURPOSE, event_id, sign
+from smsnodes_hub.webhooks.targets import (
+    AddressNotAllowed,
+    PublicResolver,
+    address_allowed,
+    ip_literal,
+)
 
 log = logging.getLogger(__name__)
 

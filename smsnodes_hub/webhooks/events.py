@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from .errors import WebhookError
+from smsnodes_hub.webhooks.errors import WebhookError
 
 EVENTS = (
     "sms.received",

@@ -7,16 +7,16 @@ from typing import Any
 
 import asyncpg
 
-from ..accounts import Principal
-from ..crypto import DecryptionError
-from ..messages import (
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.crypto import DecryptionError
+from smsnodes_hub.messaging.messages import (
     INBOUND_SENDER_PURPOSE,
     INBOUND_TEXT_PURPOSE,
     NUMBER_PURPOSE,
     TEXT_PURPOSE,
 )
-from ..timefmt import iso
-from .signing import event_id
+from smsnodes_hub.timefmt import iso
+from smsnodes_hub.webhooks.signing import event_id
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from ..accounts import Executor, Principal
-from ..timefmt import iso
-from .errors import TooManyWebhooks, WebhookError
-from .signing import SECRET_PURPOSE, new_secret
+from smsnodes_hub.auth.accounts import Executor, Principal
+from smsnodes_hub.timefmt import iso
+from smsnodes_hub.webhooks.errors import TooManyWebhooks, WebhookError
+from smsnodes_hub.webhooks.signing import SECRET_PURPOSE, new_secret
 
 MAX_WEBHOOKS = 20  # per account
 DELIVERY_STATES = ("pending", "delivered", "failed")

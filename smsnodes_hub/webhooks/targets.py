@@ -10,8 +10,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from ..config import WebhookSettings
-from .errors import WebhookError
+from smsnodes_hub.config import WebhookSettings
+from smsnodes_hub.webhooks.errors import WebhookError
 
 MAX_URL = 2048
 RESOLVE_TIMEOUT = 5.0

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .accounts import Executor, Principal
+from smsnodes_hub.auth.accounts import Executor, Principal
 
 TEXT_PURPOSE = "message/text"
 NUMBER_PURPOSE = "message/number"

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 
 import asyncpg
 
-from . import idempotency, messages
-from .config import Settings
-from .connection import DeviceConnection
-from .db import UNAVAILABLE
-from .pacing import Pacer
-from .protocol import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS, CLOSE_REPLACED
+from smsnodes_hub.config import Settings
+from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.device.connection import DeviceConnection
+from smsnodes_hub.device.pacing import Pacer
+from smsnodes_hub.device.protocol import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS, CLOSE_REPLACED
+from smsnodes_hub.messaging import idempotency, messages
 
 log = logging.getLogger(__name__)
 

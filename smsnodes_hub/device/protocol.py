@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from .phones import InvalidNumber, normalize
-from .timefmt import parse_iso
+from smsnodes_hub.messaging.phones import InvalidNumber, normalize
+from smsnodes_hub.timefmt import parse_iso
 
 VERSION = 1
 MAX_FRAME = 64 * 1024

@@ -11,10 +11,10 @@ from datetime import datetime
 
 import asyncpg
 
-from . import messages
-from .accounts import Principal
-from .connection import DeviceConnection, sms_frame
-from .hub import PROCESS_STALE, Hub
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.device.connection import DeviceConnection, sms_frame
+from smsnodes_hub.device.hub import PROCESS_STALE, Hub
+from smsnodes_hub.messaging import messages
 
 
 @dataclass(frozen=True, slots=True)

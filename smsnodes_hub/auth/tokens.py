@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import crypto
-from .accounts import Authenticator, Executor, Principal, token_row
+from smsnodes_hub.auth import crypto
+from smsnodes_hub.auth.accounts import Authenticator, Executor, Principal, token_row
 
 MAX_NAME = 100
 MAX_API_TOKENS = 100  # per device: plenty for scripts, bounded against runaway creation

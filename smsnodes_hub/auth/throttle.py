@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from .accounts import USERNAME_RE
+from smsnodes_hub.auth.accounts import USERNAME_RE
 
 # Forget a failure record this long after its last failure (and after any lockout ends).
 _FORGET_AFTER = 3600.0

@@ -18,12 +18,15 @@ from typing import TextIO
 
 from aiohttp import web
 
-from . import __version__, accounts, cli_admin, db, devices, tokens, webhooks
-from .accounts import Authenticator, CredentialCache
-from .api.pagination import plain_number
-from .app import create_app, kdf_params
-from .config import ConfigError, Settings, load_settings
-from .crypto import PasswordKdf
+from smsnodes_hub import __version__, db, webhooks
+from smsnodes_hub.api.pagination import plain_number
+from smsnodes_hub.app import create_app, kdf_params
+from smsnodes_hub.auth import accounts, tokens
+from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.auth.crypto import PasswordKdf
+from smsnodes_hub.cli import admin as cli_admin
+from smsnodes_hub.config import ConfigError, Settings, load_settings
+from smsnodes_hub.device import store as devices
 
 EXIT_CONFIG = 2
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from . import crypto
+from smsnodes_hub.auth import crypto
 
 log = logging.getLogger(__name__)
 

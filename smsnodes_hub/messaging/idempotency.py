@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from . import crypto
-from .accounts import Executor, Principal
+from smsnodes_hub.auth import crypto
+from smsnodes_hub.auth.accounts import Executor, Principal
 
 HEADER = "Idempotency-Key"
 MAX_KEY = 255

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .accounts import Principal
+from smsnodes_hub.auth.accounts import Principal
 
 
 class KeyRing:

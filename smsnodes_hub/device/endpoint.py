@@ -12,11 +12,14 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from . import accounts, devices, messages, protocol, retries
-from .accounts import Principal
-from .appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
-from .connection import DeviceConnection
-from .db import UNAVAILABLE
+from smsnodes_hub.appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
+from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.device import protocol
+from smsnodes_hub.device import store as devices
+from smsnodes_hub.device.connection import DeviceConnection
+from smsnodes_hub.messaging import messages, retries
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from .accounts import Executor
+from smsnodes_hub.auth.accounts import Executor
 
 MAX_PACE = 10_000
 

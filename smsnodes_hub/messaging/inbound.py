@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .accounts import Executor
+from smsnodes_hub.auth.accounts import Executor
 
 _COLUMNS = "id, device_id, sender, body, received_at, created_at"
 

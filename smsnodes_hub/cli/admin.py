@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cli  # the module, not names from it: cli imports this module while loading
-from .accounts import check_password, check_username
-from .app import kdf_params
-from .config import Settings
-from .dashboard import operators
+from smsnodes_hub.app import kdf_params
+from smsnodes_hub.auth.accounts import check_password, check_username
+from smsnodes_hub.cli import (
+    main as cli,  # the module, not names from it: cli imports this module while loading
+)
+from smsnodes_hub.config import Settings
+from smsnodes_hub.dashboard import operators
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

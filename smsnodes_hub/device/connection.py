@@ -17,12 +17,12 @@ import asyncpg
 import orjson
 from aiohttp import WSMsgType, web
 
-from . import messages
-from .accounts import Principal
-from .config import DeliverySettings
-from .pacing import Pacer
-from .protocol import cancel as protocol_cancel
-from .timefmt import wire_time
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.config import DeliverySettings
+from smsnodes_hub.device.pacing import Pacer
+from smsnodes_hub.device.protocol import cancel as protocol_cancel
+from smsnodes_hub.messaging import messages
+from smsnodes_hub.timefmt import wire_time
 
 log = logging.getLogger(__name__)
 

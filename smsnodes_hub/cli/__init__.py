@@ -1,0 +1,1 @@
+"""The `smsnodes-hub` command line."""

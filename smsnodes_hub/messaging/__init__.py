@@ -1,0 +1,2 @@
+"""A message's life in PostgreSQL: the queue SQL, send rules, idempotency, retries,
+segments, phone numbers and inbound SMS."""
