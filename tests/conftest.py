@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL (DATABASE_URL, or one embedded server per test
-session), a migrated template database cloned for every test, and the hub on top."""
+session), a migrated template database cloned for every test, and the hub on top.
+Plain helpers live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -15,33 +16,20 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from smsnodes_hub import accounts, db
-from smsnodes_hub.app import create_app, kdf_params
-from smsnodes_hub.appkeys import AUTH, HUB, POOL
-from smsnodes_hub.config import Settings, load_settings
-from smsnodes_hub.crypto import PasswordKdf
+from smsnodes_hub import db
+from smsnodes_hub.app import create_app
+from smsnodes_hub.config import Settings
+from tests.support import (
+    ROOT,
+    HubFactory,
+    create_database,
+    drop_database,
+    test_settings,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-
-# Argon2id at its cheapest: tests check behaviour, not cost.
-CHEAP_KDF_ENV = {
-    "SMSNODES_SECURITY_ARGON2_MEMORY_KIB": "8",
-    "SMSNODES_SECURITY_ARGON2_ITERATIONS": "1",
-    "SMSNODES_SECURITY_ARGON2_LANES": "1",
-}
-PASSWORD = "correct horse battery"
-
-
-def _with_database(dsn: str, name: str) -> str:
-    """The same server, another database (works for host/port and unix-socket DSNs)."""
-    base, sep, query = dsn.partition("?")
-    scheme, _, rest = base.partition("://")
-    authority, _, _old = rest.partition("/")
-    return f"{scheme}://{authority}/{name}{sep}{query}"
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +56,8 @@ def template_name(admin_dsn: str) -> str:
     name = f"smsnodes_template_{os.getpid()}"
 
     async def build() -> None:
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(_with_database(admin_dsn, name))
+        await drop_database(admin_dsn, name)
+        conn = await asyncpg.connect(await create_database(admin_dsn, name))
         try:
             await db.migrate(conn)
         finally:
@@ -88,46 +71,13 @@ def template_name(admin_dsn: str) -> str:
 async def database_url(admin_dsn: str, template_name: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    finally:
-        await admin.close()
-    yield _with_database(admin_dsn, name)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-def test_settings(database_url: str, **env: str) -> Settings:
-    environ = {
-        **CHEAP_KDF_ENV,
-        "DATABASE_URL": database_url,
-        "SMSNODES_SERVER_HOST": "127.0.0.1",
-        "SMSNODES_SERVER_PORT": "0",
-        "SMSNODES_LOGGING_LEVEL": "warning",
-        "SMSNODES_DATABASE_POOL_MIN": "1",
-        "SMSNODES_DATABASE_POOL_MAX": "5",
-        **env,
-    }
-    return load_settings(None, environ)
-
-
-test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
-def database_name(dsn: str) -> str:
-    return dsn.partition("?")[0].rsplit("/", 1)[1]
+    yield await create_database(admin_dsn, name, template=template_name)
+    await drop_database(admin_dsn, name)
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return test_settings(database_url)
-
-
-HubFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
@@ -157,39 +107,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     assert p is not None
     yield p
     await p.close()
-
-
-async def add_device(
-    db_or_app: asyncpg.Pool | web.Application | TestClient,
-    username: str,
-    password: str = PASSWORD,
-) -> int:
-    """Create a device account through the real accounts module."""
-    if isinstance(db_or_app, TestClient):
-        db_or_app = db_or_app.app
-    if isinstance(db_or_app, web.Application):
-        pool = db_or_app[POOL]
-        params = db_or_app[AUTH].params
-        kdf = db_or_app[AUTH].kdf
-    else:
-        pool = db_or_app
-        params = kdf_params(load_settings(None, CHEAP_KDF_ENV))
-        kdf = PasswordKdf(1)
-    async with pool.acquire() as conn:
-        return await accounts.create_device(conn, kdf, params, username, password)
-
-
-def ws_url(client: TestClient) -> str:
-    return str(client.make_url("/ws/device")).replace("http://", "ws://")
-
-
-def hub_of(client: TestClient) -> Any:
-    return client.app[HUB]
-
-
-@pytest.fixture
-def cheap_settings_env() -> dict[str, str]:
-    return dict(CHEAP_KDF_ENV)
 
 
 def settings_with(settings: Settings, **sections: Any) -> Settings:

@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from smsnodes_hub import crypto
 from smsnodes_hub.appkeys import AUTH, POOL
+from smsnodes_hub.auth import crypto
 from smsnodes_hub.dashboard import operators
 
 HubFactory = Callable[..., Awaitable[TestClient]]

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from smsnodes_hub.config import ConfigError, Settings, load_settings
-
-from .conftest import ROOT
-from .test_cli import cli_env, run_cli
+from tests.cli.test_cli import cli_env, run_cli
+from tests.support import ROOT
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:

@@ -11,9 +11,8 @@ import asyncpg
 import pytest
 
 from smsnodes_hub import db
-
-from .conftest import _with_database
-from .test_cli import cli_env, run_cli
+from tests.cli.test_cli import cli_env, run_cli
+from tests.support import create_database, drop_database
 
 CATALOG = """
 SELECT c.relname, c.relkind::text, c.relpersistence::text FROM pg_class c
@@ -26,17 +25,8 @@ SELECT c.relname, c.relkind::text, c.relpersistence::text FROM pg_class c
 async def empty_database(admin_dsn: str) -> AsyncIterator[str]:
     """A new database with nothing in it (not cloned from the migrated template)."""
     name = f"m_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield _with_database(admin_dsn, name)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    yield await create_database(admin_dsn, name)
+    await drop_database(admin_dsn, name)
 
 
 async def recorded(conn: asyncpg.Connection) -> list[tuple[int, str, object]]:

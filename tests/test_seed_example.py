@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 from device_sim import SimulatedPhone
 
-from .conftest import add_device, ws_url
+from tests.support import add_device, ws_url
 
 EXAMPLE = Path(__file__).with_name("seed_example.py")
 # The credentials written in the seed's example.

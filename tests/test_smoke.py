@@ -1,6 +1,6 @@
 from device_sim import SimulatedPhone
 
-from .conftest import PASSWORD, add_device, ws_url
+from tests.support import PASSWORD, add_device, ws_url
 
 
 async def test_send_reaches_connected_phone(hub):

@@ -20,8 +20,7 @@ from device_sim import SimulatedPhone
 
 from smsnodes_hub import db
 from smsnodes_hub.app import create_app
-
-from .conftest import PASSWORD, add_device, test_settings, ws_url
+from tests.support import PASSWORD, add_device, test_settings, ws_url
 
 SEED_FIELDS = {"status", "timestamp", "ssl", "encryption", "connectedDevices"}
 EXTENSIONS = {"version", "database"}

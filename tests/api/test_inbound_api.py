@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .conftest import PASSWORD, add_device, ws_url
-from .test_status_api import basic, get
-from .wsclient import RawPhone
+from tests.support import PASSWORD, add_device, basic, get, ws_url
+from tests.wsclient import RawPhone
 
 ALICE = "+15550001111"
 BOB = "+15550002222"

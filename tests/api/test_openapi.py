@@ -23,10 +23,9 @@ from referencing.jsonschema import DRAFT202012
 
 from smsnodes_hub.api import openapi
 from smsnodes_hub.api.openapi import document
-
-from .conftest import PASSWORD, add_device, ws_url
-from .test_webhooks import LOCAL, receiver  # noqa: F401 - the fixture
-from .wsclient import RawPhone
+from tests.support import PASSWORD, add_device, ws_url
+from tests.webhooks.test_webhooks import LOCAL, receiver  # noqa: F401 - the fixture
+from tests.wsclient import RawPhone
 
 DOC_URI = "urn:smsnodes-hub:openapi"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")

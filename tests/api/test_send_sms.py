@@ -18,11 +18,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from device_sim import SimulatedPhone
 
-from smsnodes_hub import accounts
 from smsnodes_hub.appkeys import AUTH
-from smsnodes_hub.throttle import LoginThrottle
-
-from .conftest import PASSWORD, HubFactory, add_device, ws_url
+from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth.throttle import LoginThrottle
+from tests.support import PASSWORD, HubFactory, add_device, ws_url
 
 URL = "/api/send-sms"
 MISSING = {"error": "Username and password are required"}

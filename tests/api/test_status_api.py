@@ -4,7 +4,6 @@ cancel in each state (HTTP-API.md "GET /api/messages/{id}")."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,23 +11,8 @@ import aiohttp
 from device_sim import PhoneBehaviour, SimulatedPhone
 
 from smsnodes_hub.appkeys import POOL
-
-from .conftest import PASSWORD, add_device, ws_url
-from .test_delivery import NUMBER, send
-from .wsclient import RawPhone
-
-
-def basic(username: str = "shop-phone-1", password: str = PASSWORD) -> dict[str, str]:
-    raw = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-async def get(client: Any, path: str, headers: dict[str, str] | None = None,
-              status: int = 200) -> Any:
-    resp = await client.get(path, headers=basic() if headers is None else headers)
-    body = await resp.json()
-    assert resp.status == status, body
-    return body
+from tests.support import NUMBER, PASSWORD, add_device, basic, get, send, ws_url
+from tests.wsclient import RawPhone
 
 
 async def test_timeline_reads_queued_to_delivered_with_monotonic_times(hub):
@@ -212,8 +196,8 @@ async def test_api_token_lifecycle_and_revocation_mid_connection(hub):
 
 
 async def test_tokens_die_with_a_password_change(hub, pool):
-    from smsnodes_hub import accounts
     from smsnodes_hub.appkeys import AUTH
+    from smsnodes_hub.auth import accounts
 
     await add_device(hub, "shop-phone-1")
     created = await (await hub.post("/api/tokens", json={}, headers=basic())).json()

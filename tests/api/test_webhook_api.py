@@ -15,10 +15,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from smsnodes_hub import webhooks
 from smsnodes_hub.webhooks.targets import address_allowed, ip_literal
-
-from .conftest import PASSWORD, add_device, ws_url
-from .test_status_api import basic, get
-from .test_webhooks import LOCAL, SENDER, receiver, register  # noqa: F401
+from tests.support import PASSWORD, add_device, basic, get, ws_url
+from tests.webhooks.test_webhooks import LOCAL, SENDER, receiver, register  # noqa: F401
 
 PUBLIC = "https://93.184.216.34/hooks/sms"  # a public address literal: never contacted here
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from smsnodes_hub import accounts, crypto, db, messages
-from smsnodes_hub.accounts import Authenticator, CredentialCache
-
-from .conftest import PASSWORD
+from smsnodes_hub import db
+from smsnodes_hub.auth import accounts, crypto
+from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.messaging import messages
+from tests.support import PASSWORD
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
 

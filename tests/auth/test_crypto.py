@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from smsnodes_hub import accounts, crypto
-from smsnodes_hub.accounts import Authenticator, CredentialCache
-
-from .conftest import PASSWORD
+from smsnodes_hub.auth import accounts, crypto
+from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from tests.support import PASSWORD
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
 # Costly enough (~10-20 ms a run) that a run blocking the event loop would be seen.
@@ -175,7 +174,7 @@ async def test_tampered_wrapped_key_refuses_login_without_crashing(pool, caplog)
     await pool.execute("UPDATE devices SET wrapped_key = $2 WHERE id = $1",
                        device_id, flipped(wrapped, 100))
 
-    with caplog.at_level(logging.WARNING, logger="smsnodes_hub.accounts"):
+    with caplog.at_level(logging.WARNING, logger="smsnodes_hub.auth.accounts"):
         assert await auth.login(pool, "phone-t", PASSWORD) is None
     warning = " ".join(r.getMessage() for r in caplog.records)
     assert "phone-t" in warning and "altered" in warning

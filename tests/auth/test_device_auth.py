@@ -8,9 +8,8 @@ import orjson
 from aiohttp import WSMsgType
 
 from smsnodes_hub.appkeys import AUTH
-
-from .conftest import PASSWORD, add_device, ws_url
-from .wsclient import RawPhone
+from tests.support import PASSWORD, add_device, until, ws_url
+from tests.wsclient import RawPhone
 
 
 async def test_password_login_answers_auth_ok_with_token_heartbeat_window(hub, pool):
@@ -113,7 +112,7 @@ async def test_replacement_works_across_two_hub_processes(make_hub):
     await add_device(hub_a, "shop-phone-1")
     # Let each process see the other (the heartbeat loop runs at start).
     old = await RawPhone.login(ws_url(hub_a), "shop-phone-1", PASSWORD)
-    await _until(lambda: hub_b.app[_hub_key()].other_processes >= 1, 10)
+    await until(lambda: hub_b.app[_hub_key()].other_processes >= 1, 10)
     new = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
     assert await old.closed_with(timeout=10) == 4409
     health = await (await hub_a.get("/api/health")).json()
@@ -126,14 +125,6 @@ def _hub_key():
     from smsnodes_hub.appkeys import HUB
 
     return HUB
-
-
-async def _until(predicate, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_oversized_binary_and_non_json_frames_close_the_connection(hub):
@@ -209,11 +200,10 @@ async def test_hub_pings_every_heartbeat_and_drops_a_phone_that_never_pongs(make
 
 
 async def _until_async(hub, predicate, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate(await (await hub.get("/api/health")).json()):
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
+    async def health_matches() -> bool:
+        return predicate(await (await hub.get("/api/health")).json())
+
+    await until(health_matches, timeout)
 
 
 async def test_shutdown_closes_phones_with_1001(make_hub):
@@ -227,7 +217,7 @@ async def test_shutdown_closes_phones_with_1001(make_hub):
 
 
 async def test_auth_ok_is_the_first_frame_even_when_a_send_races_the_login(hub, pool):
-    from .test_delivery import send
+    from tests.support import send
 
     device_id = await add_device(hub, "shop-phone-1")
     phone = await RawPhone.connect(ws_url(hub))
@@ -238,7 +228,7 @@ async def test_auth_ok_is_the_first_frame_even_when_a_send_races_the_login(hub, 
         await tx.start()
         await lock.execute("SELECT 1 FROM devices WHERE id = $1 FOR NO KEY UPDATE", device_id)
         await phone.send({"type": "auth", "username": "shop-phone-1", "password": PASSWORD})
-        await _until(lambda: hub.app[_hub_key()].local(device_id) is not None, 5)
+        await until(lambda: hub.app[_hub_key()].local(device_id) is not None, 5)
         body = await send(hub, text="racing the login")
         await tx.rollback()
     assert (await phone.recv())["type"] == "auth_ok"
@@ -249,7 +239,7 @@ async def test_auth_ok_is_the_first_frame_even_when_a_send_races_the_login(hub, 
 
 
 async def test_an_idle_paced_phone_does_not_keep_claiming(hub, pool):
-    from .test_delivery import send
+    from tests.support import send
 
     device_id = await add_device(hub, "shop-phone-1")
     await pool.execute("UPDATE devices SET pace_per_minute = 5 WHERE id = $1", device_id)

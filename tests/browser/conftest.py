@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ..dashboard_support import HubFactory, key_file_in
+from tests.dashboard_support import HubFactory, key_file_in
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 OUTPUT = ROOT / "test-output" / "browser"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REQUIRE_ENV, ROOT
+from tests.browser.conftest import REQUIRE_ENV, ROOT
 
 NEEDS_BROWSER = False  # checks the gate; runs where Chromium is missing too
 BROWSER_TESTS = Path(__file__).with_name("test_dashboard_browser.py")

@@ -12,11 +12,8 @@ from aiohttp.test_utils import TestClient
 from device_sim import PhoneBehaviour, SimulatedPhone
 
 from smsnodes_hub.appkeys import POOL
-
-from ..conftest import PASSWORD, add_device, ws_url
-from ..dashboard_support import OPERATOR, OPERATOR_PASSWORD, add_operator
-from ..test_delivery import send
-from ..test_status_api import basic
+from tests.dashboard_support import OPERATOR, OPERATOR_PASSWORD, add_operator
+from tests.support import PASSWORD, add_device, basic, send, ws_url
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}

@@ -11,10 +11,9 @@ from typing import Any
 
 from device_sim import PhoneBehaviour, SimulatedPhone
 
-from ..conftest import PASSWORD, add_device, ws_url
-from ..dashboard_support import add_operator, add_webhook_rows
-from ..test_delivery import send
-from .test_dashboard_browser import LIVE, PHONE, horizontal_overflow, log_in, url
+from tests.browser.test_dashboard_browser import LIVE, PHONE, horizontal_overflow, log_in, url
+from tests.dashboard_support import add_operator, add_webhook_rows
+from tests.support import PASSWORD, add_device, send, ws_url
 
 TABLET = {"width": 800, "height": 700}  # wide tables still tables, and wider than the box
 

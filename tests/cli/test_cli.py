@@ -16,10 +16,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from smsnodes_hub import accounts, crypto, messages
-from smsnodes_hub.accounts import Authenticator, CredentialCache, Principal
-
-from .conftest import CHEAP_KDF_ENV, PASSWORD, _with_database
+from smsnodes_hub.auth import accounts, crypto
+from smsnodes_hub.auth.accounts import Authenticator, CredentialCache, Principal
+from smsnodes_hub.messaging import messages
+from tests.support import CHEAP_KDF_ENV, PASSWORD, with_database
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
 NEW_PASSWORD = "a brand new passphrase"
@@ -240,7 +240,7 @@ async def test_every_error_is_one_line_and_changes_nothing(
     cli: Cli, pool, auth, database_url: str
 ) -> None:
     await make_device(pool, auth, "phone-1")
-    unknown_db = _with_database(database_url, "no_such_database")
+    unknown_db = with_database(database_url, "no_such_database")
     cases: list[tuple[str, list[str], str, dict[str, str], str]] = [
         # (what, argv, stdin, env, expected in the message)
         ("duplicate name", ["device", "add", "phone-1", "--password-stdin"],

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from smsnodes_hub.appkeys import AUTH
-
-from .conftest import PASSWORD, add_device, ws_url
-from .test_cli import Cli, cli  # noqa: F401 - the fixture
-from .test_delivery import NUMBER
-from .wsclient import RawPhone
+from tests.cli.test_cli import Cli, cli  # noqa: F401 - the fixture
+from tests.support import NUMBER, PASSWORD, add_device, ws_url
+from tests.wsclient import RawPhone
 
 
 async def test_token_create_list_revoke_through_the_cli(cli: Cli, hub, pool) -> None:  # noqa: F811

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from .conftest import add_device
-from .dashboard_support import HubFactory, key_file_in, login
-from .test_cli import Cli, cli  # noqa: F401 (the fixture)
-from .test_status_api import basic
+from tests.cli.test_cli import Cli, cli  # noqa: F401 (the fixture)
+from tests.dashboard_support import HubFactory, key_file_in, login
+from tests.support import add_device, basic
 
 PASSWORD = "operator passphrase"
 NEW_PASSWORD = "another operator passphrase"

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .conftest import CHEAP_KDF_ENV, PASSWORD, add_device
-from .wsclient import RawPhone
+from tests.support import CHEAP_KDF_ENV, PASSWORD, add_device
+from tests.wsclient import RawPhone
 
 LISTENING = re.compile(r"listening on (https?)://localhost:(\d+)")
 

@@ -7,9 +7,9 @@ import asyncio
 
 from device_sim import SimulatedPhone
 
-from .conftest import PASSWORD, add_device, ws_url
-from .test_cli import Cli, cli  # noqa: F401 - the fixture
-from .test_webhooks import LOCAL, SENDER, Receiver, receiver  # noqa: F401
+from tests.cli.test_cli import Cli, cli  # noqa: F401 - the fixture
+from tests.support import PASSWORD, add_device, ws_url
+from tests.webhooks.test_webhooks import LOCAL, SENDER, Receiver, receiver  # noqa: F401
 
 
 async def test_webhook_add_list_remove_through_the_cli(

@@ -23,9 +23,7 @@ from smsnodes_hub.config import ConfigError
 from smsnodes_hub.dashboard import SUBAPP, redact_numbers, scrub_urls, webhook_target
 from smsnodes_hub.dashboard.auth import DashboardKeyError, load_key_file, origin_of
 from smsnodes_hub.dashboard.chart import nice_ceiling, throughput_chart
-
-from .conftest import PASSWORD, add_device, test_settings, ws_url
-from .dashboard_support import (
+from tests.dashboard_support import (
     OPERATOR,
     OPERATOR_PASSWORD,
     HubFactory,
@@ -40,8 +38,7 @@ from .dashboard_support import (
     reverse_proxy,
     self_signed,
 )
-from .test_delivery import send
-from .test_status_api import basic
+from tests.support import PASSWORD, add_device, basic, send, test_settings, ws_url
 
 SECRET = "a shared dashboard signing secret, 32+ chars"
 

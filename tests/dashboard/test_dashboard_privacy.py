@@ -6,9 +6,7 @@ for the canaries."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,9 @@ from device_sim import PhoneBehaviour, SimulatedPhone
 
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.webhooks.events import EVENTS
-
-from .conftest import PASSWORD, add_device, ws_url
-from .dashboard_support import OPERATOR_PASSWORD, HubFactory, key_file_in, logged_in
-from .test_dashboard import route_paths
-from .test_status_api import basic
+from tests.dashboard.test_dashboard import route_paths
+from tests.dashboard_support import OPERATOR_PASSWORD, HubFactory, key_file_in, logged_in
+from tests.support import PASSWORD, add_device, basic, until, ws_url
 
 TEXT = "CANARY-TEXT-4f7e1b"
 INBOUND_TEXT = "CANARY-INBOUND-9c2d5a"
@@ -108,12 +104,12 @@ async def test_no_page_shows_a_text_or_a_number(
             await phone.send_raw({"type": "status", "ref": f"err-{n}", "id": sms["id"],
                                   "attempt": 1, "to": number, "status": "failed",
                                   "error": ERROR_TEXT})
-        await _until(lambda: hub.app[POOL].fetchval(
+        await until(lambda: hub.app[POOL].fetchval(
             "SELECT count(*) = 2 FROM recipients WHERE message_id = $1 AND error = $2",
             ids[-1], ERROR_TEXT))
     ids.append(await _send(hub, requests[2]))  # queued: the phone is gone
     # Deliveries made to both webhooks, and given up on for the failing one.
-    await _until(lambda: hub.app[POOL].fetchval(
+    await until(lambda: hub.app[POOL].fetchval(
         """SELECT count(*) FILTER (WHERE state = 'delivered') > 0
                   AND count(*) FILTER (WHERE state = 'failed') > 0 FROM webhook_deliveries"""))
     # The canaries are really stored (their owner reads them back through the API).
@@ -152,13 +148,6 @@ async def test_no_page_shows_a_text_or_a_number(
             continue
         for canary in CANARIES:
             assert canary not in record.getMessage(), (canary, record.getMessage())
-
-
-async def _until(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def _send(client: TestClient, body: dict[str, Any]) -> int:

@@ -17,8 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from smsnodes_hub.api.openapi import document
 from smsnodes_hub.dashboard.docs_page import parse_curl
-
-from .conftest import add_device
+from tests.support import add_device
 
 METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -9,8 +9,7 @@ from aiohttp.test_utils import TestClient
 from device_sim import SimulatedPhone
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import PASSWORD, add_device, ws_url
-from .test_delivery import send
+from tests.support import PASSWORD, add_device, send, ws_url
 
 TOKEN = "scrape-me-please-0123"
 

@@ -14,22 +14,8 @@ from aiohttp import WSMsgType
 from device_sim import PhoneBehaviour, SimulatedPhone
 
 from smsnodes_hub.appkeys import HUB
-
-from .conftest import PASSWORD, add_device, database_name, ws_url
-from .wsclient import RawPhone, StalledPhone, client_frame
-
-NUMBER = "+1234567890"
-
-
-async def send(client: Any, username: str = "shop-phone-1", *, priority: int = 1,
-               text: str = "hello", numbers: list[str] | None = None) -> dict[str, Any]:
-    resp = await client.post("/api/send-sms", json={
-        "deviceUsername": username, "password": PASSWORD,
-        "phoneNumbers": numbers or [NUMBER], "message": text, "priority": priority,
-    })
-    body = await resp.json()
-    assert resp.status == 200, body
-    return body
+from tests.support import NUMBER, PASSWORD, add_device, database_name, send, ws_url
+from tests.wsclient import RawPhone, StalledPhone, client_frame
 
 
 async def test_offline_queue_arrives_by_priority_then_age(hub):

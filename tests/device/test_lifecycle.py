@@ -8,11 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from smsnodes_hub.app import create_app
-
-from .conftest import PASSWORD, add_device, test_settings, ws_url
-from .test_delivery import NUMBER
-from .test_status_api import basic, get
-from .wsclient import RawPhone
+from smsnodes_hub.appkeys import POOL
+from tests.support import NUMBER, PASSWORD, add_device, basic, get, test_settings, until, ws_url
+from tests.wsclient import RawPhone
 
 
 def at(seconds: float) -> str:
@@ -289,19 +287,16 @@ async def test_a_cancel_made_while_the_phone_was_away_reaches_it_on_return(hub):
 
 
 async def _until_withdrawn(hub: Any, message_id: int) -> None:
-    from smsnodes_hub.appkeys import POOL
+    async def recorded() -> bool:
+        return not await hub.app[POOL].fetchval(
+            "SELECT withdraw_pending FROM messages WHERE id = $1", message_id)
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while await hub.app[POOL].fetchval(
-            "SELECT withdraw_pending FROM messages WHERE id = $1", message_id):
-        assert loop.time() < deadline, "the written cancel was never recorded"
-        await asyncio.sleep(0.05)
+    await until(recorded, 5, "the written cancel was never recorded")
 
 
 async def test_a_cancel_dropped_by_a_closing_socket_is_told_at_the_next_login(hub, pool):
-    from smsnodes_hub import messages
     from smsnodes_hub.appkeys import HUB
+    from smsnodes_hub.messaging import messages
 
     device_id = await add_device(hub, "shop-phone-1")
     phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
@@ -340,10 +335,9 @@ async def test_revocations_made_while_the_bus_was_down_apply_once_it_is_back(
         hub, pool, admin_dsn, database_url):
     import asyncpg
 
-    from smsnodes_hub import tokens
     from smsnodes_hub.appkeys import HUB
-
-    from .conftest import database_name
+    from smsnodes_hub.auth import tokens
+    from tests.support import database_name
 
     device_id = await add_device(hub, "shop-phone-1")
     created = await (await hub.post("/api/tokens", json={}, headers=basic())).json()

@@ -4,22 +4,11 @@ credential changes reach live sockets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
-from smsnodes_hub import accounts
 from smsnodes_hub.appkeys import AUTH, HUB
-
-from .conftest import PASSWORD, add_device, ws_url
-from .test_delivery import send
-from .wsclient import RawPhone
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+from smsnodes_hub.auth import accounts
+from tests.support import PASSWORD, add_device, send, until, ws_url
+from tests.wsclient import RawPhone
 
 
 async def test_send_on_one_process_reaches_a_phone_on_another(make_hub):
@@ -120,9 +109,8 @@ async def test_a_login_on_a_process_that_thinks_it_is_alone_still_replaces(make_
 
 
 async def test_a_login_racing_the_offline_announcement_still_announces_online(make_hub, pool):
-    from smsnodes_hub import hub as hub_module
-
-    from .test_status_api import basic
+    from smsnodes_hub.device import hub as hub_module
+    from tests.support import basic
 
     # Only the outbox rows matter here; the target is a closed port on this machine, so the
     # worker's attempts fail at once and nothing leaves the machine.

@@ -6,10 +6,9 @@ import base64
 
 import pytest
 
-from smsnodes_hub.segments import GSM7, UCS2, analyze
-
-from .conftest import PASSWORD, add_device, ws_url
-from .wsclient import RawPhone
+from smsnodes_hub.messaging.segments import GSM7, UCS2, analyze
+from tests.support import PASSWORD, add_device, ws_url
+from tests.wsclient import RawPhone
 
 
 @pytest.mark.parametrize(

@@ -23,14 +23,12 @@ from aiohttp.test_utils import TestClient
 from device_sim import SimulatedPhone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from smsnodes_hub import messages
 from smsnodes_hub.app import create_app
 from smsnodes_hub.appkeys import AUTH, KEYRING, WEBHOOK_WORKER
-
-from .conftest import PASSWORD, add_device, test_settings, ws_url
-from .test_at_rest import assert_absent, pg_dump
-from .test_status_api import basic, get
-from .wsclient import RawPhone
+from smsnodes_hub.messaging import messages
+from tests.auth.test_at_rest import assert_absent, pg_dump
+from tests.support import PASSWORD, add_device, basic, get, test_settings, until, ws_url
+from tests.wsclient import RawPhone
 
 NUMBER = "+1234567890"
 SENDER = "+15550001111"
@@ -129,16 +127,6 @@ async def register(client: TestClient, receiver: Receiver, events: list[str],
 
 async def deliveries(client: TestClient, webhook_id: int, query: str = "") -> dict[str, Any]:
     return await get(client, f"/api/webhooks/{webhook_id}/deliveries{query}")
-
-
-async def until_async(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 # -- What arrives ---------------------------------------------------------------------------------
@@ -270,7 +258,7 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(make_hub, rece
         await phone.send_inbound(SENDER, "slow")
         got = await receiver.count("/hook", 2)
     assert got[0]["id"] == got[1]["id"]
-    [delivery] = (await until_async(
+    [delivery] = (await until(
         lambda: _delivered(hub, hook["id"])))["data"]
     assert delivery["attempts"][0]["error"] == "no answer within 0.3 s"
     assert delivery["attempts"][0]["statusCode"] is None
@@ -290,7 +278,7 @@ async def test_410_disables_the_webhook_until_it_is_reactivated(make_hub, receiv
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
         await phone.send_inbound(SENDER, "first")
         await receiver.count("/hook", 1)
-        webhook = await until_async(lambda: _inactive(hub, hook["id"]))
+        webhook = await until(lambda: _inactive(hub, hook["id"]))
         assert webhook["disabledReason"] == "the receiver answered 410 Gone"
         await phone.send_inbound(SENDER, "while disabled")
         await asyncio.sleep(0.5)
@@ -322,7 +310,7 @@ async def test_a_webhook_failing_for_the_whole_window_is_disabled(make_hub, rece
     hook = await register(hub, receiver, ["sms.received"])
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
         await phone.send_inbound(SENDER, "nobody listens")
-        webhook = await until_async(lambda: _inactive(hub, hook["id"]))
+        webhook = await until(lambda: _inactive(hub, hook["id"]))
         assert webhook["disabledReason"] == "no successful delivery for 0.0004 hours"
         assert webhook["failingSince"] is not None
         tried = len(receiver.requests)
@@ -340,7 +328,7 @@ async def test_a_delivery_is_given_up_after_the_retry_window(make_hub, receiver)
     hook = await register(hub, receiver, ["sms.received"])
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
         await phone.send_inbound(SENDER, "in vain")
-        log = await until_async(lambda: _in_state(hub, hook["id"], "failed"))
+        log = await until(lambda: _in_state(hub, hook["id"], "failed"))
         tried = len(receiver.requests)
         await asyncio.sleep(0.5)
         assert len(receiver.requests) == tried
@@ -370,7 +358,7 @@ async def test_redirects_are_not_followed(make_hub, receiver):
         await phone.send_inbound(SENDER, "go away")
         await receiver.count("/hook", 2)  # the redirect was a failure: retried, same place
     assert receiver.on("/elsewhere") == []
-    log = await until_async(lambda: _delivered(hub, hook["id"]))
+    log = await until(lambda: _delivered(hub, hook["id"]))
     first = log["data"][0]["attempts"][0]
     assert first["statusCode"] == 302 and "not followed" in first["error"]
 
@@ -393,7 +381,7 @@ async def test_private_targets_are_refused_when_they_are_connected_to(
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
         await phone.send_inbound(SENDER, "do not leak")
         for hook in (by_name, by_ip):
-            await until_async(lambda h=hook: _attempted(hub, h["id"]))
+            await until(lambda h=hook: _attempted(hub, h["id"]))
     assert receiver.requests == []
     for hook in (by_name, by_ip):
         [delivery] = (await deliveries(hub, hook["id"]))["data"]
@@ -427,7 +415,7 @@ async def test_allow_private_reaches_a_host_name_at_delivery(make_hub, receiver)
         await phone.send_inbound(SENDER, "to the lan")
         [event] = await receiver.count("/lan", 1)
     assert event["data"]["message"] == "to the lan"
-    [delivery] = (await until_async(lambda: _delivered(hub, hook["id"])))["data"]
+    [delivery] = (await until(lambda: _delivered(hub, hook["id"])))["data"]
     assert [(a["statusCode"], a["error"]) for a in delivery["attempts"]] == [(200, None)]
 
 
@@ -445,8 +433,8 @@ async def test_http_targets_are_refused_at_delivery_once_http_is_no_longer_allow
                          SMSNODES_WEBHOOKS_RETRY_BACKOFF_MAX="0.2")
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
         await phone.send_inbound(SENDER, "not in cleartext")
-        await until_async(lambda: _attempted(hub, hook["id"]))
-        await until_async(lambda: _attempts_at_least(hub, hook["id"], 2))
+        await until(lambda: _attempted(hub, hook["id"]))
+        await until(lambda: _attempts_at_least(hub, hook["id"], 2))
     assert receiver.requests == []
     [delivery] = (await deliveries(hub, hook["id"]))["data"]
     assert delivery["state"] == "pending"
@@ -487,7 +475,7 @@ async def test_ipv6_and_ipv4_mapped_literals_are_refused_when_connected_to(
         await phone.send_inbound(SENDER, "do not leak")
         errors = {}
         for name, hook in (("::1", v6), ("::ffff:127.0.0.1", mapped)):
-            attempt = await until_async(lambda h=hook: _latest_attempt(hub, h["id"]))
+            attempt = await until(lambda h=hook: _latest_attempt(hub, h["id"]))
             errors[name] = attempt["error"]
     assert len(receiver.requests) == tried  # nothing more reached either listener
     for name, error in errors.items():
@@ -621,7 +609,7 @@ async def test_an_oversized_payload_is_given_up_without_a_request(make_hub, rece
     assert await messages.store_inbound(pool, principal, "huge", SENDER, "x" * (70 * 1024),
                                         datetime.now(UTC))
     assert (await hub.get("/api/webhooks", headers=basic())).status == 200  # the key is here
-    [delivery] = (await until_async(lambda: _in_state(hub, hook["id"], "failed")))["data"]
+    [delivery] = (await until(lambda: _in_state(hub, hook["id"], "failed")))["data"]
     assert [(a["statusCode"], a["error"], a["nextRetryAt"]) for a in delivery["attempts"]] == [
         (None, "payload too large", None)]
     assert receiver.requests == []
@@ -658,7 +646,7 @@ async def test_a_delivery_cut_off_by_a_hub_stop_is_delivered_after_restart(
     # Far sooner than the lease (2 x 10 s + 30 s) would have let anyone retry it.
     assert time.monotonic() - started < 10
     assert cut["id"] == again["id"] and again["data"]["message"] == "cut off"
-    [delivery] = (await until_async(lambda: _delivered(hub, hook["id"])))["data"]
+    [delivery] = (await until(lambda: _delivered(hub, hook["id"])))["data"]
     assert delivery["eventId"] == cut["id"]
     assert [a["statusCode"] for a in delivery["attempts"]] == [200]
 
@@ -699,7 +687,7 @@ async def test_pending_deliveries_survive_a_restart_and_wait_for_the_key(
     assert after == before  # the same events, with the same ids
     assert sorted(e["data"]["message"] for e in events[tried:]) == [
         "while down 0", "while down 1", "while down 2"]
-    await until_async(lambda: pool.fetchval(
+    await until(lambda: pool.fetchval(
         "SELECT count(*) = 3 FROM webhook_deliveries WHERE state = 'delivered'"))
 
 

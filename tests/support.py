@@ -1,0 +1,154 @@
+"""Helpers shared by the tests (fixtures live in conftest.py): settings, databases, device
+accounts, the send and read calls most tests make, and one way to wait for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from smsnodes_hub.app import kdf_params
+from smsnodes_hub.appkeys import AUTH, POOL
+from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth.crypto import PasswordKdf
+from smsnodes_hub.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Argon2id at its cheapest: tests check behaviour, not cost.
+CHEAP_KDF_ENV = {
+    "SMSNODES_SECURITY_ARGON2_MEMORY_KIB": "8",
+    "SMSNODES_SECURITY_ARGON2_ITERATIONS": "1",
+    "SMSNODES_SECURITY_ARGON2_LANES": "1",
+}
+PASSWORD = "correct horse battery"
+NUMBER = "+1234567890"
+
+HubFactory = Callable[..., Awaitable[TestClient]]
+
+
+# -- Settings and databases ----------------------------------------------------------------
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server, another database (works for host/port and unix-socket DSNs)."""
+    base, sep, query = dsn.partition("?")
+    scheme, _, rest = base.partition("://")
+    authority, _, _old = rest.partition("/")
+    return f"{scheme}://{authority}/{name}{sep}{query}"
+
+
+def database_name(dsn: str) -> str:
+    return dsn.partition("?")[0].rsplit("/", 1)[1]
+
+
+async def create_database(admin_dsn: str, name: str, template: str | None = None) -> str:
+    """CREATE DATABASE (empty, or cloned from `template`); returns its DSN."""
+    clause = f' TEMPLATE "{template}"' if template else ""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    return with_database(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def test_settings(database_url: str, **env: str) -> Settings:
+    environ = {
+        **CHEAP_KDF_ENV,
+        "DATABASE_URL": database_url,
+        "SMSNODES_SERVER_HOST": "127.0.0.1",
+        "SMSNODES_SERVER_PORT": "0",
+        "SMSNODES_LOGGING_LEVEL": "warning",
+        "SMSNODES_DATABASE_POOL_MIN": "1",
+        "SMSNODES_DATABASE_POOL_MAX": "5",
+        **env,
+    }
+    return load_settings(None, environ)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+# -- Accounts and calls --------------------------------------------------------------------
+
+
+async def add_device(
+    db_or_app: asyncpg.Pool | web.Application | TestClient,
+    username: str,
+    password: str = PASSWORD,
+) -> int:
+    """Create a device account through the real accounts module."""
+    if isinstance(db_or_app, TestClient):
+        db_or_app = db_or_app.app
+    if isinstance(db_or_app, web.Application):
+        pool = db_or_app[POOL]
+        params = db_or_app[AUTH].params
+        kdf = db_or_app[AUTH].kdf
+    else:
+        pool = db_or_app
+        params = kdf_params(load_settings(None, CHEAP_KDF_ENV))
+        kdf = PasswordKdf(1)
+    async with pool.acquire() as conn:
+        return await accounts.create_device(conn, kdf, params, username, password)
+
+
+def ws_url(client: TestClient) -> str:
+    return str(client.make_url("/ws/device")).replace("http://", "ws://")
+
+
+def basic(username: str = "shop-phone-1", password: str = PASSWORD) -> dict[str, str]:
+    raw = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+async def get(client: Any, path: str, headers: dict[str, str] | None = None,
+              status: int = 200) -> Any:
+    resp = await client.get(path, headers=basic() if headers is None else headers)
+    body = await resp.json()
+    assert resp.status == status, body
+    return body
+
+
+async def send(client: Any, username: str = "shop-phone-1", *, priority: int = 1,
+               text: str = "hello", numbers: list[str] | None = None) -> dict[str, Any]:
+    resp = await client.post("/api/send-sms", json={
+        "deviceUsername": username, "password": PASSWORD,
+        "phoneNumbers": numbers or [NUMBER], "message": text, "priority": priority,
+    })
+    body = await resp.json()
+    assert resp.status == 200, body
+    return body
+
+
+# -- Waiting -------------------------------------------------------------------------------
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0,
+                message: str = "condition not reached in time") -> Any:
+    """Poll `check` (plain or async) until it returns something truthy; return that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert loop.time() < deadline, message
+        await asyncio.sleep(0.05)
