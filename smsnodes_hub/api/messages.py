@@ -21,10 +21,6 @@ from smsnodes_hub.timefmt import iso
 
 log = logging.getLogger(__name__)
 
-STATUSES = (
-    "scheduled", "queued", "dispatched", "accepted", "sent", "delivered", "failed",
-    "expired", "cancelled", "partial",
-)
 
 
 # Why a cancel found nothing to cancel, by the message's overall status.
@@ -128,8 +124,8 @@ async def get_message(request: web.Request) -> web.Response:
 async def list_messages(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     status = request.query.get("status")
-    if status is not None and status not in STATUSES:
-        raise ApiError(400, f"status must be one of {', '.join(STATUSES)}")
+    if status is not None and status not in messages.STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(messages.STATUSES)}")
     recipient = request.query.get("to")
     mac = None
     if recipient is not None:

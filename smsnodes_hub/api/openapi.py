@@ -24,7 +24,7 @@ from smsnodes_hub import __version__
 from smsnodes_hub.api.auth import AUTH_REQUIRED
 from smsnodes_hub.api.body import TOO_LARGE
 from smsnodes_hub.api.errors import DATABASE_ERROR, DATABASE_UNAVAILABLE, INTERNAL_ERROR
-from smsnodes_hub.api.messages import STATUSES, cannot_cancel
+from smsnodes_hub.api.messages import cannot_cancel
 from smsnodes_hub.api.pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from smsnodes_hub.api.send_sms import (
     INVALID_CREDENTIALS,
@@ -38,6 +38,7 @@ from smsnodes_hub.auth.tokens import MAX_API_TOKENS, MAX_NAME
 from smsnodes_hub.device.store import MAX_PACE
 from smsnodes_hub.messaging.idempotency import HEADER as IDEMPOTENCY_HEADER
 from smsnodes_hub.messaging.idempotency import MAX_KEY
+from smsnodes_hub.messaging.messages import STATUSES
 from smsnodes_hub.messaging.phones import MAX_RECIPIENTS
 
 Json = dict[str, Any]

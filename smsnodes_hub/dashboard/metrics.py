@@ -24,6 +24,7 @@ from smsnodes_hub.appkeys import AUTH, HUB, METRICS, POOL, SETTINGS
 from smsnodes_hub.dashboard import queries
 from smsnodes_hub.db import UNAVAILABLE
 from smsnodes_hub.device.hub import PROCESS_STALE
+from smsnodes_hub.messaging.messages import STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class _HubCollector(Collector):
         day = GaugeMetricFamily(
             "smsnodes_messages_last_day",
             "Messages created in the last 24 hours, by overall status.", labels=["status"])
-        counts = {status: 0 for status in queries.STATUSES}
+        counts = {status: 0 for status in STATUSES}
         counts.update({status: count for status, count in row["day"]})
         for status, count in counts.items():
             day.add_metric([status], count)

@@ -11,11 +11,6 @@ import asyncpg
 
 from smsnodes_hub.auth.accounts import Executor
 
-# Overall statuses a message can have (HTTP-API.md), in lifecycle order.
-STATUSES = (
-    "scheduled", "queued", "dispatched", "accepted", "sent", "delivered", "failed",
-    "expired", "cancelled", "partial",
-)
 # A status before which the message can still be cancelled (a recipient is still waiting).
 CANCELLABLE = ("scheduled", "queued", "dispatched", "accepted")
 

@@ -27,6 +27,7 @@ from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA, OPERATOR
 from smsnodes_hub.device import store as devices
 from smsnodes_hub.device.hub import PROCESS_STALE
 from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging.messages import STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ async def _overview(request: web.Request) -> dict[str, Any]:
         minutes = await queries.throughput(conn)
         hooks = await queries.webhook_summary(conn)
         phones = await queries.list_devices(conn, PROCESS_STALE, OVERVIEW_PHONES)
-    by_status = {s: (0, 0) for s in queries.STATUSES}
+    by_status = {s: (0, 0) for s in STATUSES}
     for row in statuses:
         by_status[row["status"]] = (row["hour"], row["day"])
     totals = {state: 0 for state in queries.CANCELLABLE}
@@ -335,7 +336,7 @@ async def message_search(request: web.Request) -> web.Response:
     if device_raw and device_id is None:
         problems.append("device must be one of the list")
     status = query.get("status") or None
-    if status is not None and status not in queries.STATUSES:
+    if status is not None and status not in STATUSES:
         problems.append("status must be one of the list")
         status = None
     since = _day(query.get("from"), "from", problems)
@@ -356,7 +357,7 @@ async def message_search(request: web.Request) -> web.Response:
         request, "messages.html", status=400 if problems else 200,
         rows=rows[:PER_PAGE], more=len(rows) > PER_PAGE, page=page, filters=filters,
         problems=problems, devices=await queries.device_names(pool),
-        statuses=queries.STATUSES,
+        statuses=STATUSES,
     )
 
 

@@ -16,6 +16,11 @@ TEXT_PURPOSE = "message/text"
 NUMBER_PURPOSE = "message/number"
 INBOUND_SENDER_PURPOSE = "inbound/sender"
 INBOUND_TEXT_PURPOSE = "inbound/text"
+# A message's overall status (HTTP-API.md, the stored `messages.status`), in lifecycle order.
+STATUSES = (
+    "scheduled", "queued", "dispatched", "accepted", "sent", "delivered", "failed",
+    "expired", "cancelled", "partial",
+)
 
 
 @dataclass(frozen=True, slots=True)
