@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -12,6 +12,7 @@ from smsnodes_hub.api.errors import json_errors
 from smsnodes_hub.appkeys import (
     AUTH,
     BEARER_CACHE,
+    BUS,
     HUB,
     KEYRING,
     LOGIN_THROTTLE,
@@ -25,6 +26,7 @@ from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf
 from smsnodes_hub.auth.keyring import KeyRing
 from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
 from smsnodes_hub.auth.tokens import BearerCache
+from smsnodes_hub.bus import Bus, CredentialsChanged, TokenRevoked
 from smsnodes_hub.config import Settings
 from smsnodes_hub.device.endpoint import device_socket
 from smsnodes_hub.device.hub import Hub
@@ -70,27 +72,34 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
         yield
         kdf.close()
 
+    async def events(app: web.Application) -> AsyncIterator[None]:
+        # One LISTEN connection for the process; the hub's heartbeat keeps it open.
+        events = Bus(dsn)
+        _forget_revoked_logins(app, events)
+        app[BUS] = events
+        yield
+        await events.stop()
+
     async def hub(app: web.Application) -> AsyncIterator[None]:
-        hub = Hub(settings, app[POOL])
-        hub.invalidation_hooks.append(_forget_logins(app))
+        hub = Hub(settings, app[POOL], app[BUS])
         app[HUB] = hub
         app[KEYRING] = KeyRing(
             sec.credential_cache_seconds,
             lambda: [conn.principal for conn in hub.connections.values()],
         )
-        await hub.start(dsn)
+        await hub.start()
         yield
         await hub.stop()
 
     async def webhook_worker(app: web.Application) -> AsyncIterator[None]:
         # After the hub: it needs the keyring, and stops before the hub and the pool go.
-        worker = DeliveryWorker(settings.webhooks, app[POOL], app[KEYRING], dsn)
+        worker = DeliveryWorker(settings.webhooks, app[POOL], app[KEYRING], app[BUS])
         app[WEBHOOK_WORKER] = worker
         await worker.start()
         yield
         await worker.stop()
 
-    app.cleanup_ctx.extend([database, authenticator, hub, webhook_worker])
+    app.cleanup_ctx.extend([database, authenticator, events, hub, webhook_worker])
     app.on_shutdown.append(_close_sockets)
     api.setup(app)
     dashboard.setup(app)
@@ -98,19 +107,25 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
     return app
 
 
-def _forget_logins(app: web.Application) -> Callable[[str, int], None]:
-    def forget(kind: str, ident: int) -> None:
-        if kind == "credentials":
-            app[AUTH].cache.forget_device(ident)
-            app[BEARER_CACHE].forget_device(ident)
-            app[KEYRING].forget_device(ident)
-        elif kind == "token":
-            app[BEARER_CACHE].forget_token(ident)
-        elif kind == "all":  # the bus was down: a revocation may have been missed
-            app[AUTH].cache.clear()
-            app[BEARER_CACHE].clear()
+def _forget_revoked_logins(app: web.Application, events: Bus) -> None:
+    """Caches of verified logins drop what another process (or the CLI) revoked, and
+    everything after the bus was down (a revocation may have been missed)."""
 
-    return forget
+    def credentials_changed(event: CredentialsChanged) -> None:
+        app[AUTH].cache.forget_device(event.device_id)
+        app[BEARER_CACHE].forget_device(event.device_id)
+        app[KEYRING].forget_device(event.device_id)
+
+    def token_revoked(event: TokenRevoked) -> None:
+        app[BEARER_CACHE].forget_token(event.token_id)
+
+    async def missed_anything() -> None:
+        app[AUTH].cache.clear()
+        app[BEARER_CACHE].clear()
+
+    events.subscribe(CredentialsChanged, credentials_changed)
+    events.subscribe(TokenRevoked, token_revoked)
+    events.on_resync(missed_anything)
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +40,18 @@ def test_migration_files_are_numbered_in_order() -> None:
     found = db.migrations()
     assert [m.version for m in found] == list(range(1, len(found) + 1))
     assert all(m.path.is_file() for m in found)
+
+
+def test_sql_readme_names_where_each_function_body_is_now() -> None:
+    """sql/README.md points at the last migration that (re)defines each function."""
+    last: dict[str, str] = {}
+    for migration in db.migrations():
+        text = migration.path.read_text()
+        for name in re.findall(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)", text):
+            last[name] = migration.path.name
+    table = dict(re.findall(r"^\| `(\w+)` \| `([\w.]+)` \|$",
+                            (db.SQL_DIR / "README.md").read_text(), re.MULTILINE))
+    assert table == last
 
 
 async def test_migrate_twice_applies_each_file_once(empty_database: str) -> None:

@@ -10,7 +10,7 @@ from smsnodes_hub.api.body import read_json_object
 from smsnodes_hub.api.errors import ApiError, json_response
 from smsnodes_hub.appkeys import HUB, POOL
 from smsnodes_hub.device import store as devices
-from smsnodes_hub.device.hub import PROCESS_STALE
+from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.timefmt import iso
 
 

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from smsnodes_hub.appkeys import AUTH, HUB, METRICS, POOL, SETTINGS
 from smsnodes_hub.dashboard import queries
 from smsnodes_hub.db import UNAVAILABLE
-from smsnodes_hub.device.hub import PROCESS_STALE
+from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.messaging.messages import STATUSES
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from smsnodes_hub.dashboard.auth import DashboardState, Operator, safe_next, ses
 from smsnodes_hub.dashboard.chart import throughput_chart
 from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA, OPERATOR
 from smsnodes_hub.device import store as devices
-from smsnodes_hub.device.hub import PROCESS_STALE
+from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.messaging import messages
 from smsnodes_hub.messaging.messages import STATUSES
 

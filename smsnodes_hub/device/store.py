@@ -40,9 +40,7 @@ async def describe(db: Executor, device_id: int, stale_seconds: float) -> asyncp
                   d.sims, d.battery, d.charging, d.signal, d.telemetry_at, d.pace_per_minute,
                   s.connected_at AS connected_since
              FROM devices d
-             LEFT JOIN (device_sessions s JOIN hub_processes p ON p.id = s.process_id
-                        AND p.heartbeat_at > now() - make_interval(secs => $2))
-                    ON s.device_id = d.id
+             LEFT JOIN live_sessions($2) s ON s.device_id = d.id
             WHERE d.id = $1""",
         device_id, stale_seconds,
     )

@@ -52,13 +52,10 @@ WITH dev AS (
       FROM msg, unnest(CASE WHEN $5 = 'dispatched' THEN ARRAY['queued', 'dispatched']
                             ELSE ARRAY[$5] END) WITH ORDINALITY AS s(status, n)
 ), wake AS (
-    SELECT pg_notify('smsnodes_hub', 'work:' || $1) FROM msg WHERE $12
+    SELECT pg_notify('smsnodes_hub', 'work:' || $1) FROM msg WHERE $12  -- bus.Work
 )
 SELECT msg.id, msg.created_at, (SELECT count(*) FROM wake) AS notified,
-       $13 OR EXISTS (
-           SELECT 1 FROM device_sessions s JOIN hub_processes p ON p.id = s.process_id
-            WHERE s.device_id = $1 AND p.heartbeat_at > now() - make_interval(secs => $14)
-       ) AS online
+       $13 OR EXISTS (SELECT 1 FROM live_sessions($14) s WHERE s.device_id = $1) AS online
   FROM msg
 """
 
@@ -384,10 +381,8 @@ async def requeue_orphans(
         """UPDATE messages m SET state = 'queued', dispatched_to = NULL
             WHERE m.state = 'dispatched'
               AND m.dispatched_at < now() - make_interval(secs => $1)
-              AND NOT EXISTS (
-                  SELECT 1 FROM device_sessions s JOIN hub_processes p ON p.id = s.process_id
-                   WHERE s.connection_id = m.dispatched_to
-                     AND p.heartbeat_at > now() - make_interval(secs => $2))
+              AND NOT EXISTS (SELECT 1 FROM live_sessions($2) s
+                               WHERE s.connection_id = m.dispatched_to)
         RETURNING m.device_id""",
         grace_seconds,
         stale_seconds,
@@ -396,6 +391,39 @@ async def requeue_orphans(
 
 
 # -- Time: scheduled messages and expiry ----------------------------------------------------------
+
+# Messages dispatched to a live socket of this process that it does not hold in flight (a
+# handler cancelled between insert and push, a batch cut short) go back to the queue.
+_RECONCILE = """
+WITH requeued AS (
+UPDATE messages SET state = 'queued', dispatched_to = NULL
+ WHERE state = 'dispatched' AND device_id = ANY($1::bigint[])
+   AND dispatched_to = ANY($2::uuid[])
+   AND dispatched_at < now() - make_interval(secs => $3)
+   AND id <> ALL($4::bigint[])
+RETURNING device_id
+)
+SELECT device_id FROM requeued
+UNION
+-- A safety net for a lost wake-up: a socket with room that believes its queue empty while
+-- messages wait is woken (one index probe per such socket, once a heartbeat).
+SELECT d FROM unnest($5::bigint[]) AS d
+ WHERE EXISTS (SELECT 1 FROM messages m
+                WHERE m.device_id = d AND m.state = 'queued'
+                  AND (m.expires_at IS NULL OR m.expires_at > now()))
+"""
+
+
+async def reconcile(
+    db: Executor, device_ids: list[int], connection_ids: list[uuid.UUID], grace_seconds: float,
+    in_flight: list[int], idle_with_room: list[int],
+) -> set[int]:
+    """Requeue what live sockets here were dispatched but do not hold; return the devices
+    (of those and of the idle ones with queued work) whose socket should claim again."""
+    rows = await db.fetch(_RECONCILE, device_ids, connection_ids, grace_seconds, in_flight,
+                          idle_with_room)
+    return {r["device_id"] for r in rows}
+
 
 _RELEASE_DUE = """
 WITH due AS (

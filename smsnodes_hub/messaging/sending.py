@@ -13,7 +13,8 @@ import asyncpg
 
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.device.connection import DeviceConnection, sms_frame
-from smsnodes_hub.device.hub import PROCESS_STALE, Hub
+from smsnodes_hub.device.hub import Hub
+from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.messaging import messages
 
 

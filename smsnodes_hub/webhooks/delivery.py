@@ -18,9 +18,9 @@ from yarl import URL
 from smsnodes_hub import __version__
 from smsnodes_hub.auth.crypto import DecryptionError
 from smsnodes_hub.auth.keyring import KeyRing
+from smsnodes_hub.bus import Bus, WebhookQueued
 from smsnodes_hub.config import WebhookSettings
 from smsnodes_hub.db import UNAVAILABLE
-from smsnodes_hub.device.hub import CHANNEL
 from smsnodes_hub.webhooks.payloads import build_event
 from smsnodes_hub.webhooks.signing import SECRET_PURPOSE, event_id, sign
 from smsnodes_hub.webhooks.targets import (
@@ -32,12 +32,9 @@ from smsnodes_hub.webhooks.targets import (
 
 log = logging.getLogger(__name__)
 
-NOTIFY_PAYLOAD = "webhook"  # sql/005: emit_webhook_event's wake-up on CHANNEL
-
 MAX_PAYLOAD = 64 * 1024  # events are small (a text is at most 1600 characters)
 MAX_RESPONSE = 4096  # bytes of a receiver's answer read (and thrown away)
 POLL = 0.5  # seconds between looks at the outbox when nothing woke the worker
-LISTEN_RETRY = 5.0
 USER_AGENT = f"smsnodes-hub/{__version__} (webhooks)"
 
 
@@ -162,9 +159,6 @@ class DeliveryWorker:
 
     __slots__ = (
         "_claims",
-        "_dsn",
-        "_listen_after",
-        "_listener",
         "_session",
         "_stopped",
         "_task",
@@ -175,16 +169,16 @@ class DeliveryWorker:
     )
 
     def __init__(self, settings: WebhookSettings, pool: asyncpg.Pool, keyring: KeyRing,
-                 dsn: str) -> None:
+                 events: Bus) -> None:
         self.settings = settings
         self.pool = pool
         self.keyring = keyring
-        self._dsn = dsn
         self._wake = asyncio.Event()
+        # Any process that commits an event wakes us; after the bus was down, look anyway.
+        events.subscribe(WebhookQueued, lambda _event: self._wake.set())
+        events.on_resync(self._resync)
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
-        self._listener: asyncpg.Connection | None = None
-        self._listen_after = 0.0
         self._stopped = False
         # Deliveries in flight: their task, with the (id, lease) that fences them.
         self._claims: dict[asyncio.Task[None], tuple[int, datetime]] = {}
@@ -223,9 +217,6 @@ class DeliveryWorker:
             with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
                 await self.pool.execute(_RELEASE, list(ids), list(leases))
             self._claims.clear()
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close(timeout=2)
         if self._session is not None:
             await self._session.close()
 
@@ -239,7 +230,6 @@ class DeliveryWorker:
             self._wake.clear()
             full = False
             try:
-                await self._listen()
                 full = await self._claim()
             except asyncio.CancelledError:
                 raise
@@ -252,25 +242,8 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL)
 
-    async def _listen(self) -> None:
-        """A LISTEN connection wakes the worker when any process commits an event."""
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        if time.monotonic() < self._listen_after:
-            return
-        self._listen_after = time.monotonic() + LISTEN_RETRY
-        try:
-            conn = await asyncpg.connect(self._dsn, timeout=5)
-            await conn.add_listener(CHANNEL, self._on_notify)
-        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
-            log.warning("webhook deliveries: cannot listen for events: %s", exc)
-            return
-        self._listener = conn
-        self._wake.set()  # anything emitted while we were not listening
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload == NOTIFY_PAYLOAD:
-            self._wake.set()
+    async def _resync(self) -> None:
+        self._wake.set()
 
     async def _claim(self) -> bool:
         """Claim into the free slots; True when every slot is now taken."""

@@ -335,7 +335,6 @@ async def test_revocations_made_while_the_bus_was_down_apply_once_it_is_back(
         hub, pool, admin_dsn, database_url):
     import asyncpg
 
-    from smsnodes_hub.appkeys import HUB
     from smsnodes_hub.auth import tokens
     from tests.support import database_name
 
@@ -351,8 +350,10 @@ async def test_revocations_made_while_the_bus_was_down_apply_once_it_is_back(
     try:
         async with pool.acquire() as mine:
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await mine.execute("SELECT pg_terminate_backend($1)",
-                               hub.app[HUB]._listener.get_server_pid())
+            # The process's one LISTEN connection (smsnodes_hub/bus.py).
+            assert await mine.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND query LIKE 'LISTEN%'", name) == 1
             assert await tokens.revoke_token(mine, device_id, created["id"])
             assert await tokens.revoke_session_tokens(mine, device_id) == 1
     finally:

@@ -109,7 +109,7 @@ async def test_a_login_on_a_process_that_thinks_it_is_alone_still_replaces(make_
 
 
 async def test_a_login_racing_the_offline_announcement_still_announces_online(make_hub, pool):
-    from smsnodes_hub.device import hub as hub_module
+    from smsnodes_hub.device import sessions
     from tests.support import basic
 
     # Only the outbox rows matter here; the target is a closed port on this machine, so the
@@ -126,8 +126,8 @@ async def test_a_login_racing_the_offline_announcement_still_announces_online(ma
         # Another process announces the device offline and has not committed yet...
         tx = other.transaction()
         await tx.start()
-        assert len(await other.fetch(hub_module._ANNOUNCE_OFFLINE, 0.5,
-                                     hub_module.PROCESS_STALE)) == 1
+        assert len(await other.fetch(sessions.ANNOUNCE_OFFLINE, 0.5,
+                                     sessions.PROCESS_STALE)) == 1
         # ...while the phone logs in here: its registration waits for that row.
         login = asyncio.create_task(RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD))
         await asyncio.sleep(0.5)
