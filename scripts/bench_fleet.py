@@ -96,6 +96,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 LOGIN_TIMEOUT = 30.0
 MAX_OPEN_LOOP_CONNECTIONS = 2000
+PGSTAT_IDLE_WAIT = 10.5  # s: PostgreSQL's PGSTAT_IDLE_INTERVAL is 10 s
 LISTENING = re.compile(r"listening on \S+?://\S+?:(\d+)")
 clock = time.monotonic  # CLOCK_MONOTONIC: comparable between the benchmark's processes
 
@@ -286,6 +287,8 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()
+        if self.proc.stdin is not None:  # all pipes closed: the transport finishes
+            self.proc.stdin.close()
 
     async def drain_stdout(self) -> None:
         """For the hub: read its stdout to the end so the pipe never fills."""
@@ -1130,7 +1133,11 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
         drained = await _drain_phones(phone_procs, accepted_run + len(requests),
                                       not args.no_status, args.drain)
         run_cpu1 = CpuMark.take(groups)
-        await asyncio.sleep(1.2)  # backends publish their table and WAL counters within 1 s
+        if drained:
+            # A backend that flushed its statistics less than 1 s before going idle publishes
+            # the rest only after PGSTAT_IDLE_INTERVAL (10 s): wait for it.
+            say("waiting 10.5 s for PostgreSQL to publish its last statistics ...")
+            await asyncio.sleep(PGSTAT_IDLE_WAIT)
         run_pg1 = await watch.snapshot()
         whole_run = {"cpu0": run_cpu0, "cpu1": run_cpu1,
                      "pg": {k: run_pg1[k] - run_pg0[k] for k in run_pg0}}
@@ -1314,7 +1321,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"Python {r['python']}, PostgreSQL {r['postgres']}, load avg before "
           f"{r['loadavg_before']})")
     reports = "sent + delivered reports" if r["status_reports"] else "ack only"
-    print(f"{r['phones']} phones ({reports}, {r['phone_procs']} process(es), "
+    print(f"{r['phones']} phone(s) ({reports}, {r['phone_procs']} process(es), "
           f"window {r['window']}), {mode}; "
           f"{r['warmup']:g} s warm-up + {r['duration']:g} s measured"
           + (f"; hub workers {r['workers']}" if r["workers"] else "")
