@@ -792,13 +792,14 @@ class FleetPhone:
             if kind == "sms":
                 msg_id, attempt = frame["id"], frame.get("attempt", 1)
                 f.sms_frames += 1
-                if msg_id in f.first:
-                    f.repeats += 1
-                else:
+                if msg_id not in f.first:
                     f.first[msg_id] = now
+                repeat = (msg_id, attempt) in f.seen  # acked again, not sent twice (§2)
+                f.seen.add((msg_id, attempt))
+                f.repeats += repeat
                 await ws.send_frame(orjson.dumps({"type": "ack", "id": msg_id,
                                                   "attempt": attempt}), text)
-                if f.status:
+                if f.status and not repeat:
                     to_list = frame.get("to") or []
                     f.pending[msg_id] = len(to_list)
                     for to in to_list:
@@ -839,6 +840,7 @@ class Fleet:
     first: dict[int, float] = field(default_factory=dict)  # id -> first sms frame read
     done: dict[int, float] = field(default_factory=dict)  # id -> last `delivered` ok read
     pending: dict[int, int] = field(default_factory=dict)  # id -> recipients not delivered
+    seen: set[tuple[int, int]] = field(default_factory=set)  # (id, attempt) pairs acked
     ok_times: list[float] = field(default_factory=list)
     sms_frames: int = 0
     repeats: int = 0
