@@ -74,8 +74,9 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
 # -- The hub's own code: the ONLY imports of smsnodes_hub (update here when modules move) --------
-from smsnodes_hub import accounts, db  # noqa: E402  # db.embedded_postgres, db.migrate
-from smsnodes_hub.crypto import KdfParams, PasswordKdf  # noqa: E402
+from smsnodes_hub import db  # noqa: E402  # db.embedded_postgres, db.migrate
+from smsnodes_hub.auth import accounts  # noqa: E402
+from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf  # noqa: E402
 
 EMBEDDED_POSTGRES = db.embedded_postgres  # (data_dir, delete=True) -> DSN, a context manager
 MIGRATE = db.migrate  # (asyncpg connection) -> applies sql/*.sql
