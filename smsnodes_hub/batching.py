@@ -1,0 +1,163 @@
+"""Group commit: writes that arrive together from many requests and sockets share one
+transaction, and so one commit, while each caller still awaits its own outcome.
+
+A batch starts as soon as the lane is free (an idle database never waits for company) and
+takes whatever queued meanwhile, up to `max_batch`. Durability is unchanged: a caller's
+`submit` returns only after the transaction holding its write has committed.
+
+Failures stay with their owner: a statement that fails for its own row (a constraint, bad
+data) rolls the transaction back, that caller gets the error, and the others run again
+without it. A lost or refused database, or a failed COMMIT, answers every caller of the
+batch with the error: none of them was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import asyncpg
+
+from smsnodes_hub.db import UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Step = Callable[[asyncpg.Connection, T], Awaitable[R]]
+
+# Raised by the connection or the server as a whole, not by one row's statement.
+_WHOLE_BATCH: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.QueryCanceledError,
+)
+
+
+class LaneClosed(Exception):
+    """The lane was closed (the hub is stopping): nothing more is accepted."""
+
+
+class GroupCommit(Generic[T, R]):
+    """One lane of writes of one kind: `submit(item)` runs `step(conn, item)` inside a
+    transaction shared with the other items queued at the same time."""
+
+    __slots__ = ("_batches", "_closed", "_lanes", "_max_batch", "_pending", "_pool", "_step",
+                 "name", "stats")
+
+    def __init__(self, pool: asyncpg.Pool, step: Step[T, R], *, name: str,
+                 max_batch: int = 64, lanes: int = 1) -> None:
+        self.name = name
+        self._pool = pool
+        self._step = step
+        self._max_batch = max_batch
+        self._lanes = lanes
+        self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._batches: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.stats = BatchStats()
+
+    async def submit(self, item: T) -> R:
+        if self._closed:
+            raise LaneClosed(self.name)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        # Retrieved here too: a caller that stopped waiting must not leave it unobserved.
+        future.add_done_callback(_observe)
+        self._pending.append((item, future))
+        self._start_batches()
+        # shield: a caller that gives up (a closed socket, a cancelled request) does not
+        # cancel the batch; its write commits or fails with the others.
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Accept nothing more and wait until every queued write has been answered."""
+        self._closed = True
+        while self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+
+    def _start_batches(self) -> None:
+        while self._pending and len(self._batches) < self._lanes:
+            task = asyncio.create_task(self._drain(), name=f"group-commit-{self.name}")
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = [self._pending.popleft()
+                     for _ in range(min(self._max_batch, len(self._pending)))]
+            await self._run(batch)
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        while batch:
+            results: list[R] = []
+            committing = False
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    for item, _future in batch:
+                        results.append(await self._step(conn, item))
+                    committing = True
+            except asyncio.CancelledError:
+                _fail(batch, LaneClosed(self.name))
+                raise
+            except asyncpg.PostgresError as exc:
+                if committing or isinstance(exc, _WHOLE_BATCH):
+                    _fail(batch, exc)
+                    return
+                # The statement of item len(results) failed for its own reasons: it alone
+                # fails; the ones before it were rolled back and run again with the rest.
+                _item, future = batch.pop(len(results))
+                _answer(future, exc=exc)
+                self.stats.retried += 1
+                continue
+            except BaseException as exc:  # the connection, the pool, a bug in a step
+                _fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self.stats.record(len(batch))
+            for (_item, future), result in zip(batch, results, strict=True):
+                _answer(future, result=result)
+            return
+
+
+class BatchStats:
+    """Counters for benchmarks and tests: how many commits served how many writes."""
+
+    __slots__ = ("batches", "largest", "retried", "writes")
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.writes = 0
+        self.largest = 0
+        self.retried = 0
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.writes += size
+        self.largest = max(self.largest, size)
+
+
+def _answer(future: asyncio.Future[R], *, result: R | None = None,
+            exc: BaseException | None = None) -> None:
+    if future.done():  # the caller was cancelled; its write is settled all the same
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]  # R, set on the success path
+
+
+def _observe(future: asyncio.Future[R]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _fail(batch: list[tuple[T, asyncio.Future[R]]], exc: BaseException) -> None:
+    for _item, future in batch:
+        _answer(future, exc=exc)
