@@ -71,6 +71,7 @@ class PhoneSession(connection.Connector):
         rng: random.Random | None = None,
         outbox: Outbox | None = None,
         record: bool = True,
+        retry_first: bool = False,
     ) -> None:
         super().__init__(url, session)
         if backoff_initial <= 0 or backoff_max < backoff_initial:
@@ -84,6 +85,9 @@ class PhoneSession(connection.Connector):
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
         self._record_frames = record
+        # False: start() fails when the first connection does; True: it keeps trying (an
+        # agent started at boot, before the network). Refused credentials fail either way.
+        self.retry_first = retry_first
 
         # From the latest auth_ok.
         self.token: str | None = token
@@ -236,7 +240,7 @@ class PhoneSession(connection.Connector):
             try:
                 result = await self._connect_once(via_token)
             except PhoneError as exc:
-                if self._fail_first(exc):
+                if not self.retry_first and self._fail_first(exc):
                     return
                 self._event(str(exc))
                 result = Attempt()
@@ -270,7 +274,7 @@ class PhoneSession(connection.Connector):
                     if wait is None:
                         wait = DEFAULT_RETRY_AFTER
                     delay = wait + self._rng.uniform(0.0, self.backoff_initial)
-            elif first_pending:
+            elif first_pending and not self.retry_first:
                 why = "closed" if result.reply_seen else "no auth reply"
                 self._fail_first(
                     PhoneError(f"{self.username}: {why} (close code {result.close_code})")

@@ -65,6 +65,8 @@ class Radio:
     name = "radio"
     #: seconds between polls for received SMS and delivery reports
     poll_interval = 5.0
+    #: received SMS carry increasing ``seq`` numbers (a high-water mark works)
+    sequential = False
 
     async def device_info(self) -> DeviceInfo:
         return DeviceInfo()
