@@ -45,10 +45,10 @@ try:
 except ModuleNotFoundError:  # python scripts/device_sim.py without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from smsnodes_hub.phone.channel import EventSink
 from smsnodes_hub.phone.errors import AuthFailed, PhoneError
 from smsnodes_hub.phone.frames import utc_now
 from smsnodes_hub.phone.radio.sim import PhoneBehaviour
-from smsnodes_hub.phone.session import EventSink
 from smsnodes_hub.phone.simulated import SimulatedPhone
 
 __all__ = ["AuthFailed", "PhoneBehaviour", "PhoneError", "SimulatedPhone", "utc_now"]

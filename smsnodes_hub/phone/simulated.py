@@ -15,6 +15,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from .channel import EventSink
 from .errors import AuthFailed, PhoneError
 from .frames import (
     MAX_FRAME_BYTES,
@@ -27,7 +28,7 @@ from .frames import (
     utc_now,
 )
 from .radio.sim import DEFAULT_BEHAVIOUR, FAILURE_ERROR, PhoneBehaviour
-from .session import EventSink, PhoneSession
+from .session import PhoneSession
 
 __all__ = ["AuthFailed", "PhoneBehaviour", "PhoneError", "SimulatedPhone", "utc_now"]
 
