@@ -1,0 +1,90 @@
+"""The radio interface the gateway drives, and the values it exchanges with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RadioError(Exception):
+    """The radio's tools are missing or answered nonsense (not a failed send)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """One recipient's outcome. ``handle`` names the sent SMS when the radio can later
+    tell whether it was delivered (the modem's SMS object)."""
+
+    ok: bool
+    error: str | None = None
+    handle: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    handle: str
+    delivered: bool  # False: the network gave up (reported as failed)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """A received SMS. ``ref`` is its idempotency key at the hub (from the SMS's own id);
+    ``seq`` orders it when the radio has increasing ids (Termux's ``_id``), else None."""
+
+    ref: str
+    sender: str
+    text: str
+    received_at: str  # ISO 8601 UTC with Z
+    seq: int | None = None
+    handle: str | None = None  # what forget_inbound() needs (the modem's SMS path)
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    battery: int | None = None
+    charging: bool | None = None
+    signal: int | None = None  # 0..4, as Android's signal level
+
+    def frame(self) -> dict[str, Any] | None:
+        values = {"battery": self.battery, "charging": self.charging, "signal": self.signal}
+        present = {k: v for k, v in values.items() if v is not None}
+        return {"type": "heartbeat", **present} if present else None
+
+
+@dataclass(slots=True)
+class DeviceInfo:
+    model: str = "smsnodes-phone"
+    sims: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Radio:
+    """What the gateway needs from a radio. Sends come one at a time."""
+
+    name = "radio"
+    #: seconds between polls for received SMS and delivery reports
+    poll_interval = 5.0
+    #: received SMS carry increasing ``seq`` numbers (a high-water mark works)
+    sequential = False
+
+    async def device_info(self) -> DeviceInfo:
+        return DeviceInfo()
+
+    async def send(self, number: str, text: str, sim: int | None) -> SendResult:
+        """Send one SMS to one number; ``sim`` is the 1-based SIM slot, None for default."""
+        raise NotImplementedError
+
+    async def poll_inbound(self, mark: int | None) -> list[InboundSms]:
+        """SMS received since ``mark`` (for radios with ``seq``), oldest first."""
+        return []
+
+    async def forget_inbound(self, sms: InboundSms) -> None:
+        """The hub stored ``sms`` (its ``ok`` came); a modem may delete it now."""
+
+    async def poll_deliveries(self, handles: list[str]) -> list[DeliveryReport]:
+        """Delivery outcomes known now for these sent SMS."""
+        return []
+
+    async def telemetry(self) -> Telemetry:
+        return Telemetry()
