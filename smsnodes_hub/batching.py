@@ -25,10 +25,10 @@ from smsnodes_hub.db import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 R = TypeVar("R")
 
-Step = Callable[[asyncpg.Connection, T], Awaitable[R]]
+# One caller's write: statements on the batch's connection, inside its transaction.
+Write = Callable[[asyncpg.Connection], Awaitable[R]]
 
 # Raised by the connection or the server as a whole, not by one row's statement.
 _WHOLE_BATCH: tuple[type[BaseException], ...] = (
@@ -44,32 +44,31 @@ class LaneClosed(Exception):
     """The lane was closed (the hub is stopping): nothing more is accepted."""
 
 
-class GroupCommit(Generic[T, R]):
-    """One lane of writes of one kind: `submit(item)` runs `step(conn, item)` inside a
-    transaction shared with the other items queued at the same time."""
+class GroupCommit(Generic[R]):
+    """One lane of writes of one kind: `submit(write)` runs `write(conn)` inside a
+    transaction shared with the other writes queued at the same time."""
 
-    __slots__ = ("_batches", "_closed", "_lanes", "_max_batch", "_pending", "_pool", "_step",
+    __slots__ = ("_batches", "_closed", "_lanes", "_max_batch", "_pending", "_pool",
                  "name", "stats")
 
-    def __init__(self, pool: asyncpg.Pool, step: Step[T, R], *, name: str,
-                 max_batch: int = 64, lanes: int = 1) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, name: str, max_batch: int = 64,
+                 lanes: int = 1) -> None:
         self.name = name
         self._pool = pool
-        self._step = step
         self._max_batch = max_batch
         self._lanes = lanes
-        self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._pending: deque[tuple[Write[R], asyncio.Future[R]]] = deque()
         self._batches: set[asyncio.Task[None]] = set()
         self._closed = False
         self.stats = BatchStats()
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, write: Write[R]) -> R:
         if self._closed:
             raise LaneClosed(self.name)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         # Retrieved here too: a caller that stopped waiting must not leave it unobserved.
         future.add_done_callback(_observe)
-        self._pending.append((item, future))
+        self._pending.append((write, future))
         self._start_batches()
         # shield: a caller that gives up (a closed socket, a cancelled request) does not
         # cancel the batch; its write commits or fails with the others.
@@ -93,14 +92,14 @@ class GroupCommit(Generic[T, R]):
                      for _ in range(min(self._max_batch, len(self._pending)))]
             await self._run(batch)
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, batch: list[tuple[Write[R], asyncio.Future[R]]]) -> None:
         while batch:
             results: list[R] = []
             committing = False
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    for item, _future in batch:
-                        results.append(await self._step(conn, item))
+                    for write, _future in batch:
+                        results.append(await write(conn))
                     committing = True
             except asyncio.CancelledError:
                 _fail(batch, LaneClosed(self.name))
@@ -109,9 +108,9 @@ class GroupCommit(Generic[T, R]):
                 if committing or isinstance(exc, _WHOLE_BATCH):
                     _fail(batch, exc)
                     return
-                # The statement of item len(results) failed for its own reasons: it alone
+                # The statement of write number len(results) failed for its own reasons: it alone
                 # fails; the ones before it were rolled back and run again with the rest.
-                _item, future = batch.pop(len(results))
+                _write, future = batch.pop(len(results))
                 _answer(future, exc=exc)
                 self.stats.retried += 1
                 continue
@@ -121,7 +120,7 @@ class GroupCommit(Generic[T, R]):
                     raise
                 return
             self.stats.record(len(batch))
-            for (_item, future), result in zip(batch, results, strict=True):
+            for (_write, future), result in zip(batch, results, strict=True):
                 _answer(future, result=result)
             return
 
@@ -158,6 +157,6 @@ def _observe(future: asyncio.Future[R]) -> None:
         future.exception()
 
 
-def _fail(batch: list[tuple[T, asyncio.Future[R]]], exc: BaseException) -> None:
-    for _item, future in batch:
+def _fail(batch: list[tuple[Write[R], asyncio.Future[R]]], exc: BaseException) -> None:
+    for _write, future in batch:
         _answer(future, exc=exc)

@@ -12,8 +12,9 @@ import asyncpg
 import pytest
 
 from smsnodes_hub import db
+from smsnodes_hub.auth import accounts
 from tests.cli.test_cli import cli_env, run_cli
-from tests.support import create_database, drop_database
+from tests.support import add_device, create_database, drop_database, send
 
 CATALOG = """
 SELECT c.relname, c.relkind::text, c.relpersistence::text FROM pg_class c
@@ -47,8 +48,11 @@ def test_sql_readme_names_where_each_function_body_is_now() -> None:
     last: dict[str, str] = {}
     for migration in db.migrations():
         text = migration.path.read_text()
-        for name in re.findall(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)", text):
-            last[name] = migration.path.name
+        for verb, name in re.findall(r"(CREATE (?:OR REPLACE )?|DROP )FUNCTION (\w+)", text):
+            if verb == "DROP ":
+                last.pop(name, None)
+            else:
+                last[name] = migration.path.name
     table = dict(re.findall(r"^\| `(\w+)` \| `([\w.]+)` \|$",
                             (db.SQL_DIR / "README.md").read_text(), re.MULTILINE))
     assert table == last
@@ -120,3 +124,16 @@ async def test_cli_migrate_reports_what_it_did(empty_database: str, tmp_path: Pa
     second = await run_cli("migrate", cwd=tmp_path, env=env)
     assert second.code == 0, second
     assert second.out.strip() == "database is up to date"
+
+
+async def test_removing_a_device_leaves_no_events_of_its_messages(hub, pool) -> None:
+    """The event log has no foreign key (sql/010): its rows go with their messages."""
+    await add_device(hub, "shop-phone-1")
+    await add_device(hub, "shop-phone-2")
+    gone = await send(hub, "shop-phone-1")
+    kept = await send(hub, "shop-phone-2")
+    async with pool.acquire() as conn:
+        assert await accounts.remove_device(conn, "shop-phone-1")
+    events = {r["message_id"] for r in await pool.fetch("SELECT message_id FROM message_events")}
+    assert events == {kept["messageId"]}
+    assert gone["messageId"] not in events

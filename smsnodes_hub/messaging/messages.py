@@ -5,6 +5,7 @@ whole effect (state change and event) atomically."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,8 +61,7 @@ SELECT msg.id, msg.created_at, (SELECT count(*) FROM wake) AS notified,
 """
 
 
-async def insert(
-    db: Executor,
+def new_message(
     principal: Principal,
     *,
     priority: int,
@@ -73,18 +73,18 @@ async def insert(
     stale_seconds: float,
     scheduled_at: datetime | None = None,
     expires_at: datetime | None = None,
-) -> Inserted:
-    """Store a new message encrypted: `scheduled` when it has a future time, `dispatched` to
-    `dispatch_to` when the caller already holds a free slot on the device's live connection,
-    `queued` otherwise."""
+) -> Callable[[Executor], Awaitable[Inserted]]:
+    """The write that stores a new message: `scheduled` when it has a future time,
+    `dispatched` to `dispatch_to` when the caller already holds a free slot on the device's
+    live connection, `queued` otherwise. Encrypted now, so that a batch's transaction holds
+    its connection only for the statement."""
     if scheduled_at is not None:
         state = "scheduled"
     elif dispatch_to is not None:
         state = "dispatched"
     else:
         state = "queued"
-    row = await db.fetchrow(
-        _INSERT,
+    args = (
         principal.device_id,
         principal.credential_epoch,
         principal.account_id,
@@ -101,9 +101,14 @@ async def insert(
         stale_seconds,
         principal.token_id,
     )
-    if row is None:
-        return Inserted(None, None, local_online)
-    return Inserted(row["id"], row["created_at"], row["online"])
+
+    async def insert(db: Executor) -> Inserted:
+        row = await db.fetchrow(_INSERT, *args)
+        if row is None:
+            return Inserted(None, None, local_online)
+        return Inserted(row["id"], row["created_at"], row["online"])
+
+    return insert
 
 
 _CLAIM = """

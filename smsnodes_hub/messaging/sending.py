@@ -102,8 +102,8 @@ async def store(
         assert conn is not None
         conn.reserved += 1
     try:
-        stored = await messages.insert(
-            db, principal, priority=out.priority, text=out.text, numbers=out.numbers,
+        insert = messages.new_message(
+            principal, priority=out.priority, text=out.text, numbers=out.numbers,
             dispatch_to=conn.id if direct and conn else None,
             # Whenever the phone is not here: another process may hold it, even one that
             # started after our last look at the process table.
@@ -111,6 +111,10 @@ async def store(
             local_online=conn is not None, stale_seconds=PROCESS_STALE,
             scheduled_at=out.scheduled_at, expires_at=out.expires_at,
         )
+        # Alone, the insert shares a commit with the sends that arrive with it; inside the
+        # caller's transaction (an idempotency key) it runs there.
+        stored = await (hub.lanes.sends.submit(insert) if isinstance(db, asyncpg.Pool)
+                        else insert(db))
     except BaseException:
         if direct and conn is not None:
             conn.reserved -= 1

@@ -1,0 +1,42 @@
+"""The hot path's group-commit lanes (smsnodes_hub/batching.py), one per kind of write.
+
+Separate lanes keep kinds from queueing behind each other: a phone's acks never wait for
+its status reports, and claims (which put frames on the wire) never wait for new sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from smsnodes_hub.batching import GroupCommit
+
+# Writes per transaction at most: large enough that a commit serves many writes under
+# load, small enough that the first caller of a batch never waits long for the last.
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    sends: GroupCommit[Any]
+    acks: GroupCommit[Any]
+    reports: GroupCommit[Any]
+    claims: GroupCommit[Any]
+
+    @classmethod
+    def open(cls, pool: asyncpg.Pool) -> Lanes:
+        # Two transactions at once where the work is heaviest: PostgreSQL has two cores
+        # to use, and one batch's round trips leave the other core idle.
+        return cls(
+            sends=GroupCommit(pool, name="sends", max_batch=MAX_BATCH, lanes=2),
+            acks=GroupCommit(pool, name="acks", max_batch=MAX_BATCH),
+            reports=GroupCommit(pool, name="reports", max_batch=MAX_BATCH, lanes=2),
+            claims=GroupCommit(pool, name="claims", max_batch=MAX_BATCH),
+        )
+
+    async def close(self) -> None:
+        """Flush every lane: what was queued is committed (or answered with its error)."""
+        for lane in (self.sends, self.acks, self.reports, self.claims):
+            await lane.close()
