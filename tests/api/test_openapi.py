@@ -165,6 +165,18 @@ def test_schemas_are_not_vacuous() -> None:
         assert schemas.errors(message, bad), bad
 
 
+def test_error_code_is_optional() -> None:
+    """Error bodies may carry a machine-readable `code`; the SMS Nodes body without one
+    stays valid."""
+    doc = document()
+    schemas = Schemas(doc)
+    error = "/components/schemas/Error"
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
+    assert schemas.errors(error, {"error": "Message 123 not found"}) == []
+    assert schemas.errors(error, {"error": "Message 123 not found", "code": "not_found"}) == []
+    assert schemas.errors(error, {"error": "Message 123 not found", "code": 404})
+
+
 def test_every_operation_is_documented_for_people() -> None:
     """What the /docs page needs: summaries, descriptions, examples, curl samples."""
     doc = document()

@@ -49,7 +49,9 @@ def schemas() -> Json:
         "Error": obj(
             {"error": {"type": "string", "description": "A human-readable reason. It never "
                        "contains a password. Match on the status code, not on this text, "
-                       "except for the SMS Nodes strings documented on each operation."}},
+                       "except for the SMS Nodes strings documented on each operation."},
+             "code": {"type": "string", "description": "A stable machine-readable code for "
+                      "the error, e.g. `not_found`; the `error` text is for humans."}},
             ["error"], "Every error of every /api/ endpoint.",
         ),
         "SendSmsRequest": {
