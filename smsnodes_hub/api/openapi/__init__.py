@@ -6,12 +6,13 @@ request and response examples and a curl sample (`x-codeSamples`). tests/api/tes
 keeps it true: every route is documented, every example validates against its schema, and
 live responses of the hub validate too.
 
-The modules, each importing only those above it:
+The modules, each importing only those above it (no cycle):
 
 - `builders`: the pieces everything is built from (operations, bodies, errors, curl);
 - `schemas`, `webhook_schemas`, `components`: the document's `components`;
-- one module per group of paths: `send_sms`, `health`, `messages`, `tokens`, `device`,
-  `inbound`, `webhooks`, `meta`; `events`: what the hub POSTs to webhooks;
+- `events`: what the hub POSTs to webhooks (the document's `webhooks`);
+- one module per group of paths, each with its tag and `paths(base)`: `send_sms`,
+  `health`, `messages`, `tokens`, `device`, `inbound`, `webhooks`, `meta`;
 - `spec`: `document()`, the whole; `serve`: the handler of GET /api/openapi.json.
 """
 
