@@ -1,4 +1,4 @@
-"""GET /api/openapi.json (api/openapi.py) stays true: it is valid OpenAPI 3.1, documents
+"""GET /api/openapi.json (the api/openapi/ package) stays true: it is valid OpenAPI 3.1, documents
 every /api/ route and nothing else, every example validates against its schema, and live
 responses of a real hub validate against the documented schemas."""
 
@@ -21,8 +21,9 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from smsnodes_hub.api import openapi
-from smsnodes_hub.api.openapi import document
+from smsnodes_hub import webhooks
+from smsnodes_hub.api.openapi import document, events, schemas, serve, webhook_schemas
+from smsnodes_hub.api.openapi.components import components
 from tests.support import PASSWORD, add_device, ws_url
 from tests.webhooks.test_webhooks import LOCAL, receiver  # noqa: F401 - the fixture
 from tests.wsclient import RawPhone
@@ -125,11 +126,10 @@ def error_examples(operation: Json, status: str) -> set[str]:
 # -- The document -----------------------------------------------------------------------------
 
 def test_webhook_additions_do_not_shadow_a_schema() -> None:
-    """api/openapi_webhooks.py merges its components into the document's."""
-    from smsnodes_hub.api import openapi_webhooks
-    assert not openapi_webhooks.schemas().keys() & openapi._schemas().keys()
-    assert set(openapi_webhooks.parameters()) <= set(document()["components"]["parameters"])
-    assert set(document()["webhooks"]) == set(openapi_webhooks.webhooks.EVENTS)
+    """components.py merges the schemas of two modules into the document's."""
+    assert not webhook_schemas.schemas().keys() & schemas.schemas().keys()
+    assert components()["schemas"] == {**schemas.schemas(), **webhook_schemas.schemas()}
+    assert set(document()["webhooks"]) == set(events.events()) == set(webhooks.EVENTS)
 
 
 def test_document_is_valid_openapi_3_1() -> None:
@@ -163,6 +163,18 @@ def test_schemas_are_not_vacuous() -> None:
                 {**good, "surprise": 1}, {k: v for k, v in good.items() if k != "id"},
                 {**good, "recipients": [{**good["recipients"][0], "to": "call me"}]}):
         assert schemas.errors(message, bad), bad
+
+
+def test_error_code_is_optional() -> None:
+    """Error bodies may carry a machine-readable `code`; the SMS Nodes body without one
+    stays valid."""
+    doc = document()
+    schemas = Schemas(doc)
+    error = "/components/schemas/Error"
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
+    assert schemas.errors(error, {"error": "Message 123 not found"}) == []
+    assert schemas.errors(error, {"error": "Message 123 not found", "code": "not_found"}) == []
+    assert schemas.errors(error, {"error": "Message 123 not found", "code": 404})
 
 
 def test_every_operation_is_documented_for_people() -> None:
@@ -300,7 +312,7 @@ async def test_openapi_json_is_served_without_auth_and_cacheable(hub) -> None:
     again = await hub.get("/api/openapi.json",
                           headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status == 304 and again.headers["ETag"] == resp.headers["ETag"]
-    assert openapi._served()[1] == resp.headers["ETag"]
+    assert serve.served()[1] == resp.headers["ETag"]
 
 
 class Live:

@@ -1,0 +1,264 @@
+"""Component schemas of the API's resources: errors, sending, health, messages, tokens and
+the device (webhook_schemas.py has those of received SMS, webhooks and their events).
+
+Schemas are open (no `additionalProperties: false`): HTTP-API.md lets extensions add
+fields, so clients must tolerate new ones. tests/api/test_openapi.py closes them to catch
+drift."""
+
+from __future__ import annotations
+
+from smsnodes_hub.api.openapi.builders import (
+    NUMBER_PATTERN,
+    Json,
+    gone,
+    list_of,
+    moment,
+    obj,
+    page_of,
+    ref,
+    timestamp,
+)
+from smsnodes_hub.api.send_sms import MAX_AHEAD, MAX_TEXT
+from smsnodes_hub.auth.tokens import MAX_NAME
+from smsnodes_hub.device.store import MAX_PACE
+from smsnodes_hub.messaging.messages import STATUSES
+from smsnodes_hub.messaging.phones import MAX_RECIPIENTS
+
+MAX_AHEAD_SECONDS = int(MAX_AHEAD.total_seconds())
+RECIPIENT_STATUSES = [s for s in STATUSES if s != "partial"]
+
+
+def schemas() -> Json:
+    """The schemas of the API's resources (webhook_schemas.py adds the webhooks')."""
+    status = {"type": "string", "enum": list(STATUSES)}
+    recipient_status = {"type": "string", "enum": RECIPIENT_STATUSES}
+    number_out = {"type": ["string", "null"], "pattern": NUMBER_PATTERN}
+    token_properties: Json = {
+        "id": {"type": "integer", "description": "The token's id, for revoking it."},
+        "kind": {"type": "string", "enum": ["api", "session"],
+                 "description": "`api`: a Bearer token for scripts; `session`: a phone's "
+                                "login (its socket closes when revoked)."},
+        "name": {"type": ["string", "null"], "maxLength": MAX_NAME,
+                 "description": "The name given at creation, or null."},
+        "createdAt": timestamp("When the token was created."),
+        "lastUsedAt": timestamp("When the token last authenticated a request, or null "
+                                 "if never.", nullable=True),
+    }
+    token_required = ["id", "kind", "name", "createdAt", "lastUsedAt"]
+    return {
+        "Error": obj(
+            {"error": {"type": "string", "description": "A human-readable reason. It never "
+                       "contains a password. Match on the status code, not on this text, "
+                       "except for the SMS Nodes strings documented on each operation."},
+             "code": {"type": "string", "description": "A stable machine-readable code for "
+                      "the error, e.g. `not_found`; the `error` text is for humans."}},
+            ["error"], "Every error of every /api/ endpoint.",
+        ),
+        "SendSmsRequest": {
+            "type": "object",
+            "description": "At most 64 KiB of JSON. Give `deviceUsername` and `password` "
+                           "here (the SMS Nodes way) unless an `Authorization` header "
+                           "authenticates the request; other fields are ignored.",
+            "required": ["phoneNumbers", "message"],
+            "properties": {
+                "deviceUsername": {"type": "string", "minLength": 1, "description":
+                                   "The device account that sends (required unless an "
+                                   "Authorization header is given)."},
+                "password": {"type": "string", "minLength": 1, "format": "password",
+                             "description": "Its password (required unless an "
+                                            "Authorization header is given)."},
+                "phoneNumbers": {
+                    "type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
+                    "items": {"type": "string"},
+                    "description": "1 to 100 recipients. Spaces, dashes, dots and "
+                                   "parentheses are removed; then each must be `+` and 6 to "
+                                   "15 digits, or a short code of 3 to 8 digits. Duplicates "
+                                   "after cleaning are sent once. A bad entry refuses the "
+                                   "whole request with a 400 naming it.",
+                },
+                "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
+                            "description": "The text: 1 to 1600 characters (code points). "
+                                           "Long texts are sent as concatenated SMS."},
+                "priority": {"type": ["integer", "null"], "minimum": 1, "maximum": 5,
+                             "default": 1, "description": "1 (default, lowest) to 5 "
+                             "(highest). A JSON integer; null means 1. Waiting messages "
+                             "go to the phone highest priority first, oldest first."},
+                "scheduledAt": moment("Extension: not pushed to the phone before this "
+                                       "moment (ISO 8601; without an offset it is UTC), "
+                                       "at most a year ahead. A moment already past means "
+                                       "now."),
+                "expiresAt": moment("Extension: never sent after this moment (in the "
+                                     "future, at most a year ahead, after `scheduledAt`); "
+                                     "recipients not yet sent by then end `expired`."),
+                "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_AHEAD_SECONDS,
+                        "description": "Extension: seconds from now, the same as "
+                                       "`expiresAt` (give one, not both)."},
+            },
+        },
+        "SendSmsResponse": obj(
+            {
+                "message": {"type": "string", "enum": ["SMS queued successfully",
+                                                       "SMS scheduled successfully"],
+                            "description": "\"SMS scheduled successfully\" when "
+                                           "`scheduledAt` is in the future."},
+                "messageId": {"type": "integer", "description": "The message's id, for "
+                              "GET and DELETE /api/messages/{id}."},
+                "deviceOnline": {"type": "boolean", "description": "The device has a live "
+                                 "connection now (to any hub process sharing the database)."},
+                "sentImmediately": {"type": "boolean", "description": "The message was "
+                                    "pushed to that connection during this request."},
+                "segments": {"type": "integer", "minimum": 1, "description": "Extension: "
+                             "how many SMS this request sends in all: `segmentsPerRecipient` "
+                             "times the number of (distinct) recipients."},
+                "segmentsPerRecipient": {"type": "integer", "minimum": 1, "description":
+                                         "Extension: how many SMS the text takes (one "
+                                         "recipient's share)."},
+                "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"], "description":
+                             "Extension: GSM-7 (160 characters in one SMS, 153 per part) or "
+                             "UCS-2 (70, 67 per part) when a character is outside GSM 03.38."},
+            },
+            ["message", "messageId", "deviceOnline", "sentImmediately"],
+            "The message is safely stored. `deviceOnline: false` is not an error: the phone "
+            "gets the message the moment it connects.",
+        ),
+        "Health": obj(
+            {
+                "status": {"type": "string", "enum": ["healthy", "unhealthy"]},
+                "timestamp": timestamp("The hub's clock, UTC."),
+                "ssl": {"type": "boolean", "description": "Whether this hub itself serves "
+                        "TLS (false behind a TLS-terminating proxy)."},
+                "encryption": {"type": "string", "description": "The scheme really used "
+                               "for message texts and numbers at rest."},
+                "connectedDevices": {"type": "integer", "minimum": 0, "description":
+                                     "Phones with a live authenticated connection, across "
+                                     "every hub process sharing the database (when the "
+                                     "database is down: this process's only)."},
+                "version": {"type": "string", "description": "Extension: the hub's version."},
+                "database": {"type": "string", "enum": ["ok", "unavailable"],
+                             "description": "Extension: whether the database answered."},
+            },
+            ["status", "timestamp", "ssl", "encryption", "connectedDevices"],
+            "The hub's health, as the SMS Nodes gateway reports it plus extensions.",
+        ),
+        "MessageStatus": {**status, "description":
+                          "scheduled (waits for its time), queued (waits for its device), "
+                          "dispatched (pushed, not yet acked), accepted (acked by the "
+                          "phone), then sent, delivered, failed, expired, cancelled; "
+                          "partial when the recipients ended in different statuses."},
+        "RecipientStatus": {**recipient_status, "description": "One recipient's status "
+                            "(a waiting recipient shows its message's status)."},
+        "Recipient": obj(
+            {
+                "to": {**number_out, "description": "The cleaned phone number (null if its "
+                       "stored ciphertext cannot be opened)."},
+                "status": ref("RecipientStatus"),
+                "error": {"type": ["string", "null"], "description": "The phone's reason "
+                          "for a failed recipient, else null (also while a failed recipient "
+                          "waits for its retry: that attempt's error is in `events`)."},
+                "attempt": {"type": "integer", "minimum": 1, "description": "The delivery "
+                            "attempt (failed recipients may be retried)."},
+                "updatedAt": timestamp("When this recipient's status last changed."),
+            },
+            ["to", "status", "error", "attempt", "updatedAt"], "One recipient of a message.",
+        ),
+        "MessageEvent": obj(
+            {
+                "status": ref("RecipientStatus"),
+                "to": {**number_out, "description": "The recipient for a per-recipient "
+                       "step, null for a step of the whole message."},
+                "at": timestamp("When it happened."),
+                "attempt": {"type": ["integer", "null"], "minimum": 1,
+                            "description": "The delivery attempt it belongs to."},
+                "error": {"type": "string", "description": "The reason of a failure "
+                          "(present only then)."},
+                "reportedAt": timestamp("The phone's own time of a status report, when it "
+                                         "gave one (`at` is the hub's clock)."),
+            },
+            ["status", "to", "at", "attempt"], "One step of a message's timeline.",
+        ),
+        "Message": obj(
+            {
+                "id": {"type": "integer"},
+                "status": ref("MessageStatus"),
+                "message": {"type": ["string", "null"], "description": "The text (null if "
+                            "its stored ciphertext cannot be opened)."},
+                "priority": {"type": "integer", "minimum": 1, "maximum": 5},
+                "attempt": {"type": "integer", "minimum": 1,
+                            "description": "The message's latest delivery attempt."},
+                "createdAt": timestamp("When the hub accepted it."),
+                "scheduledAt": timestamp("Not pushed before then; null to send at once.",
+                                          nullable=True),
+                "expiresAt": timestamp("Never sent after then; null for no expiry.",
+                                        nullable=True),
+                "recipients": {"type": "array", "items": ref("Recipient"), "minItems": 1},
+                "segments": {"type": "integer", "minimum": 0,
+                             "description": "SMS in all: per recipient times recipients, "
+                                            "as in the send-sms answer (absent with "
+                                            "`message` null)."},
+                "segmentsPerRecipient": {"type": "integer", "minimum": 0,
+                                         "description": "SMS per recipient."},
+                "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+                "events": {"type": "array", "items": ref("MessageEvent"), "description":
+                           "The timeline in time order; only on a single message (GET or "
+                           "DELETE /api/messages/{id}), not in the history."},
+            },
+            ["id", "status", "message", "priority", "attempt", "createdAt", "scheduledAt",
+             "expiresAt", "recipients"],
+            "One message of the caller's account, decrypted for its owner. The overall "
+            "`status` is the least advanced status of the recipients that have not ended; "
+            "once all have ended, their common status, or `partial`.",
+        ),
+        "MessagePage": page_of("Message", order="Newest first.",
+                               total="Messages matching the filters, on all pages.",
+                               description="One page of the history."),
+        "CreateTokenRequest": {
+            "type": "object",
+            "description": "Optional: an empty body is the same as `{}`.",
+            "properties": {"name": {"type": ["string", "null"], "minLength": 1,
+                                    "maxLength": MAX_NAME,
+                                    "description": "A label, to tell tokens apart."}},
+        },
+        "Token": obj(token_properties, token_required, "An API token (never the secret)."),
+        "NewToken": obj(
+            {**token_properties, "token": {"type": "string", "pattern": "^snh_",
+                                           "description": "The secret: shown this once."}},
+            [*token_required, "token"],
+            "A new API token, with its secret. Use it as `Authorization: Bearer <token>`.",
+        ),
+        "TokenList": list_of("Token", "The device's API tokens, oldest first."),
+        "RevokedToken": gone("revoked", "The token no longer authenticates anything."),
+        "Pacing": obj(
+            {"perMinute": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PACE,
+                           "description": "At most this many SMS per minute from the "
+                                          "device; null for no limit."}},
+            ["perMinute"], "The device's pacing.",
+        ),
+        "Device": obj(
+            {
+                "id": {"type": "integer"},
+                "username": {"type": "string"},
+                "online": {"type": "boolean", "description": "Has a live connection now."},
+                "connectedSince": timestamp("Start of the live connection.", nullable=True),
+                "lastSeenAt": timestamp("Last sign of life from the phone.", nullable=True),
+                "createdAt": timestamp("When the account was created."),
+                "model": {"type": ["string", "null"], "description": "From the phone's "
+                          "`auth` frame."},
+                "app": {"type": ["string", "null"], "description": "The app's version, from "
+                        "its `auth` frame."},
+                "sims": {"type": ["integer", "null"], "minimum": 0},
+                "battery": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
+                            "description": "Percent, from the latest telemetry."},
+                "charging": {"type": ["boolean", "null"]},
+                "signal": {"type": ["integer", "null"], "minimum": 0, "maximum": 4,
+                           "description": "Signal level 0 to 4."},
+                "telemetryAt": timestamp("When the latest telemetry arrived.",
+                                          nullable=True),
+                "pacing": ref("Pacing"),
+            },
+            ["id", "username", "online", "connectedSince", "lastSeenAt", "createdAt", "model",
+             "app", "sims", "battery", "charging", "signal", "telemetryAt", "pacing"],
+            "The authenticated device: presence, telemetry and pacing.",
+        ),
+    }
+
+
