@@ -11,26 +11,22 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
-import orjson
 from aiohttp import WSMsgType, web
 
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.config import DeliverySettings
 from smsnodes_hub.device.pacing import Pacer
+from smsnodes_hub.device.protocol import CloseCode, sms_frame
 from smsnodes_hub.device.protocol import cancel as protocol_cancel
 from smsnodes_hub.messaging import messages
-from smsnodes_hub.timefmt import wire_time
 
 log = logging.getLogger(__name__)
 
 CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed us
 # A slow reader gets this long to take a 1008 close frame before TCP is dropped under it.
 SLOW_CLOSE_GRACE = 1.0
-CLOSE_SLOW_CONSUMER = 1008
-CLOSE_WRITER_FAILED = 1011
 
 # What the writer sends: a text frame, ("pong", payload), ("ping",), ("cancel", message id)
 # or ("close", code, reason).
@@ -42,22 +38,6 @@ class InFlight:
     attempt: int
     frame: bytes
     deadline: float
-
-
-def sms_frame(
-    message_id: int,
-    attempt: int,
-    to: list[str],
-    text: str,
-    priority: int,
-    created_at: datetime,
-    expires_at: datetime | None,
-) -> bytes:
-    return orjson.dumps({
-        "type": "sms", "id": message_id, "attempt": attempt, "to": to, "message": text,
-        "priority": priority, "createdAt": wire_time(created_at),
-        "expiresAt": wire_time(expires_at),
-    })
 
 
 class DeviceConnection:
@@ -253,7 +233,7 @@ class DeviceConnection:
             if self._slow:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
-                        ws.close(code=CLOSE_SLOW_CONSUMER, message=b"slow consumer"),
+                        ws.close(code=CloseCode.SLOW_CONSUMER, message=b"slow consumer"),
                         SLOW_CLOSE_GRACE,
                     )
         except (ConnectionError, RuntimeError):
@@ -264,7 +244,7 @@ class DeviceConnection:
             log.exception("writer of device %s failed", self.device_id)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    ws.close(code=CLOSE_WRITER_FAILED, message=b"internal error"),
+                    ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error"),
                     SLOW_CLOSE_GRACE,
                 )
         finally:

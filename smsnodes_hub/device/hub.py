@@ -19,7 +19,7 @@ from smsnodes_hub.config import Settings
 from smsnodes_hub.db import UNAVAILABLE
 from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.pacing import Pacer
-from smsnodes_hub.device.protocol import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS, CLOSE_REPLACED
+from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.messaging import idempotency, messages
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,6 @@ PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessi
 ORPHAN_SWEEP = 5.0
 CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
 IDEMPOTENCY_PRUNE_TICKS = 4 * 600  # forget expired idempotency keys every ten minutes
-# An operator's "disconnect" (dashboard): a normal closure, not a credential problem, so the
-# phone reconnects with its token as after any drop. Keeping it out is "revoke tokens".
-CLOSE_BY_OPERATOR = 1000
 OFFLINE_SWEEP_TICKS = 4  # look for devices to announce offline every second
 
 _REGISTER = """
@@ -217,7 +214,7 @@ class Hub:
             return
         self._stopped = True
         for conn in list(self.connections.values()):
-            conn.close(CLOSE_GOING_AWAY, "hub shutting down")
+            conn.close(CloseCode.GOING_AWAY, "hub shutting down")
         closing = [c.wait_closed() for c in self.connections.values()]
         if closing:
             with contextlib.suppress(TimeoutError):
@@ -334,7 +331,7 @@ class Hub:
         process that holds it (if any) is told through the bus."""
         conn = self.connections.get(device_id)
         if conn is not None:
-            self._drop(conn, CLOSE_BY_OPERATOR, "disconnected by operator")
+            self._drop(conn, CloseCode.NORMAL, "disconnected by operator")
             return True
         await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"disconnect:{device_id}")
         return False
@@ -403,7 +400,7 @@ class Hub:
         ))
         for conn in conns:
             if conn.device_id in void:
-                self._drop(conn, CLOSE_INVALID_CREDENTIALS, "credentials changed")
+                self._drop(conn, CloseCode.INVALID_CREDENTIALS, "credentials changed")
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         kind, _, rest = payload.partition(":")
@@ -415,7 +412,7 @@ class Hub:
             device, _, connection_id = rest.partition(":")
             conn = self.connections.get(int(device))
             if conn is not None and str(conn.id) != connection_id:
-                self._drop(conn, CLOSE_REPLACED, "replaced")
+                self._drop(conn, CloseCode.REPLACED, "replaced")
         elif kind == "credentials":
             self._invalidate("credentials", int(rest))
             self.forget_device(int(rest))
@@ -429,12 +426,12 @@ class Hub:
         elif kind == "disconnect":
             conn = self.connections.get(int(rest))
             if conn is not None:
-                self._drop(conn, CLOSE_BY_OPERATOR, "disconnected by operator")
+                self._drop(conn, CloseCode.NORMAL, "disconnected by operator")
         elif kind == "token":
             self._invalidate("token", int(rest))
             for conn in list(self.connections.values()):
                 if conn.principal.token_id == int(rest):
-                    self._drop(conn, CLOSE_INVALID_CREDENTIALS, "token revoked")
+                    self._drop(conn, CloseCode.INVALID_CREDENTIALS, "token revoked")
 
     def _invalidate(self, kind: str, ident: int) -> None:
         for hook in self.invalidation_hooks:
@@ -444,7 +441,7 @@ class Hub:
         """The password changed or the device was removed: its sockets and tokens are void."""
         conn = self.connections.get(device_id)
         if conn is not None:
-            self._drop(conn, CLOSE_INVALID_CREDENTIALS, "credentials changed")
+            self._drop(conn, CloseCode.INVALID_CREDENTIALS, "credentials changed")
 
     def _drop(self, conn: DeviceConnection, code: int, reason: str) -> None:
         if self.connections.get(conn.device_id) is conn:
@@ -469,7 +466,7 @@ class Hub:
         older = self.connections.get(conn.device_id)
         self.connections[conn.device_id] = conn
         if older is not None:
-            older.close(CLOSE_REPLACED, "replaced")
+            older.close(CloseCode.REPLACED, "replaced")
         withdrawn = await self._register_session(conn, model=model, app=app, sims=sims)
         if withdrawn is None and self.connections.get(conn.device_id) is conn:
             del self.connections[conn.device_id]
