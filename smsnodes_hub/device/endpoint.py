@@ -196,7 +196,7 @@ async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
         elif msg.type == WSMsgType.PING:
             conn.pong(msg.data)
         elif msg.type == WSMsgType.PONG:
-            conn.last_pong = time.monotonic()
+            conn.pong_received()
         elif msg.type == WSMsgType.BINARY:
             conn.close(CloseCode.PROTOCOL_ERROR, "binary frames are not allowed")
             return
