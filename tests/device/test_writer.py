@@ -65,7 +65,7 @@ def writer(ws: FakeSocket, *, outbox_size: int = 8, heartbeat: float = 5.0) -> S
                         connection_id=uuid.uuid4(), heartbeat=heartbeat, outbox_size=outbox_size)
 
 
-async def test_frames_go_out_in_order_and_the_close_frame_ends_the_writer():
+async def test_frames_go_out_in_order_and_the_close_frame_ends_the_writer() -> None:
     ws = FakeSocket()
     w = writer(ws)
     cancelled: list[int] = []
@@ -93,7 +93,7 @@ async def test_frames_go_out_in_order_and_the_close_frame_ends_the_writer():
     assert not w.open
 
 
-async def test_a_full_outbox_drops_the_phone_with_1008_and_cuts_tcp():
+async def test_a_full_outbox_drops_the_phone_with_1008_and_cuts_tcp() -> None:
     ws = FakeSocket(stuck=True)
     w = writer(ws, outbox_size=2)
     w.start()
@@ -106,7 +106,7 @@ async def test_a_full_outbox_drops_the_phone_with_1008_and_cuts_tcp():
     assert not w.open
 
 
-async def test_a_close_on_a_full_outbox_evicts_the_oldest_frame():
+async def test_a_close_on_a_full_outbox_evicts_the_oldest_frame() -> None:
     ws = FakeSocket()
     w = writer(ws, outbox_size=2)
     w.send(Text(b"1"))
@@ -117,13 +117,13 @@ async def test_a_close_on_a_full_outbox_evicts_the_oldest_frame():
     assert ws.written == [("text", b"2", WSMsgType.TEXT), ("close", 4409, b"replaced")]
 
 
-def test_frames_are_frozen_values():
+def test_frames_are_frozen_values() -> None:
     assert Close(CloseCode.NORMAL, "x") == Close(CloseCode.NORMAL, "x")
     assert Pong(b"a") != Pong(b"b")
     assert not hasattr(Text(b""), "__dict__")
 
 
-def test_every_documented_close_code_is_a_close_code_and_back():
+def test_every_documented_close_code_is_a_close_code_and_back() -> None:
     table = DOCS.read_text().split("Every close code", 1)[1]
     documented = {int(code) for code in re.findall(r"^\| (\d{4}) \|", table, re.MULTILINE)}
     assert documented == {int(code) for code in CloseCode}
