@@ -19,13 +19,11 @@ from smsnodes_hub.db import UNAVAILABLE
 from smsnodes_hub.device import protocol
 from smsnodes_hub.device import store as devices
 from smsnodes_hub.device.connection import DeviceConnection
+from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.messaging import messages, retries
 
 log = logging.getLogger(__name__)
 
-# A phone whose frame cannot be made durable is told to come back later; it keeps the frame
-# in its outbox (no `ok` was sent) and sends it again after reconnecting.
-CLOSE_TRY_AGAIN = 1013
 
 
 async def device_socket(request: web.Request) -> web.WebSocketResponse:
@@ -36,7 +34,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         authenticated = await _authenticate(request, ws, remote)
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
         log.warning("device login failed: database unavailable: %s", exc)
-        await ws.close(code=CLOSE_TRY_AGAIN, message=b"database unavailable")
+        await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return ws
     if authenticated is None:
         return ws
@@ -60,10 +58,10 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
         log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
-        await ws.close(code=CLOSE_TRY_AGAIN, message=b"database unavailable")
+        await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return ws
     if attached is None:
-        await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+        await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
         return ws
     conn.send(
         protocol.auth_ok(
@@ -82,7 +80,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         await _read_loop(ws, conn)
     finally:
-        conn.close(1000)
+        conn.close(CloseCode.NORMAL)
         # aiohttp cancels this handler when the peer vanishes: the cleanup (presence row,
         # requeue of what was in flight) runs in its own task so it is never cut short.
         with contextlib.suppress(asyncio.CancelledError):
@@ -93,7 +91,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _refuse(
-    ws: web.WebSocketResponse, error: str, code: int, retry_after: int | None = None
+    ws: web.WebSocketResponse, error: str, code: CloseCode, retry_after: int | None = None
 ) -> None:
     await ws.send_str(protocol.auth_failed(error, retry_after).decode())
     await ws.close(code=code, message=error.encode())
@@ -109,7 +107,7 @@ async def _authenticate(
         try:
             msg = await ws.receive(timeout=max(remaining, 0.001))
         except TimeoutError:
-            await _refuse(ws, protocol.AUTH_TIMEOUT, protocol.CLOSE_AUTH_TIMEOUT)
+            await _refuse(ws, protocol.AUTH_TIMEOUT, CloseCode.AUTH_TIMEOUT)
             return None
         if msg.type == WSMsgType.PING:
             await ws.pong(msg.data)
@@ -123,17 +121,17 @@ async def _authenticate(
     try:
         auth = protocol.parse_auth(protocol.decode(msg.data))
     except protocol.FatalFrame as exc:
-        await ws.close(code=protocol.CLOSE_PROTOCOL_ERROR, message=str(exc).encode())
+        await ws.close(code=CloseCode.PROTOCOL_ERROR, message=str(exc).encode())
         return None
     except protocol.FrameError:
-        await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+        await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
         return None
 
     throttle = request.app[LOGIN_THROTTLE]
     retry_after = throttle.retry_after(auth.username, remote)
     if retry_after is not None:
         await _refuse(
-            ws, protocol.TOO_MANY_ATTEMPTS, protocol.CLOSE_TOO_MANY_ATTEMPTS, retry_after
+            ws, protocol.TOO_MANY_ATTEMPTS, CloseCode.TOO_MANY_ATTEMPTS, retry_after
         )
         return None
 
@@ -148,13 +146,13 @@ async def _authenticate(
         token = ""
     if principal is None:
         throttle.failure(auth.username, remote)
-        await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+        await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
         return None
     throttle.success(auth.username, remote)
     if auth.token is None:
         issued = await accounts.issue_session_token(pool, principal)
         if issued is None:  # the password changed between the check and now
-            await _refuse(ws, protocol.INVALID_CREDENTIALS, protocol.CLOSE_INVALID_CREDENTIALS)
+            await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
             return None
         token, token_id = issued
         # The socket now lives on this session token: revoking it ends the connection.
@@ -166,10 +164,10 @@ async def _close_for(ws: web.WebSocketResponse, msg: object) -> None:
     """Close for a frame the contract does not allow (or notice the peer closed)."""
     kind = getattr(msg, "type", None)
     if kind == WSMsgType.BINARY:
-        await ws.close(code=protocol.CLOSE_PROTOCOL_ERROR, message=b"binary frames are not allowed")
+        await ws.close(code=CloseCode.PROTOCOL_ERROR, message=b"binary frames are not allowed")
     elif kind == WSMsgType.ERROR and not ws.closed:
         # aiohttp reports an oversized frame here (and usually has closed with 1009 itself).
-        await ws.close(code=1009, message=b"frame too large")
+        await ws.close(code=CloseCode.TOO_LARGE, message=b"frame too large")
 
 
 async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
@@ -179,7 +177,7 @@ async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
             try:
                 frame = protocol.parse(protocol.decode(msg.data))
             except protocol.FatalFrame as exc:
-                conn.close(protocol.CLOSE_PROTOCOL_ERROR, str(exc))
+                conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
                 return
             except protocol.FrameError as exc:
                 conn.send(protocol.error(str(exc), exc.ref))
@@ -189,22 +187,22 @@ async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
             except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
                 # Not durable, so no `ok`: the phone keeps the frame and resends it later.
                 log.warning("device %s: frame not stored: %s", conn.device_id, exc)
-                conn.close(CLOSE_TRY_AGAIN, "database unavailable")
+                conn.close(CloseCode.TRY_AGAIN, "database unavailable")
                 return
             except Exception:
                 log.exception("device %s: frame handling failed", conn.device_id)
-                conn.close(1011, "internal error")
+                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
                 return
         elif msg.type == WSMsgType.PING:
             conn.pong(msg.data)
         elif msg.type == WSMsgType.PONG:
-            conn.last_pong = time.monotonic()
+            conn.pong_received()
         elif msg.type == WSMsgType.BINARY:
-            conn.close(protocol.CLOSE_PROTOCOL_ERROR, "binary frames are not allowed")
+            conn.close(CloseCode.PROTOCOL_ERROR, "binary frames are not allowed")
             return
         else:  # CLOSE, CLOSING, CLOSED, ERROR (too large: aiohttp closes with 1009 itself)
             if msg.type == WSMsgType.ERROR and not ws.closed:
-                conn.close(1009, "frame too large")
+                conn.close(CloseCode.TOO_LARGE, "frame too large")
             return
 
 

@@ -20,7 +20,7 @@ from smsnodes_hub.db import UNAVAILABLE
 from smsnodes_hub.device import sessions
 from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.pacing import Pacer
-from smsnodes_hub.device.protocol import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS, CLOSE_REPLACED
+from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.messaging import idempotency, messages
 from smsnodes_hub.messaging.lanes import Lanes
@@ -31,9 +31,6 @@ PROCESS_HEARTBEAT = 5.0
 ORPHAN_SWEEP = 5.0
 CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
 IDEMPOTENCY_PRUNE_TICKS = 4 * 600  # forget expired idempotency keys every ten minutes
-# An operator's "disconnect" (dashboard): a normal closure, not a credential problem, so the
-# phone reconnects with its token as after any drop. Keeping it out is "revoke tokens".
-CLOSE_BY_OPERATOR = 1000
 OFFLINE_SWEEP_TICKS = 4  # look for devices to announce offline every second
 
 
@@ -120,7 +117,7 @@ class Hub:
             return
         self._stopped = True
         for conn in list(self.connections.values()):
-            conn.close(CLOSE_GOING_AWAY, "hub shutting down")
+            conn.close(CloseCode.GOING_AWAY, "hub shutting down")
         closing = [c.wait_closed() for c in self.connections.values()]
         if closing:
             with contextlib.suppress(TimeoutError):
@@ -212,7 +209,7 @@ class Hub:
         process that holds it (if any) is told through the bus."""
         conn = self.connections.get(device_id)
         if conn is not None:
-            self._drop(conn, CLOSE_BY_OPERATOR, "disconnected by operator")
+            self._drop(conn, CloseCode.NORMAL, "disconnected by operator")
             return True
         await bus.publish(self.pool, bus.Disconnect(device_id))
         return False
@@ -235,7 +232,7 @@ class Hub:
         """The password changed or the device was removed: its sockets and tokens are void."""
         conn = self.connections.get(device_id)
         if conn is not None:
-            self._drop(conn, CLOSE_INVALID_CREDENTIALS, "credentials changed")
+            self._drop(conn, CloseCode.INVALID_CREDENTIALS, "credentials changed")
 
     def _note_work(self, device_id: int) -> bool:
         conn = self.connections.get(device_id)
@@ -247,12 +244,12 @@ class Hub:
     def _on_replaced(self, event: bus.Replaced) -> None:
         conn = self.connections.get(event.device_id)
         if conn is not None and conn.id != event.connection_id:
-            self._drop(conn, CLOSE_REPLACED, "replaced")
+            self._drop(conn, CloseCode.REPLACED, "replaced")
 
     def _on_token_revoked(self, event: bus.TokenRevoked) -> None:
         for conn in list(self.connections.values()):
             if conn.principal.token_id == event.token_id:
-                self._drop(conn, CLOSE_INVALID_CREDENTIALS, "token revoked")
+                self._drop(conn, CloseCode.INVALID_CREDENTIALS, "token revoked")
 
     def _on_withdraw(self, event: bus.Withdraw) -> None:
         if event.device_id in self.connections:
@@ -261,7 +258,7 @@ class Hub:
     def _on_disconnect(self, event: bus.Disconnect) -> None:
         conn = self.connections.get(event.device_id)
         if conn is not None:
-            self._drop(conn, CLOSE_BY_OPERATOR, "disconnected by operator")
+            self._drop(conn, CloseCode.NORMAL, "disconnected by operator")
 
     async def _resync(self) -> None:
         """The bus was down: a wake-up or a revocation may have been missed. Look again."""
@@ -274,9 +271,9 @@ class Hub:
         ])
         for conn in conns:
             if conn.device_id in void:
-                self._drop(conn, CLOSE_INVALID_CREDENTIALS, "credentials changed")
+                self._drop(conn, CloseCode.INVALID_CREDENTIALS, "credentials changed")
 
-    def _drop(self, conn: DeviceConnection, code: int, reason: str) -> None:
+    def _drop(self, conn: DeviceConnection, code: CloseCode, reason: str) -> None:
         if self.connections.get(conn.device_id) is conn:
             del self.connections[conn.device_id]
         conn.close(code, reason)
@@ -292,7 +289,7 @@ class Hub:
         older = self.connections.get(conn.device_id)
         self.connections[conn.device_id] = conn
         if older is not None:
-            older.close(CLOSE_REPLACED, "replaced")
+            older.close(CloseCode.REPLACED, "replaced")
         withdrawn = await self._register_session(conn, model=model, app=app, sims=sims)
         if withdrawn is None and self.connections.get(conn.device_id) is conn:
             del self.connections[conn.device_id]

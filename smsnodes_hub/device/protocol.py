@@ -7,31 +7,58 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
 import orjson
 
 from smsnodes_hub.messaging.phones import InvalidNumber, normalize
-from smsnodes_hub.timefmt import parse_iso
+from smsnodes_hub.timefmt import parse_iso, wire_time
 
 VERSION = 1
 MAX_FRAME = 64 * 1024
 
-# Close codes (PROTOCOL.md section 7, plus 1008 for a phone that stops reading).
-CLOSE_GOING_AWAY = 1001
-CLOSE_SLOW_CONSUMER = 1008
-CLOSE_PROTOCOL_ERROR = 4400
-CLOSE_INVALID_CREDENTIALS = 4401
-CLOSE_AUTH_TIMEOUT = 4408
-CLOSE_REPLACED = 4409
-CLOSE_TOO_MANY_ATTEMPTS = 4429
+
+
+class CloseCode(IntEnum):
+    """Every WebSocket close code the hub sends. PROTOCOL.md names 1001, 1009 and the 44xx
+    codes; the others are the hub's own, explained in docs/protocol.md and
+    docs/architecture.md ("Close codes beyond the contract"). An operator's Disconnect is a
+    normal closure, not a credential problem, so the phone reconnects with its token as after
+    any drop; keeping it out is revoking its tokens (4401)."""
+
+    # docs/protocol.md (not PROTOCOL.md): "normal closure"; the hub's is an operator's Disconnect.
+    NORMAL = 1000
+    # PROTOCOL.md 7: "Hub shutting down: close code 1001."
+    GOING_AWAY = 1001
+    # docs/protocol.md (not PROTOCOL.md): "the hub's buffer for you filled up".
+    SLOW_CONSUMER = 1008
+    # PROTOCOL.md: "The hub closes a connection that sends a frame larger than 64 KiB".
+    TOO_LARGE = 1009
+    # docs/protocol.md (not PROTOCOL.md): "the hub failed unexpectedly while handling ...".
+    INTERNAL_ERROR = 1011
+    # docs/protocol.md (not PROTOCOL.md): "try again later: the hub could not reach its database".
+    TRY_AGAIN = 1013
+    # PROTOCOL.md: "a binary frame, or non-JSON (close code 4400)" ("protocol error").
+    PROTOCOL_ERROR = 4400
+    # PROTOCOL.md 1: "wrong username, password or token" (auth_failed "Invalid credentials").
+    INVALID_CREDENTIALS = 4401
+    # PROTOCOL.md 1: "no auth frame within 10 s" (auth_failed "Authentication timeout").
+    AUTH_TIMEOUT = 4408
+    # PROTOCOL.md 1: "the older connection is closed with code 4409 (`replaced`)".
+    REPLACED = 4409
+    # PROTOCOL.md 1: "too many failed attempts" (auth_failed "Too many attempts").
+    TOO_MANY_ATTEMPTS = 4429
+
 
 INVALID_CREDENTIALS = "Invalid credentials"
 AUTH_TIMEOUT = "Authentication timeout"
 TOO_MANY_ATTEMPTS = "Too many attempts"
 
-STATUSES = ("sent", "delivered", "failed")
-MAX_TEXT = 10_000
+# What a phone may report per recipient (`status` frame).
+REPORT_STATUSES = ("sent", "delivered", "failed")
+# The longest inbound SMS text a phone may hand in (outbound: api/send_sms.py's MAX_TEXT).
+MAX_INBOUND_TEXT = 10_000
 MAX_ERROR = 200
 # An inbound sender is whatever the network gave the phone: a number, a short code or an
 # alphanumeric sender ID ("AMAZON"). Generous, but bounded: it is stored and shown.
@@ -218,7 +245,7 @@ def parse(obj: dict[str, Any]) -> Frame:
         return Ack(ref, _int(obj, "id", ref), _int(obj, "attempt", ref, default=1))
     if kind == "status":
         status = obj.get("status")
-        if status not in STATUSES:
+        if status not in REPORT_STATUSES:
             raise FrameError("status must be one of sent, delivered, failed", ref)
         error = _str(obj, "error", ref, limit=MAX_ERROR, required=False)
         return Status(
@@ -240,8 +267,10 @@ def parse(obj: dict[str, Any]) -> Frame:
                 f"from must be a non-empty string of at most {MAX_SENDER} characters", ref
             )
         text = obj.get("message") or ""  # absent or null: an SMS without text
-        if not isinstance(text, str) or len(text) > MAX_TEXT:
-            raise FrameError(f"message must be a string of at most {MAX_TEXT} characters", ref)
+        if not isinstance(text, str) or len(text) > MAX_INBOUND_TEXT:
+            raise FrameError(
+                f"message must be a string of at most {MAX_INBOUND_TEXT} characters", ref
+            )
         return Inbound(ref, sent_by, text, _time(obj, "receivedAt", ref, required=False))
     if kind == "heartbeat":
         battery = obj.get("battery")
@@ -291,3 +320,19 @@ def auth_ok(device_id: int, username: str, token: str, heartbeat: int, window: i
 
 def cancel(message_id: int) -> bytes:
     return orjson.dumps({"type": "cancel", "id": message_id})
+
+
+def sms_frame(
+    message_id: int,
+    attempt: int,
+    to: list[str],
+    text: str,
+    priority: int,
+    created_at: datetime,
+    expires_at: datetime | None,
+) -> bytes:
+    return orjson.dumps({
+        "type": "sms", "id": message_id, "attempt": attempt, "to": to, "message": text,
+        "priority": priority, "createdAt": wire_time(created_at),
+        "expiresAt": wire_time(expires_at),
+    })

@@ -12,8 +12,9 @@ from datetime import datetime
 import asyncpg
 
 from smsnodes_hub.auth.accounts import Principal
-from smsnodes_hub.device.connection import DeviceConnection, sms_frame
+from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.hub import Hub
+from smsnodes_hub.device.protocol import sms_frame
 from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.messaging import messages
 
