@@ -14,6 +14,7 @@ import asyncpg
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.device.connection import DeviceConnection, sms_frame
 from smsnodes_hub.device.hub import PROCESS_STALE, Hub
+from smsnodes_hub.errors import INVALID_CREDENTIALS, Unauthorized
 from smsnodes_hub.messaging import messages
 
 
@@ -34,8 +35,11 @@ class Accepted:
     scheduled: bool = False
 
 
-class CredentialsChanged(Exception):
+class CredentialsChanged(Unauthorized):
     """The cached login is stale: the password changed, the device or token is gone."""
+
+    def __init__(self, message: str = INVALID_CREDENTIALS) -> None:
+        super().__init__(message)
 
 
 @dataclass(slots=True)
