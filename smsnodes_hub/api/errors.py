@@ -64,7 +64,8 @@ def json_response(body: object, status: int = 200,
 
 
 def error_response(error: HubError) -> web.Response:
-    return json_response({"error": error.message}, error.status, error.headers)
+    return json_response({"error": error.message, "code": error.code}, error.status,
+                         error.headers)
 
 
 def as_hub_error(request: web.Request, exc: Exception) -> HubError:
