@@ -8,13 +8,11 @@ import binascii
 
 from aiohttp import web
 
-from smsnodes_hub.api.errors import ApiError
 from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, KEYRING, LOGIN_THROTTLE, POOL
 from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.errors import INVALID_CREDENTIALS, RateLimited, Unauthorized
 
-INVALID_CREDENTIALS = "Invalid credentials"
 AUTH_REQUIRED = "Authentication required: use Authorization: Basic or Bearer"
-RATE_LIMITED = "Rate limit exceeded"
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -26,7 +24,7 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise ApiError(401, INVALID_CREDENTIALS) from None
+        raise Unauthorized(INVALID_CREDENTIALS) from None
     # Empty parts are returned as such: send-sms answers them as missing (400).
     username, _, password = decoded.partition(":")
     return username, password
@@ -45,11 +43,11 @@ async def password_login(request: web.Request, username: str, password: str) -> 
     throttle = request.app[LOGIN_THROTTLE]
     retry_after = throttle.retry_after(username, address)
     if retry_after is not None:
-        raise ApiError(429, RATE_LIMITED, {"Retry-After": str(retry_after)})
+        raise RateLimited(retry_after)
     principal = await request.app[AUTH].login(request.app[POOL], username, password)
     if principal is None:
         throttle.failure(username, address)
-        raise ApiError(401, INVALID_CREDENTIALS)
+        raise Unauthorized(INVALID_CREDENTIALS)
     throttle.success(username, address)
     request.app[KEYRING].remember(principal)
     return principal
@@ -60,13 +58,13 @@ async def token_login(request: web.Request, token: str) -> Principal:
     throttle = request.app[LOGIN_THROTTLE]
     retry_after = throttle.retry_after(None, address)
     if retry_after is not None:
-        raise ApiError(429, RATE_LIMITED, {"Retry-After": str(retry_after)})
+        raise RateLimited(retry_after)
     principal = await request.app[BEARER_CACHE].login(
         request.app[AUTH], request.app[POOL], token
     )
     if principal is None:
         throttle.failure(None, address)
-        raise ApiError(401, INVALID_CREDENTIALS)
+        raise Unauthorized(INVALID_CREDENTIALS)
     request.app[KEYRING].remember(principal)
     return principal
 
@@ -77,11 +75,11 @@ async def authenticate(request: web.Request, *, password_only: bool = False) -> 
     credentials = basic_credentials(request)
     if credentials is not None:
         if not all(credentials):
-            raise ApiError(401, INVALID_CREDENTIALS)
+            raise Unauthorized(INVALID_CREDENTIALS)
         return await password_login(request, *credentials)
     token = bearer_token(request)
     if token is not None and not password_only:
         return await token_login(request, token)
     if password_only:
-        raise ApiError(401, "This needs the device password: use Authorization: Basic")
-    raise ApiError(401, AUTH_REQUIRED, {"WWW-Authenticate": 'Basic realm="smsnodes-hub"'})
+        raise Unauthorized("This needs the device password: use Authorization: Basic")
+    raise Unauthorized(AUTH_REQUIRED, {"WWW-Authenticate": 'Basic realm="smsnodes-hub"'})

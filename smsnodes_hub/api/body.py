@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from smsnodes_hub.api.errors import ApiError
+from smsnodes_hub.errors import BodyTooLarge, InvalidRequest
 
 MAX_BODY = 64 * 1024
 TOO_LARGE = "Request body too large: the limit is 64 KiB"
@@ -15,19 +15,19 @@ TOO_LARGE = "Request body too large: the limit is 64 KiB"
 
 async def read_json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, TOO_LARGE)
+        raise BodyTooLarge(TOO_LARGE)
     raw = bytearray()
     # read(n) returns only what has arrived so far: gather pieces until the end of the body.
     async for piece in request.content.iter_any():
         raw += piece
         if len(raw) > MAX_BODY:
-            raise ApiError(413, TOO_LARGE)
+            raise BodyTooLarge(TOO_LARGE)
     if not raw and allow_empty:
         return {}
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise ApiError(400, "Request body must be a JSON object") from None
+        raise InvalidRequest("Request body must be a JSON object") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
+        raise InvalidRequest("Request body must be a JSON object")
     return body

@@ -7,10 +7,11 @@ from aiohttp import web
 
 from smsnodes_hub.api.auth import authenticate
 from smsnodes_hub.api.body import read_json_object
-from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.appkeys import HUB, POOL
 from smsnodes_hub.device import store as devices
 from smsnodes_hub.device.sessions import PROCESS_STALE
+from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.timefmt import iso
 
 
@@ -18,7 +19,7 @@ async def get_device(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     row = await devices.describe(request.app[POOL], principal.device_id, PROCESS_STALE)
     if row is None:
-        raise ApiError(404, "Device not found")
+        raise NotFound("Device not found")
     return json_response({
         "id": row["id"],
         "username": row["username"],
@@ -41,13 +42,13 @@ async def put_pacing(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await read_json_object(request)
     if "perMinute" not in body:
-        raise ApiError(400, "perMinute is required (a number of SMS per minute, or null)")
+        raise InvalidRequest("perMinute is required (a number of SMS per minute, or null)")
     per_minute = body["perMinute"]
     if per_minute is not None and (
         type(per_minute) is not int or not 1 <= per_minute <= devices.MAX_PACE
     ):
-        raise ApiError(
-            400, f"perMinute must be a whole number from 1 to {devices.MAX_PACE}, or null"
+        raise InvalidRequest(
+            f"perMinute must be a whole number from 1 to {devices.MAX_PACE}, or null"
         )
     await devices.set_pace(request.app[POOL], principal.device_id, per_minute)
     request.app[HUB].set_pace(principal.device_id, per_minute)

@@ -1,4 +1,7 @@
-"""Every /api/* failure is JSON `{"error": ...}`: never an HTML page or a stack trace."""
+"""Every /api/* failure is JSON `{"error": ..., "code": ...}`: never an HTML page or a stack
+trace. This is the one place where an exception becomes an answer: handlers and domain code
+raise `smsnodes_hub.errors.HubError`s (or let a database error through) and `json_errors`
+answers them."""
 
 from __future__ import annotations
 
@@ -10,11 +13,21 @@ import orjson
 from aiohttp import web
 
 from smsnodes_hub.api import ratelimit
+from smsnodes_hub.api.body import TOO_LARGE
 from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.errors import (
+    ANSWERS,
+    BodyTooLarge,
+    HubError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_UNAVAILABLE = "5"
+RETRY_AFTER_UNAVAILABLE = 5
 DATABASE_UNAVAILABLE = "Database unavailable"
 # The seed's 500 body (seeds/smsnodes-api.txt): a query that failed for another reason than
 # a lost database. Anything else unexpected is a bug, answered with INTERNAL_ERROR.
@@ -32,6 +45,15 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# aiohttp's own refusals (the router's 404 and 405), as the hub words them.
+_FROM_HTTP: dict[int, tuple[type[HubError], str]] = {
+    404: (NotFound, "Not found"),
+    405: (MethodNotAllowed, "Method not allowed"),
+    413: (BodyTooLarge, TOO_LARGE),
+}
+_CODES = {cls.status: cls.code for cls in ANSWERS}
+_HTTP_HEADERS = {"allow", "retry-after"}
+
 
 def json_response(body: object, status: int = 200,
                   headers: dict[str, str] | None = None) -> web.Response:
@@ -41,41 +63,37 @@ def json_response(body: object, status: int = 200,
     )
 
 
-def error_response(status: int, message: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return json_response({"error": message}, status, headers)
+def error_response(error: HubError) -> web.Response:
+    return json_response({"error": error.message, "code": error.code}, error.status,
+                         error.headers)
 
 
-class ApiError(Exception):
-    """Raised by handlers and domain code to answer with a documented error."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def database_unavailable(request: web.Request, exc: BaseException) -> ApiError:
-    """Log (without the DSN or any secret: asyncpg's messages hold neither) and answer 503."""
-    log.warning("%s %s: database unavailable: %s: %s",
-                request.method, request.path, type(exc).__name__, exc)
-    return ApiError(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
-
-
-def internal_error(request: web.Request, exc: BaseException) -> ApiError:
-    """Log the traceback of an unexpected failure (call it from an `except`); the caller
-    sees no detail of it."""
+def as_hub_error(request: web.Request, exc: Exception) -> HubError:
+    """The answer to `exc`, raised while handling `request`. A HubError is its own answer;
+    anything else is logged here (call this from the `except`, for the traceback)."""
+    if isinstance(exc, HubError):
+        return exc
+    if isinstance(exc, web.HTTPException):
+        return _from_http(exc)
+    if isinstance(exc, DATABASE_DOWN):
+        # Without the DSN or any secret: asyncpg's messages hold neither.
+        log.warning("%s %s: database unavailable: %s: %s",
+                    request.method, request.path, type(exc).__name__, exc)
+        return Unavailable(DATABASE_UNAVAILABLE, RETRY_AFTER_UNAVAILABLE)
     log.exception("%s %s failed", request.method, request.path)
-    message = DATABASE_ERROR if isinstance(exc, asyncpg.PostgresError) else INTERNAL_ERROR
-    return ApiError(500, message)
+    return InternalError(DATABASE_ERROR if isinstance(exc, asyncpg.PostgresError)
+                         else INTERNAL_ERROR)
 
 
-_REASONS = {
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Request body too large: the limit is 64 KiB",
-}
+def _from_http(exc: web.HTTPException) -> HubError:
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in _HTTP_HEADERS}
+    if exc.status in _FROM_HTTP:
+        cls, message = _FROM_HTTP[exc.status]
+        return cls(message, headers)
+    error = HubError(exc.reason, headers)
+    error.status = exc.status
+    error.code = _CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
+    return error
 
 
 @web.middleware
@@ -84,19 +102,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     try:
         return await handler(request)
-    except ApiError as exc:
-        response = error_response(exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        message = _REASONS.get(exc.status, exc.reason)
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
-        response = error_response(exc.status, message, headers)
-    except DATABASE_DOWN as exc:
-        error = database_unavailable(request, exc)
-        response = error_response(error.status, error.message, error.headers)
+        error = as_hub_error(request, exc)
     except Exception as exc:
-        error = internal_error(request, exc)
-        response = error_response(error.status, error.message)
+        error = as_hub_error(request, exc)
+    response = error_response(error)
     ratelimit.stamp_unhandled(request, response)
     return response

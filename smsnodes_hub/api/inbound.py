@@ -9,12 +9,13 @@ import asyncpg
 from aiohttp import web
 
 from smsnodes_hub.api.auth import authenticate
-from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.api.messages import open_or_none
 from smsnodes_hub.api.pagination import page_params, path_id, time_param
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.device import protocol
+from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.messaging import inbound
 from smsnodes_hub.messaging.messages import INBOUND_SENDER_PURPOSE, INBOUND_TEXT_PURPOSE
 from smsnodes_hub.timefmt import iso
@@ -39,8 +40,8 @@ async def list_inbound(request: web.Request) -> web.Response:
         # Spelled as the hub stores senders: numbers cleaned, sender IDs trimmed.
         stored = protocol.sender(sender)
         if stored is None:
-            raise ApiError(400, "from must be a phone number or sender name of 1 to "
-                                f"{protocol.MAX_SENDER} characters")
+            raise InvalidRequest("from must be a phone number or sender name of 1 to "
+                                 f"{protocol.MAX_SENDER} characters")
         mac = principal.number_mac(stored)
     filters = inbound.InboundFilter(
         sender_mac=mac,
@@ -59,5 +60,5 @@ async def get_inbound(request: web.Request) -> web.Response:
     inbound_id = path_id(request, "Inbound message")
     row = await inbound.get_inbound(request.app[POOL], principal.account_id, inbound_id)
     if row is None:
-        raise ApiError(404, f"Inbound message {inbound_id} not found")
+        raise NotFound(f"Inbound message {inbound_id} not found")
     return json_response(render(principal, row))

@@ -10,11 +10,12 @@ import asyncpg
 from aiohttp import web
 
 from smsnodes_hub.api.auth import authenticate
-from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.api.pagination import page_params, path_id, time_param
 from smsnodes_hub.appkeys import HUB, POOL
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.crypto import DecryptionError
+from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.messaging import messages, phones
 from smsnodes_hub.messaging.segments import analyze
 from smsnodes_hub.timefmt import iso
@@ -22,21 +23,9 @@ from smsnodes_hub.timefmt import iso
 log = logging.getLogger(__name__)
 
 
-
-# Why a cancel found nothing to cancel, by the message's overall status.
-_NOT_CANCELLABLE = {
-    "cancelled": "it is already cancelled",
-    "expired": "it has expired",
-    "sent": "it was already sent",
-    "delivered": "it was already delivered",
-    "failed": "it has already failed",
-    "partial": "every recipient was already delivered, failed, expired or cancelled",
-}
-
-
 def cannot_cancel(message_id: int, status: str) -> str:
-    reason = _NOT_CANCELLABLE.get(status, "every recipient was already sent or has ended")
-    return f"Message {message_id} cannot be cancelled: {reason}"
+    """The 409 answer's words for a message in `status` (the OpenAPI examples use them)."""
+    return messages.NothingToCancel(message_id, status).message
 
 
 def _message_id(request: web.Request) -> int:
@@ -116,7 +105,7 @@ async def get_message(request: web.Request) -> web.Response:
     message_id = _message_id(request)
     found = await messages.get_message(request.app[POOL], principal.account_id, message_id)
     if found is None:
-        raise ApiError(404, f"Message {message_id} not found")
+        raise NotFound(f"Message {message_id} not found")
     row, events = found
     return json_response(render(principal, row, events))
 
@@ -125,14 +114,14 @@ async def list_messages(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     status = request.query.get("status")
     if status is not None and status not in messages.STATUSES:
-        raise ApiError(400, f"status must be one of {', '.join(messages.STATUSES)}")
+        raise InvalidRequest(f"status must be one of {', '.join(messages.STATUSES)}")
     recipient = request.query.get("to")
     mac = None
     if recipient is not None:
         try:
             mac = principal.number_mac(phones.normalize(recipient))
         except phones.InvalidNumber:
-            raise ApiError(400, "to must be a phone number") from None
+            raise InvalidRequest("to must be a phone number") from None
     filters = messages.MessageFilter(
         status=status,
         since=time_param(request, "since"),
@@ -150,12 +139,7 @@ async def cancel_message(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     message_id = _message_id(request)
     pool = request.app[POOL]
-    try:
-        withdrawn = await messages.cancel(pool, principal.account_id, message_id)
-    except messages.NotFound:
-        raise ApiError(404, f"Message {message_id} not found") from None
-    except messages.NothingToCancel as exc:
-        raise ApiError(409, cannot_cancel(message_id, exc.status)) from None
+    withdrawn = await messages.cancel(pool, principal.account_id, message_id)
     if withdrawn.on_phone:
         await request.app[HUB].withdraw(withdrawn.device_id, message_id)
     found = await messages.get_message(pool, principal.account_id, message_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smsnodes_hub.api.errors import ApiError
+from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.timefmt import parse_iso
 
 DEFAULT_PER_PAGE = 25
@@ -48,7 +48,7 @@ def int_param(request: web.Request, name: str, default: int, high: int | None) -
         return default
     if not plain_number(raw) or int(raw) < 1 or (high is not None and int(raw) > high):
         bound = f" to {high}" if high is not None else " or more"
-        raise ApiError(400, f"{name} must be a whole number from 1{bound}")
+        raise InvalidRequest(f"{name} must be a whole number from 1{bound}")
     return int(raw)
 
 
@@ -64,12 +64,12 @@ def time_param(request: web.Request, name: str) -> datetime | None:
     try:
         return parse_iso(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be an ISO 8601 timestamp") from None
+        raise InvalidRequest(f"{name} must be an ISO 8601 timestamp") from None
 
 
 def path_id(request: web.Request, what: str) -> int:
     """The `{id}` of the path; anything but a plain positive number is simply not found."""
     raw = request.match_info["id"]
     if not plain_number(raw) or len(raw) > 18:
-        raise ApiError(404, f"{what} {raw[:40]} not found")
+        raise NotFound(f"{what} {raw[:40]} not found")
     return int(raw)

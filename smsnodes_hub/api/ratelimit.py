@@ -15,14 +15,17 @@ HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 _OFF = ("0", "0", "0")
 
 
-def stamp(response: web.StreamResponse, decision: RateDecision | None) -> None:
-    """Set the three headers from `decision`; None means the limit is off."""
+def headers(decision: RateDecision | None) -> dict[str, str]:
+    """The three headers for `decision`; None means the limit is off."""
     if decision is None:
         values = _OFF
     else:
         values = (str(decision.limit), str(max(decision.remaining, 0)), str(decision.reset))
-    for name, value in zip(HEADERS, values, strict=True):
-        response.headers[name] = value
+    return dict(zip(HEADERS, values, strict=True))
+
+
+def stamp(response: web.StreamResponse, decision: RateDecision | None) -> None:
+    response.headers.update(headers(decision))
 
 
 def stamp_unhandled(request: web.Request, response: web.StreamResponse) -> None:

@@ -9,19 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
+from smsnodes_hub import errors
 from smsnodes_hub.api import ratelimit
 from smsnodes_hub.api.auth import basic_credentials, bearer_token, password_login, token_login
 from smsnodes_hub.api.body import read_json_object
-from smsnodes_hub.api.errors import (
-    DATABASE_DOWN,
-    ApiError,
-    database_unavailable,
-    internal_error,
-    json_response,
-)
+from smsnodes_hub.api.errors import as_hub_error, json_response
 from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.throttle import RateDecision, client_key
+from smsnodes_hub.errors import Conflict, HubError, InvalidRequest, RateLimited
 from smsnodes_hub.messaging import idempotency, phones
 from smsnodes_hub.messaging.segments import analyze
 from smsnodes_hub.messaging.sending import Accepted, CredentialsChanged, Outgoing, store, submit
@@ -29,9 +25,10 @@ from smsnodes_hub.timefmt import parse_iso
 
 MAX_TEXT = 1600
 MAX_AHEAD = timedelta(days=366)  # the furthest a message may be scheduled or kept
+# The seed's strings (its 400 and 401), and the rate limit's; the OpenAPI document shows them.
 MISSING_CREDENTIALS = "Username and password are required"
-INVALID_CREDENTIALS = "Invalid credentials"
-RATE_LIMITED = "Rate limit exceeded"
+INVALID_CREDENTIALS = errors.INVALID_CREDENTIALS
+RATE_LIMITED = errors.RATE_LIMITED
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +52,7 @@ async def post_send_sms(request: web.Request) -> web.Response:
             if limiter.enabled:
                 decision = limiter.hit(("account", principal.account_id))
                 if not decision.allowed:
-                    raise ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
+                    raise RateLimited(decision.reset)
             started = time.perf_counter()
             if key is None:
                 out = draft.at(datetime.now(UTC))
@@ -65,21 +62,22 @@ async def post_send_sms(request: web.Request) -> web.Response:
             metrics = request.app.get(METRICS)
             if metrics is not None:  # the one cost on this path: a histogram observe()
                 metrics.send_latency.observe(time.perf_counter() - started)
-        # Answered here rather than by the middleware, so these too carry the rate headers.
-        except DATABASE_DOWN as exc:
-            raise database_unavailable(request, exc) from None
-        except (ApiError, web.HTTPException):
+        # Turned into their answer here rather than in the middleware, so that these too
+        # carry this request's rate headers.
+        except (HubError, web.HTTPException):
             raise
         except Exception as exc:
-            raise internal_error(request, exc) from None
-        reply = json_response(response)
-    except ApiError as exc:
+            raise as_hub_error(request, exc) from None
+    except HubError as exc:
+        error = exc
         if decision is None and limiter.enabled:
             # Requests that never reached an account count against the caller's address.
             decision = limiter.hit(("address", client_key(address)))
-            if not decision.allowed and exc.status != 429:
-                exc = ApiError(429, RATE_LIMITED, {"Retry-After": str(decision.reset)})
-        reply = json_response({"error": exc.message}, exc.status, exc.headers)
+            if not decision.allowed and error.status != 429:
+                error = RateLimited(decision.reset)
+        error.headers.update(ratelimit.headers(decision))
+        raise error from None  # answered by the middleware
+    reply = json_response(response)
     ratelimit.stamp(reply, decision)
     return reply
 
@@ -98,17 +96,18 @@ def _answer(accepted: Accepted, out: Outgoing) -> dict[str, Any]:
     }
 
 
-def _stale_login(request: web.Request, principal: Principal) -> ApiError:
+def _forget_login(request: web.Request, principal: Principal) -> None:
+    """After CredentialsChanged (answered 401): the cached login is stale."""
     request.app[AUTH].cache.forget_device(principal.device_id)
     request.app[BEARER_CACHE].forget_device(principal.device_id)
-    return ApiError(401, INVALID_CREDENTIALS)
 
 
 async def _submit(request: web.Request, principal: Principal, out: Outgoing) -> Accepted:
     try:
         return await submit(request.app[HUB], request.app[POOL], principal, out)
     except CredentialsChanged:
-        raise _stale_login(request, principal) from None
+        _forget_login(request, principal)
+        raise
 
 
 async def _submit_once(request: web.Request, principal: Principal, draft: Draft,
@@ -127,11 +126,11 @@ async def _submit_once(request: web.Request, principal: Principal, draft: Draft,
                 prior = await idempotency.reserve(conn, principal.account_id, key, request_hash)
                 if prior is not None:
                     if not prior.same_request:
-                        raise ApiError(409, f"{idempotency.HEADER} was already used with a "
-                                            "different request")
+                        raise Conflict(f"{idempotency.HEADER} was already used with a "
+                                       "different request")
                     if prior.response is None:  # pragma: no cover - recorded in the same txn
-                        raise ApiError(409, f"{idempotency.HEADER} is in use by a request "
-                                            "still in progress")
+                        raise Conflict(f"{idempotency.HEADER} is in use by a request "
+                                       "still in progress")
                     return prior.response
                 # Raising here rolls the claim back: a refused request leaves no key behind.
                 out = draft.at(datetime.now(UTC))
@@ -140,7 +139,8 @@ async def _submit_once(request: web.Request, principal: Principal, draft: Draft,
                 await idempotency.record(conn, principal.account_id, key, stored.message_id,
                                          expected)
         except CredentialsChanged:
-            raise _stale_login(request, principal) from None
+            _forget_login(request, principal)
+            raise
         except BaseException:
             if stored is not None:
                 stored.abandon()
@@ -156,8 +156,8 @@ def _idempotency_key(request: web.Request) -> str | None:
     if key is None:
         return None
     if not key or len(key) > idempotency.MAX_KEY or not key.isprintable():
-        raise ApiError(400, f"{idempotency.HEADER} must be 1 to {idempotency.MAX_KEY} "
-                            "printable characters")
+        raise InvalidRequest(f"{idempotency.HEADER} must be 1 to {idempotency.MAX_KEY} "
+                             "printable characters")
     return key
 
 
@@ -171,9 +171,9 @@ def _credentials(request: web.Request, body: dict[str, Any]) -> Credentials:
     else:
         username, password = body.get("deviceUsername"), body.get("password")
     if not username or not password:
-        raise ApiError(400, MISSING_CREDENTIALS)
+        raise InvalidRequest(MISSING_CREDENTIALS)
     if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError(400, "deviceUsername and password must be strings")
+        raise InvalidRequest("deviceUsername and password must be strings")
     return Credentials(username, password)
 
 
@@ -200,52 +200,49 @@ class Draft:
         scheduled_at = self.scheduled_at
         if scheduled_at is not None:
             if scheduled_at > now + MAX_AHEAD:
-                raise ApiError(400, "scheduledAt must be within a year from now")
+                raise InvalidRequest("scheduledAt must be within a year from now")
             if scheduled_at <= now:
                 scheduled_at = None  # due already: send now
         expires_at = self.expires_at
         if self.ttl is not None:
             expires_at = now + timedelta(seconds=self.ttl)
             if scheduled_at is not None and expires_at <= scheduled_at:
-                raise ApiError(400, "ttl must end after scheduledAt: it counts seconds from "
-                                    "now, not from scheduledAt")
+                raise InvalidRequest("ttl must end after scheduledAt: it counts seconds "
+                                     "from now, not from scheduledAt")
         elif expires_at is not None:
             if expires_at <= now:
-                raise ApiError(400, "expiresAt must be in the future")
+                raise InvalidRequest("expiresAt must be in the future")
             if expires_at > now + MAX_AHEAD:
-                raise ApiError(400, "expiresAt must be within a year from now")
+                raise InvalidRequest("expiresAt must be within a year from now")
             if scheduled_at is not None and expires_at <= scheduled_at:
-                raise ApiError(400, "expiresAt must be after scheduledAt")
+                raise InvalidRequest("expiresAt must be after scheduledAt")
         return Outgoing(self.text, self.numbers, self.priority, scheduled_at, expires_at)
 
 
 def _validate(body: dict[str, Any]) -> Draft:
     if "phoneNumbers" not in body:
-        raise ApiError(400, "phoneNumbers is required")
-    try:
-        numbers = phones.normalize_list(body["phoneNumbers"])
-    except phones.InvalidNumber as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest("phoneNumbers is required")
+    numbers = phones.normalize_list(body["phoneNumbers"])  # InvalidNumber is a 400
     text = body.get("message")
     if text is None:
-        raise ApiError(400, "message is required")
+        raise InvalidRequest("message is required")
     if not isinstance(text, str) or not text:
-        raise ApiError(400, "message must be a non-empty string")
+        raise InvalidRequest("message must be a non-empty string")
     if len(text) > MAX_TEXT:
-        raise ApiError(400, f"message must be at most {MAX_TEXT} characters")
+        raise InvalidRequest(f"message must be at most {MAX_TEXT} characters")
     priority = body.get("priority", 1)
     if priority is None:
         priority = 1
     if type(priority) is not int or not 1 <= priority <= 5:
-        raise ApiError(400, "priority must be an integer from 1 to 5")
+        raise InvalidRequest("priority must be an integer from 1 to 5")
     scheduled_at = _timestamp(body, "scheduledAt")
     expires_at = _timestamp(body, "expiresAt")
     ttl = body.get("ttl")
     if ttl is not None:
         if expires_at is not None:
-            raise ApiError(400, "ttl and expiresAt cannot be used together")
+            raise InvalidRequest("ttl and expiresAt cannot be used together")
         if type(ttl) is not int or not 1 <= ttl <= MAX_AHEAD.total_seconds():
-            raise ApiError(400, "ttl must be a whole number of seconds from 1 to 31622400")
+            raise InvalidRequest("ttl must be a whole number of seconds from 1 to 31622400")
     return Draft(text, numbers, priority, scheduled_at, expires_at, ttl)
 
 
@@ -254,9 +251,9 @@ def _timestamp(body: dict[str, Any], name: str) -> datetime | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise ApiError(400, f"{name} must be an ISO 8601 timestamp string")
+        raise InvalidRequest(f"{name} must be an ISO 8601 timestamp string")
     try:
         return parse_iso(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be an ISO 8601 timestamp, "
-                            "e.g. 2026-11-21T10:00:00Z") from None
+        raise InvalidRequest(f"{name} must be an ISO 8601 timestamp, "
+                             "e.g. 2026-11-21T10:00:00Z") from None

@@ -7,10 +7,11 @@ from aiohttp import web
 
 from smsnodes_hub.api.auth import authenticate
 from smsnodes_hub.api.body import read_json_object
-from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.api.pagination import plain_number
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.auth import tokens
+from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.timefmt import iso
 
 
@@ -24,15 +25,12 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_json_object(request, allow_empty=True)
     name = body.get("name")
     if name is not None and not isinstance(name, str):
-        raise ApiError(400, "name must be a string")
+        raise InvalidRequest("name must be a string")
     try:
         tokens.check_name(name)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    try:
-        info, token = await tokens.create_api_token(request.app[POOL], principal, name)
-    except tokens.TokenError as exc:
-        raise ApiError(409, str(exc)) from None
+    except ValueError as exc:  # a plain ValueError: the CLI checks names with it too
+        raise InvalidRequest(str(exc)) from None
+    info, token = await tokens.create_api_token(request.app[POOL], principal, name)
     return json_response({**_describe(info), "token": token}, status=201)
 
 
@@ -46,8 +44,8 @@ async def revoke_token(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     raw = request.match_info["id"]
     if not plain_number(raw) or len(raw) > 18:
-        raise ApiError(404, f"Token {raw[:40]} not found")
+        raise NotFound(f"Token {raw[:40]} not found")
     token_id = int(raw)
     if not await tokens.revoke_token(request.app[POOL], principal.device_id, token_id):
-        raise ApiError(404, f"Token {token_id} not found")
+        raise NotFound(f"Token {token_id} not found")
     return json_response({"id": token_id, "revoked": True})

@@ -11,9 +11,10 @@ from aiohttp import web
 from smsnodes_hub import webhooks
 from smsnodes_hub.api.auth import authenticate
 from smsnodes_hub.api.body import read_json_object
-from smsnodes_hub.api.errors import ApiError, json_response
+from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.api.pagination import page_params, path_id
 from smsnodes_hub.appkeys import POOL, SETTINGS, WEBHOOK_WORKER
+from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.timefmt import iso
 
 NOTHING_TO_CHANGE = "Nothing to change: give url, events or active"
@@ -33,22 +34,17 @@ def describe(hook: webhooks.Webhook) -> dict[str, Any]:
     }
 
 
-def _not_found(webhook_id: int) -> ApiError:
-    return ApiError(404, f"Webhook {webhook_id} not found")
+def _not_found(webhook_id: int) -> NotFound:
+    return NotFound(f"Webhook {webhook_id} not found")
 
 
 async def create_webhook(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await read_json_object(request)
     settings = request.app[SETTINGS].webhooks
-    try:
-        events = webhooks.check_events(body.get("events"))
-        url = await webhooks.check_url(body.get("url"), settings)
-        hook, secret = await webhooks.create(request.app[POOL], principal, url, events)
-    except webhooks.TooManyWebhooks as exc:
-        raise ApiError(409, str(exc)) from None
-    except webhooks.WebhookError as exc:
-        raise ApiError(400, str(exc)) from None
+    events = webhooks.check_events(body.get("events"))
+    url = await webhooks.check_url(body.get("url"), settings)
+    hook, secret = await webhooks.create(request.app[POOL], principal, url, events)
     return json_response({**describe(hook), "secret": secret}, status=201)
 
 
@@ -72,16 +68,13 @@ async def update_webhook(request: web.Request) -> web.Response:
     webhook_id = path_id(request, "Webhook")
     body = await read_json_object(request)
     if not body.keys() & {"url", "events", "active"}:
-        raise ApiError(400, NOTHING_TO_CHANGE)
+        raise InvalidRequest(NOTHING_TO_CHANGE)
     active = body.get("active")
     if "active" in body and not isinstance(active, bool):
-        raise ApiError(400, "active must be true or false")
-    try:
-        events = webhooks.check_events(body["events"]) if "events" in body else None
-        url = (await webhooks.check_url(body["url"], request.app[SETTINGS].webhooks)
-               if "url" in body else None)
-    except webhooks.WebhookError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest("active must be true or false")
+    events = webhooks.check_events(body["events"]) if "events" in body else None
+    url = (await webhooks.check_url(body["url"], request.app[SETTINGS].webhooks)
+           if "url" in body else None)
     hook = await webhooks.update_webhook(
         request.app[POOL], principal.account_id, webhook_id, url=url, events=events,
         active=active,
@@ -106,7 +99,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     webhook_id = path_id(request, "Webhook")
     state = request.query.get("state")
     if state is not None and state not in webhooks.DELIVERY_STATES:
-        raise ApiError(400, f"state must be one of {', '.join(webhooks.DELIVERY_STATES)}")
+        raise InvalidRequest(f"state must be one of {', '.join(webhooks.DELIVERY_STATES)}")
     page = page_params(request)
     found = await webhooks.list_deliveries(
         request.app[POOL], principal.account_id, webhook_id, state, page.per_page, page.offset

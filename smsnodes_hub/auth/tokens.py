@@ -10,12 +10,13 @@ from datetime import datetime
 
 from smsnodes_hub.auth import crypto
 from smsnodes_hub.auth.accounts import Authenticator, Executor, Principal, token_row
+from smsnodes_hub.errors import Conflict
 
 MAX_NAME = 100
 MAX_API_TOKENS = 100  # per device: plenty for scripts, bounded against runaway creation
 
 
-class TokenError(Exception):
+class TokenError(Conflict):
     """A token request that cannot be done; the message is safe to show."""
 
 

@@ -8,9 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 import asyncpg
 
+from smsnodes_hub import errors
 from smsnodes_hub.auth.accounts import Executor, Principal
 
 TEXT_PURPOSE = "message/text"
@@ -560,16 +562,29 @@ SELECT m.device_id, m.state, m.status, (SELECT count(*) FROM r) AS cancelled,
 """
 
 
-class NotFound(Exception):
-    pass
+class NotFound(errors.NotFound):
+    """No such message of this account."""
 
 
-class NothingToCancel(Exception):
-    """Every recipient was sent or has ended; `status` is the message's overall status."""
+class NothingToCancel(errors.Conflict):
+    """Every recipient was sent or has ended; `message_status` is the message's overall
+    status, and the message says why in words."""
 
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
-        self.status = status
+    # Why a cancel found nothing to cancel, by the message's overall status.
+    REASONS: ClassVar[dict[str, str]] = {
+        "cancelled": "it is already cancelled",
+        "expired": "it has expired",
+        "sent": "it was already sent",
+        "delivered": "it was already delivered",
+        "failed": "it has already failed",
+        "partial": "every recipient was already delivered, failed, expired or cancelled",
+    }
+    ENDED: ClassVar[str] = "every recipient was already sent or has ended"
+
+    def __init__(self, message_id: int, message_status: str) -> None:
+        reason = self.REASONS.get(message_status, self.ENDED)
+        super().__init__(f"Message {message_id} cannot be cancelled: {reason}")
+        self.message_status = message_status
 
 
 async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
@@ -577,9 +592,9 @@ async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
     account) or NothingToCancel (every recipient was already sent or ended)."""
     row = await db.fetchrow(_CANCEL, message_id, account_id)
     if row is None:
-        raise NotFound
+        raise NotFound(f"Message {message_id} not found")
     if not row["cancelled"]:
-        raise NothingToCancel(row["status"])
+        raise NothingToCancel(message_id, row["status"])
     return Withdrawn(message_id, row["device_id"], row["state"] in ("dispatched", "accepted"))
 
 

@@ -6,6 +6,8 @@ import re
 
 import orjson
 
+from smsnodes_hub.errors import InvalidRequest
+
 _SEPARATORS = str.maketrans("", "", " -.()\t")
 # fullmatch, not match with `$`: `$` also matches before a final "\n".
 _VALID = re.compile(r"\+[0-9]{6,15}|[0-9]{3,8}")
@@ -13,8 +15,8 @@ MAX_RECIPIENTS = 100
 _SHOWN_MAX = 40
 
 
-class InvalidNumber(ValueError):
-    pass
+class InvalidNumber(InvalidRequest, ValueError):
+    """A recipient (or list of them) that is refused; the message names the entry."""
 
 
 def _shown(value: object) -> str:

@@ -16,6 +16,7 @@ from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.hub import Hub
 from smsnodes_hub.device.protocol import sms_frame
 from smsnodes_hub.device.sessions import PROCESS_STALE
+from smsnodes_hub.errors import INVALID_CREDENTIALS, Unauthorized
 from smsnodes_hub.messaging import messages
 
 
@@ -36,8 +37,11 @@ class Accepted:
     scheduled: bool = False
 
 
-class CredentialsChanged(Exception):
+class CredentialsChanged(Unauthorized):
     """The cached login is stale: the password changed, the device or token is gone."""
+
+    def __init__(self, message: str = INVALID_CREDENTIALS) -> None:
+        super().__init__(message)
 
 
 @dataclass(slots=True)

@@ -73,12 +73,12 @@ async def test_connected_devices_drops_when_a_phone_leaves(hub) -> None:
 async def test_unknown_api_route_and_method_answer_json(hub) -> None:
     resp = await hub.get("/api/does-not-exist")
     assert resp.status == 404 and resp.content_type == "application/json"
-    assert set(await resp.json()) == {"error"}
+    assert set(await resp.json()) == {"error", "code"}
 
     resp = await hub.put("/api/health", data=b"{}")
     assert resp.status == 405 and resp.content_type == "application/json"
     body = await resp.json()
-    assert set(body) == {"error"} and isinstance(body["error"], str)
+    assert set(body) == {"error", "code"} and isinstance(body["error"], str)
     assert "GET" in resp.headers.get("Allow", "")
     assert "<html" not in (await resp.text()).lower()
 

@@ -92,7 +92,7 @@ async def test_another_account_never_sees_them(hub):
     assert (await get(hub, f"/api/inbound?from={ALICE.replace('+', '%2B')}",
                       headers=other))["total"] == 0
     body = await get(hub, f"/api/inbound/{mine['id']}", headers=other, status=404)
-    assert body == {"error": f"Inbound message {mine['id']} not found"}
+    assert body == {"error": f"Inbound message {mine['id']} not found", "code": "not_found"}
     assert "private" not in str(body)
 
 

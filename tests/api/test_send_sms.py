@@ -24,10 +24,10 @@ from smsnodes_hub.auth.throttle import LoginThrottle
 from tests.support import PASSWORD, HubFactory, add_device, ws_url
 
 URL = "/api/send-sms"
-MISSING = {"error": "Username and password are required"}
-INVALID = {"error": "Invalid credentials"}
-RATE_LIMITED = {"error": "Rate limit exceeded"}
-UNAVAILABLE = {"error": "Database unavailable"}
+MISSING = {"error": "Username and password are required", "code": "invalid_request"}
+INVALID = {"error": "Invalid credentials", "code": "unauthorized"}
+RATE_LIMITED = {"error": "Rate limit exceeded", "code": "rate_limited"}
+UNAVAILABLE = {"error": "Database unavailable", "code": "unavailable"}
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 WRONG_PASSWORD = "not the password at all"
 
@@ -73,7 +73,7 @@ async def post(
     for secret in (PASSWORD, SEED_PASSWORD, WRONG_PASSWORD):
         assert secret not in text, f"a password leaked into a response body: {reply!r}"
     if reply.status != 200:
-        assert set(reply.json) == {"error"} and isinstance(reply.json["error"], str), reply
+        assert set(reply.json) == {"error", "code"} and isinstance(reply.json["error"], str), reply
     return reply
 
 
@@ -277,7 +277,7 @@ async def test_body_over_64_kib_is_413(hub: TestClient, pool: asyncpg.Pool) -> N
 
     resp = await hub.post(URL, data=chunks(), headers={"Content-Type": "application/json"})
     assert resp.status == 413
-    assert set(await resp.json()) == {"error"}
+    assert set(await resp.json()) == {"error", "code"}
     assert await stored_rows(pool) == before
     # Just under the limit is read whole and judged on its fields, however it trickles in.
     fits = orjson.dumps(body(padding="p" * (60 * 1024)))
@@ -597,7 +597,8 @@ async def test_a_failing_query_answers_the_seeds_database_error(
     finally:
         await pool.execute("ALTER TABLE messages DROP CONSTRAINT test_refuse_all")
     for reply in (failed, keyed):
-        assert (reply.status, reply.json) == (500, {"error": "Database error"}), reply
+        assert (reply.status, reply.json) == (500, {"error": "Database error",
+                                                      "code": "internal_error"}), reply
         rate_headers(reply)
         assert "test_refuse_all" not in reply.text
     assert "test_refuse_all" in caplog.text  # the detail is in the server's log
@@ -634,7 +635,8 @@ async def test_a_replay_after_its_expiry_still_gets_the_first_response(
                        headers={"Idempotency-Key": "by-expiresAt"})
     assert other.status == 409 and "different request" in other.json["error"], other
     fresh = await post(hub, cases["by-expiresAt"])
-    assert (fresh.status, fresh.json) == (400, {"error": "expiresAt must be in the future"})
+    assert (fresh.status, fresh.json) == (400, {"error": "expiresAt must be in the future",
+                                                "code": "invalid_request"})
     # A refused first request leaves no key behind.
     past = body(expiresAt="2020-01-01T00:00:00Z")
     assert (await post(hub, past, headers={"Idempotency-Key": "never"})).status == 400

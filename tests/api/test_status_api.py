@@ -300,7 +300,8 @@ async def test_cancel_a_scheduled_message_and_why_others_cannot_be(hub):
     await phone.nothing_for(2.0)  # its time came and went: the phone never sees it
     status, body = await _cancel(hub, scheduled["messageId"])
     assert (status, body) == (409, {"error": f"Message {scheduled['messageId']} cannot be "
-                                             "cancelled: it is already cancelled"})
+                                             "cancelled: it is already cancelled",
+                                    "code": "conflict"})
 
     outcomes = {}
     for report in ("delivered", "failed"):
@@ -334,7 +335,8 @@ async def test_cancel_bad_ids_are_not_found_and_change_nothing(hub, pool):
         status, body = await _cancel(hub, bad)
         assert status == 404 and body["error"].startswith("Message "), (bad, body)
     status, body = await _cancel(hub, theirs["messageId"])
-    assert (status, body) == (404, {"error": f"Message {theirs['messageId']} not found"})
+    assert (status, body) == (404, {"error": f"Message {theirs['messageId']} not found",
+                                    "code": "not_found"})
     assert await pool.fetchval("SELECT status FROM messages") == "queued"
     assert (await hub.delete(f"/api/messages/{theirs['messageId']}")).status == 401
 
@@ -482,7 +484,8 @@ async def test_device_tokens_and_pacing_bad_inputs(hub, pool):
     theirs = await (await hub.post("/api/tokens", json={"name": "theirs"},
                                    headers=basic("other-phone"))).json()
     resp = await hub.delete(f"/api/tokens/{theirs['id']}", headers=basic())
-    assert (resp.status, await resp.json()) == (404, {"error": f"Token {theirs['id']} not found"})
+    assert (resp.status, await resp.json()) == (404, {"error": f"Token {theirs['id']} not found",
+                                                         "code": "not_found"})
     bearer = {"Authorization": f"Bearer {theirs['token']}"}
     assert (await get(hub, "/api/device", bearer))["username"] == "other-phone"
     for bad in ("abc", "²", "-1", "0", "9" * 30):

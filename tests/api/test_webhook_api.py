@@ -207,7 +207,8 @@ async def test_accounts_never_see_or_touch_each_others_webhooks(make_hub, receiv
         resp = await hub.request(method, path, headers=other,
                                  json={"active": False, "events": ["device.online"]})
         assert resp.status == 404, (method, path)
-        assert await resp.json() == {"error": f"Webhook {mine['id']} not found"}
+        assert await resp.json() == {"error": f"Webhook {mine['id']} not found",
+                                     "code": "not_found"}
     assert await snapshot(pool) == before
 
     # Events go to their own account's webhooks only.
