@@ -251,7 +251,7 @@ async def device_status_fragment(request: web.Request) -> web.Response:
 async def device_messages_fragment(request: web.Request) -> web.Response:
     device_id = _id(request)
     recent = await queries.recent_messages(_pool(request), device_id, RECENT_MESSAGES)
-    return render(request, "_device_messages.html", recent=recent, device_id=device_id)
+    return render(request, "_device_messages.html", recent=recent)
 
 
 async def _existing_device(request: web.Request) -> tuple[int, asyncpg.Record]:
