@@ -23,6 +23,28 @@ CANCELLABLE = ("scheduled", "queued", "dispatched", "accepted")
 # (PostgreSQL 18 skips through its leading account_id) and a common one by created_at.
 _STATUS_LITERAL = {s: f"'{s}'" for s in STATUSES}
 
+# When a message is due, apart from when its retry is: a retry round (sql/007) writes the
+# retry's time into messages.scheduled_at, so that column is the sender's scheduledAt only
+# on attempt 1. On a later attempt the sender's time is gone from the row; the moment the
+# first attempt was queued after its `scheduled` step stands for it (the hub releases due
+# messages within 250 ms). `retry`: why a message whose status is `scheduled` (the API's
+# word for "waiting for scheduledAt, or for its retry") waits: 'due', the next attempt is
+# planned for retry_at; 'after-round', a recipient failed for now and goes again once every
+# other recipient of this attempt has an outcome.
+_WHEN = """
+CASE WHEN m.attempt = 1 THEN m.scheduled_at
+     ELSE (SELECT min(q.at) FROM message_events q
+            WHERE q.message_id = m.id AND q.attempt = 1 AND q.status = 'queued'
+              AND EXISTS (SELECT 1 FROM message_events s WHERE s.message_id = m.id
+                             AND s.attempt = 1 AND s.status = 'scheduled'))
+END AS scheduled_for,
+CASE WHEN m.attempt > 1 THEN m.scheduled_at END AS retry_at,
+CASE WHEN m.status <> 'scheduled' THEN NULL
+     WHEN EXISTS (SELECT 1 FROM recipients x WHERE x.message_id = m.id AND x.state = 'retry')
+     THEN 'after-round'
+     WHEN m.attempt > 1 THEN 'due'
+END AS retry"""
+
 # Devices with a socket in a live hub process ($1: seconds after which a process is dead).
 _LIVE = """(SELECT s.device_id, s.connected_at FROM device_sessions s
              JOIN hub_processes p ON p.id = s.process_id
@@ -215,7 +237,11 @@ async def webhook_summary(db: Executor) -> asyncpg.Record:
                   count(*) FILTER (WHERE state = 'failed') AS failed_day,
                   count(*) FILTER (WHERE state = 'pending' AND attempts > 0) AS retrying_day,
                   count(*) FILTER (WHERE state = 'pending') AS pending_day,
-                  count(*) FILTER (WHERE state = 'delivered') AS delivered_day
+                  count(*) FILTER (WHERE state = 'delivered') AS delivered_day,
+                  -- Every failed attempt, those of deliveries that went through later too.
+                  (SELECT count(*) FROM webhook_attempts
+                    WHERE error IS NOT NULL AND started_at > now() - interval '1 day')
+                    AS failed_attempts_day
              FROM webhook_deliveries WHERE created_at > now() - interval '1 day'"""
     )
     assert row is not None
@@ -270,15 +296,15 @@ async def recent_messages(db: Executor, device_id: int, limit: int) -> list[asyn
     """The device's latest messages with their timelines (metadata only). Found through the
     account index: messages have no index by device (today a device is its account)."""
     return await db.fetch(
-        """SELECT m.id, m.priority, m.attempt, m.recipient_count, m.created_at,
-                   m.scheduled_at, m.expires_at, m.status,
+        f"""SELECT m.id, m.priority, m.attempt, m.recipient_count, m.created_at,
+                   m.scheduled_at, m.expires_at, m.status, {_WHEN},
                    ARRAY(SELECT row(e.status, e.position, e.at, e.error)
                            FROM message_events e WHERE e.message_id = m.id
                           ORDER BY e.at, e.id) AS events
               FROM messages m
              WHERE m.account_id = (SELECT account_id FROM devices WHERE id = $1)
                AND m.device_id = $1
-             ORDER BY m.id DESC LIMIT $2""",
+             ORDER BY m.id DESC LIMIT $2""",  # noqa: S608 - constants only
         device_id, limit,
     )
 
@@ -320,7 +346,8 @@ def search_statement(
     if search.until is not None:
         where.append(f"m.created_at < {param(search.until)}")
     sql = f"""SELECT m.id, m.device_id, d.username, m.priority, m.state, m.attempt,
-                     m.recipient_count, m.created_at, m.scheduled_at, m.expires_at, m.status
+                     m.recipient_count, m.created_at, m.scheduled_at, m.expires_at, m.status,
+                     {_WHEN}
                 FROM messages m JOIN devices d ON d.id = m.device_id
                WHERE {" AND ".join(where) or "true"}
                ORDER BY m.created_at DESC, m.id DESC
@@ -341,14 +368,14 @@ async def get_message(
 ) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
     """A message's metadata, its recipients (without numbers) and its events in time order."""
     row = await db.fetchrow(
-        """SELECT m.id, m.account_id, m.device_id, d.username, m.priority, m.state,
+        f"""SELECT m.id, m.account_id, m.device_id, d.username, m.priority, m.state,
                    m.attempt, m.recipient_count, m.created_at, m.scheduled_at, m.expires_at,
-                   m.accepted_at, m.status,
+                   m.accepted_at, m.status, {_WHEN},
                    ARRAY(SELECT row(r.position, r.state, r.error, r.attempt, r.updated_at)
                            FROM recipients r WHERE r.message_id = m.id
                           ORDER BY r.position) AS recipients
               FROM messages m JOIN devices d ON d.id = m.device_id
-             WHERE m.id = $1""",
+             WHERE m.id = $1""",  # noqa: S608 - constants only
         message_id,
     )
     if row is None:
@@ -378,7 +405,11 @@ async def list_webhooks(db: Executor) -> list[asyncpg.Record]:
                     WHERE x.webhook_id = w.id AND x.state = 'pending') AS pending,
                   (SELECT count(*) FROM webhook_deliveries x
                     WHERE x.webhook_id = w.id AND x.state = 'failed'
-                      AND x.created_at > now() - interval '1 day') AS failed_day
+                      AND x.created_at > now() - interval '1 day') AS failed_day,
+                  (SELECT count(*) FROM webhook_deliveries x JOIN webhook_attempts a
+                       ON a.delivery_id = x.id
+                    WHERE x.webhook_id = w.id AND a.error IS NOT NULL
+                      AND a.started_at > now() - interval '1 day') AS failed_attempts_day
              FROM webhooks w ORDER BY w.active, w.failing_since NULLS LAST, w.id"""
     )
 
@@ -386,8 +417,9 @@ async def list_webhooks(db: Executor) -> list[asyncpg.Record]:
 async def recent_deliveries(
     db: Executor, limit: int, *, failures_only: bool
 ) -> list[asyncpg.Record]:
-    """The latest deliveries with their last attempt; `failures_only`: given up, or still
-    being retried after a failed attempt."""
+    """The latest deliveries with their last attempt. `failures_only`: the deliveries with a
+    failed attempt (given up, being retried, or delivered after failing), each with its
+    last failed attempt."""
     return await db.fetch(
         """SELECT d.id, d.webhook_id, d.event_type, d.state, d.attempts, d.created_at,
                   d.next_attempt_at, d.delivered_at,
@@ -395,8 +427,9 @@ async def recent_deliveries(
              FROM webhook_deliveries d
              LEFT JOIN LATERAL (
                  SELECT status_code, error, started_at, duration_ms FROM webhook_attempts
-                  WHERE delivery_id = d.id ORDER BY id DESC LIMIT 1) a ON true
-            WHERE NOT $2 OR d.state = 'failed' OR (d.state = 'pending' AND d.attempts > 0)
+                  WHERE delivery_id = d.id AND (NOT $2 OR error IS NOT NULL)
+                  ORDER BY id DESC LIMIT 1) a ON true
+            WHERE NOT $2 OR a.error IS NOT NULL
             ORDER BY d.id DESC LIMIT $1""",
         limit, failures_only,
     )

@@ -502,7 +502,9 @@ async def test_overview_counts_phones_queues_and_webhook_failures(hub: TestClien
     html = await (await hub.get("/dashboard/fragments/overview")).text()
     assert _text(html, "phones-online").startswith("0")
     assert _text(html, "queued-total") == "3"
-    assert _text(html, "webhook-failures") == "2"
+    # Each of the four deliveries failed once; two were given up.
+    assert _text(html, "webhook-failed-attempts") == "4"
+    assert _text(html, "webhook-given-up") == "2"
     queue = re.search(r"5 \(highest\)</th><td class=\"num\">(\d+)</td>", html)
     assert queue and queue.group(1) == "2"
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:
