@@ -31,7 +31,6 @@ from tests.dashboard_support import (
     add_webhook_rows,
     element,
     hidden,
-    key_file_in,
     logged_in,
     login,
     origin,
@@ -43,15 +42,6 @@ from tests.support import PASSWORD, add_device, basic, send, test_settings, ws_u
 SECRET = "a shared dashboard signing secret, 32+ chars"
 
 
-@pytest.fixture
-def make_hub(make_hub: HubFactory, tmp_path: Path) -> HubFactory:
-    # conftest's make_hub, keeping the dashboard's key file in the test's folder.
-    return key_file_in(make_hub, tmp_path)
-
-
-@pytest.fixture
-async def hub(make_hub: HubFactory) -> TestClient:
-    return await make_hub()
 
 
 

@@ -5,25 +5,13 @@ message waiting for a retry says so, in the HTTP API's words."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.auth import crypto
-from tests.dashboard_support import HubFactory, element, key_file_in, logged_in
+from tests.dashboard_support import element, logged_in
 from tests.support import add_device, basic, send, until
-
-
-@pytest.fixture
-def make_hub(make_hub: HubFactory, tmp_path: Path) -> HubFactory:
-    return key_file_in(make_hub, tmp_path)
-
-
-@pytest.fixture
-async def hub(make_hub: HubFactory) -> TestClient:
-    return await make_hub()
 
 
 def _text(html: str, element_id: str) -> str:
