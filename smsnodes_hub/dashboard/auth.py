@@ -28,7 +28,7 @@ from aiohttp import web
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.auth.throttle import LoginThrottle
 from smsnodes_hub.config import Settings
-from smsnodes_hub.dashboard import queries
+from smsnodes_hub.dashboard import operator_queries
 from smsnodes_hub.dashboard.keys import DASHBOARD, OPERATOR
 from smsnodes_hub.db import UNAVAILABLE
 
@@ -210,7 +210,7 @@ async def current_operator(request: web.Request) -> Operator | None:
     raw = state.session_raw(request.cookies.get(state.session_cookie))
     if raw is None:
         return None
-    row = await queries.find_session(request.config_dict[POOL], session_hash(raw))
+    row = await operator_queries.find_session(request.config_dict[POOL], session_hash(raw))
     if row is None:
         return None
     return Operator(row.operator_id, row.username, row.session_id, state.csrf_for(raw),

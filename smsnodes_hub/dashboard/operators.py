@@ -8,7 +8,7 @@ import asyncpg
 
 from smsnodes_hub.auth import crypto
 from smsnodes_hub.auth.accounts import AccountError, Executor, check_password, check_username
-from smsnodes_hub.dashboard import queries
+from smsnodes_hub.dashboard import operator_queries
 
 # A login for an unknown operator still pays for one Argon2id run, so the time taken does not
 # tell which usernames exist.
@@ -24,11 +24,11 @@ async def create(
     salt = crypto.new_salt()
     keys = await kdf.derive(password, salt, params)
     try:
-        return await queries.create_operator(
+        return await operator_queries.create_operator(
             db, username, salt, params.memory_kib, params.iterations, params.lanes,
             keys.verifier,
         )
-    except queries.OperatorExists:
+    except operator_queries.OperatorExists:
         raise AccountError(f"an operator named {username!r} already exists") from None
 
 
@@ -40,7 +40,7 @@ async def change_password(
     check_password(password)
     salt = crypto.new_salt()
     keys = await kdf.derive(password, salt, params)
-    ended = await queries.set_operator_password(
+    ended = await operator_queries.set_operator_password(
         db, username, salt, params.memory_kib, params.iterations, params.lanes, keys.verifier
     )
     if ended is None:
@@ -49,12 +49,12 @@ async def change_password(
 
 
 async def remove(db: Executor, username: str) -> None:
-    if not await queries.remove_operator(db, username):
+    if not await operator_queries.remove_operator(db, username):
         raise AccountError(f"no operator named {username!r}")
 
 
 async def list_all(db: Executor) -> list[asyncpg.Record]:
-    return await queries.list_operators(db)
+    return await operator_queries.list_operators(db)
 
 
 async def verify(
@@ -62,7 +62,7 @@ async def verify(
     password: str,
 ) -> int | None:
     """The operator's id for the right password, None for anything else."""
-    row = await queries.operator_credentials(db, username)
+    row = await operator_queries.operator_credentials(db, username)
     if row is None:
         await kdf.derive(password, _DUMMY_SALT, params)
         return None

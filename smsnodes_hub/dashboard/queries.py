@@ -1,6 +1,6 @@
-"""Every SQL statement of the dashboard: operators, their sessions, and the read-only views
-of devices, queues, messages and webhooks. Parameterised throughout; nothing here reads a
-ciphertext column (the dashboard holds no keys, so it could not open one anyway)."""
+"""The SQL of the dashboard's read-only views of devices, queues, messages and webhooks
+(operators and their sessions: operator_queries.py). Parameterised throughout; nothing here
+reads a ciphertext column (the dashboard holds no keys, so it could not open one anyway)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,40 @@ from datetime import datetime
 import asyncpg
 
 from smsnodes_hub.auth.accounts import Executor
+from smsnodes_hub.messaging.messages import STATUSES
 
 # A status before which the message can still be cancelled (a recipient is still waiting).
 CANCELLABLE = ("scheduled", "queued", "dispatched", "accepted")
 
-_STATUS = "message_status(m.state, ARRAY(SELECT x.state FROM recipients x " \
-          "WHERE x.message_id = m.id))"
+# A message's overall status is the stored `messages.status` (sql/008, kept by triggers):
+# never recomputed here. The search's status filter writes the status as a literal, picked
+# from this table by the operator's choice (nothing they send reaches the SQL text): the
+# planner then knows how rare that very status is on every run, including the generic plans
+# prepared statements switch to, so a rare status is found through messages_account_status
+# (PostgreSQL 18 skips through its leading account_id) and a common one by created_at.
+_STATUS_LITERAL = {s: f"'{s}'" for s in STATUSES}
+
+# When a message is due, apart from when its retry is: a retry round (sql/007) writes the
+# retry's time into messages.scheduled_at, so that column is the sender's scheduledAt only
+# on attempt 1. On a later attempt the sender's time is gone from the row; the moment the
+# first attempt was queued after its `scheduled` step stands for it (the hub releases due
+# messages within 250 ms). `retry`: why a message whose status is `scheduled` (the API's
+# word for "waiting for scheduledAt, or for its retry") waits: 'due', the next attempt is
+# planned for retry_at; 'after-round', a recipient failed for now and goes again once every
+# other recipient of this attempt has an outcome.
+_WHEN = """
+CASE WHEN m.attempt = 1 THEN m.scheduled_at
+     ELSE (SELECT min(q.at) FROM message_events q
+            WHERE q.message_id = m.id AND q.attempt = 1 AND q.status = 'queued'
+              AND EXISTS (SELECT 1 FROM message_events s WHERE s.message_id = m.id
+                             AND s.attempt = 1 AND s.status = 'scheduled'))
+END AS scheduled_for,
+CASE WHEN m.attempt > 1 THEN m.scheduled_at END AS retry_at,
+CASE WHEN m.status <> 'scheduled' THEN NULL
+     WHEN EXISTS (SELECT 1 FROM recipients x WHERE x.message_id = m.id AND x.state = 'retry')
+     THEN 'after-round'
+     WHEN m.attempt > 1 THEN 'due'
+END AS retry"""
 
 # Devices with a socket in a live hub process ($1: seconds after which a process is dead).
 _LIVE = """(SELECT s.device_id, s.connected_at FROM device_sessions s
@@ -23,127 +51,6 @@ _LIVE = """(SELECT s.device_id, s.connected_at FROM device_sessions s
             WHERE p.heartbeat_at > now() - make_interval(secs => $1))"""
 
 _TODAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-
-
-class OperatorExists(Exception):
-    pass
-
-
-# -- Operators ------------------------------------------------------------------------------
-
-
-async def create_operator(
-    db: Executor, username: str, salt: bytes, memory_kib: int, iterations: int, lanes: int,
-    verifier: bytes,
-) -> int:
-    try:
-        return int(await db.fetchval(
-            """INSERT INTO operators (username, kdf_salt, kdf_memory_kib, kdf_iterations,
-                                      kdf_lanes, verifier)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            username, salt, memory_kib, iterations, lanes, verifier,
-        ))
-    except asyncpg.UniqueViolationError:
-        raise OperatorExists(username) from None
-
-
-async def operator_credentials(db: Executor, username: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        """SELECT id, username, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes, verifier
-             FROM operators WHERE username = $1""",
-        username,
-    )
-
-
-async def list_operators(db: Executor) -> list[asyncpg.Record]:
-    return await db.fetch(
-        """SELECT o.id, o.username, o.created_at, o.last_login_at,
-                  (SELECT count(*) FROM operator_sessions s
-                    WHERE s.operator_id = o.id AND s.expires_at > now()) AS sessions
-             FROM operators o ORDER BY o.username"""
-    )
-
-
-async def remove_operator(db: Executor, username: str) -> bool:
-    # Their sessions go with them (ON DELETE CASCADE): logged out everywhere at once.
-    return await db.fetchval(
-        "DELETE FROM operators WHERE username = $1 RETURNING id", username
-    ) is not None
-
-
-async def set_operator_password(
-    db: Executor, username: str, salt: bytes, memory_kib: int, iterations: int, lanes: int,
-    verifier: bytes,
-) -> int | None:
-    """New verifier; every session of the operator ends. Returns how many ended, or None
-    when there is no such operator."""
-    row = await db.fetchrow(
-        """WITH upd AS (
-               UPDATE operators SET kdf_salt = $2, kdf_memory_kib = $3, kdf_iterations = $4,
-                      kdf_lanes = $5, verifier = $6
-                WHERE username = $1 RETURNING id
-           ), gone AS (
-               DELETE FROM operator_sessions WHERE operator_id IN (SELECT id FROM upd)
-               RETURNING 1
-           )
-           SELECT (SELECT id FROM upd) AS id, (SELECT count(*) FROM gone) AS ended""",
-        username, salt, memory_kib, iterations, lanes, verifier,
-    )
-    assert row is not None
-    return None if row["id"] is None else int(row["ended"])
-
-
-# -- Sessions -------------------------------------------------------------------------------
-
-
-async def create_session(
-    db: Executor, operator_id: int, id_hash: bytes, lifetime_seconds: float, remote: str | None
-) -> None:
-    # Expired sessions are swept here, at the moment a new one is made: no background task.
-    await db.execute(
-        """WITH sweep AS (
-               DELETE FROM operator_sessions WHERE expires_at < now()
-           ), seen AS (
-               UPDATE operators SET last_login_at = now() WHERE id = $1
-           )
-           INSERT INTO operator_sessions (operator_id, id_hash, expires_at, remote)
-           VALUES ($1, $2, now() + make_interval(secs => $3), $4)""",
-        operator_id, id_hash, lifetime_seconds, remote,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    session_id: int
-    operator_id: int
-    username: str
-    expires_at: datetime
-
-
-async def find_session(db: Executor, id_hash: bytes) -> SessionRow | None:
-    """The live session with this id hash. Notes the visit at most once a minute, so a page
-    that refreshes every few seconds does not write on every refresh."""
-    row = await db.fetchrow(
-        """WITH s AS (
-               SELECT s.id, s.operator_id, o.username, s.expires_at, s.last_seen_at
-                 FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
-                WHERE s.id_hash = $1 AND s.expires_at > now()
-           ), touch AS (
-               UPDATE operator_sessions SET last_seen_at = now()
-                WHERE id IN (SELECT id FROM s WHERE last_seen_at < now() - interval '1 minute')
-           )
-           SELECT id, operator_id, username, expires_at FROM s""",
-        id_hash,
-    )
-    if row is None:
-        return None
-    return SessionRow(row["id"], row["operator_id"], row["username"], row["expires_at"])
-
-
-async def delete_session(db: Executor, id_hash: bytes) -> bool:
-    return await db.fetchval(
-        "DELETE FROM operator_sessions WHERE id_hash = $1 RETURNING id", id_hash
-    ) is not None
 
 
 # -- Overview -------------------------------------------------------------------------------
@@ -162,12 +69,12 @@ async def device_counts(db: Executor, stale_seconds: float) -> asyncpg.Record:
 async def status_counts(db: Executor) -> list[asyncpg.Record]:
     """Messages created in the last day by overall status, with the last hour's share."""
     return await db.fetch(
-        f"""SELECT {_STATUS} AS status,
-                   count(*) FILTER (WHERE m.created_at > now() - interval '1 hour') AS hour,
-                   count(*) AS day
-              FROM messages m
-             WHERE m.created_at > now() - interval '1 day'
-             GROUP BY 1"""  # noqa: S608
+        """SELECT m.status,
+                  count(*) FILTER (WHERE m.created_at > now() - interval '1 hour') AS hour,
+                  count(*) AS day
+             FROM messages m
+            WHERE m.created_at > now() - interval '1 day'
+            GROUP BY 1"""
     )
 
 
@@ -209,7 +116,11 @@ async def webhook_summary(db: Executor) -> asyncpg.Record:
                   count(*) FILTER (WHERE state = 'failed') AS failed_day,
                   count(*) FILTER (WHERE state = 'pending' AND attempts > 0) AS retrying_day,
                   count(*) FILTER (WHERE state = 'pending') AS pending_day,
-                  count(*) FILTER (WHERE state = 'delivered') AS delivered_day
+                  count(*) FILTER (WHERE state = 'delivered') AS delivered_day,
+                  -- Every failed attempt, those of deliveries that went through later too.
+                  (SELECT count(*) FROM webhook_attempts
+                    WHERE error IS NOT NULL AND started_at > now() - interval '1 day')
+                    AS failed_attempts_day
              FROM webhook_deliveries WHERE created_at > now() - interval '1 day'"""
     )
     assert row is not None
@@ -265,14 +176,14 @@ async def recent_messages(db: Executor, device_id: int, limit: int) -> list[asyn
     account index: messages have no index by device (today a device is its account)."""
     return await db.fetch(
         f"""SELECT m.id, m.priority, m.attempt, m.recipient_count, m.created_at,
-                   m.scheduled_at, m.expires_at, {_STATUS} AS status,
+                   m.scheduled_at, m.expires_at, m.status, {_WHEN},
                    ARRAY(SELECT row(e.status, e.position, e.at, e.error)
                            FROM message_events e WHERE e.message_id = m.id
                           ORDER BY e.at, e.id) AS events
               FROM messages m
              WHERE m.account_id = (SELECT account_id FROM devices WHERE id = $1)
                AND m.device_id = $1
-             ORDER BY m.id DESC LIMIT $2""",  # noqa: S608
+             ORDER BY m.id DESC LIMIT $2""",  # noqa: S608 - constants only
         device_id, limit,
     )
 
@@ -288,22 +199,47 @@ class MessageSearch:
     until: datetime | None = None
 
 
+def search_statement(
+    search: MessageSearch, limit: int, offset: int
+) -> tuple[str, list[object]]:
+    """The message search's SQL and arguments. Only the filters given are written into it,
+    so each shape gets a plan of its own instead of one generic plan with `$n IS NULL OR`
+    for all of them; the page's bounds are literals too (the planner weighs an index by
+    how many rows the LIMIT wants)."""
+    args: list[object] = []
+
+    def param(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = []
+    if search.device_id is not None:
+        device = param(search.device_id)
+        # The account too: it leads the messages indexes (today a device is its account).
+        where += [f"m.device_id = {device}",
+                  f"m.account_id = (SELECT account_id FROM devices WHERE id = {device})"]  # noqa: S608
+    if search.status is not None:
+        where.append(f"m.status = {_STATUS_LITERAL[search.status]}")
+    if search.since is not None:
+        where.append(f"m.created_at >= {param(search.since)}")
+    if search.until is not None:
+        where.append(f"m.created_at < {param(search.until)}")
+    sql = f"""SELECT m.id, m.device_id, d.username, m.priority, m.state, m.attempt,
+                     m.recipient_count, m.created_at, m.scheduled_at, m.expires_at, m.status,
+                     {_WHEN}
+                FROM messages m JOIN devices d ON d.id = m.device_id
+               WHERE {" AND ".join(where) or "true"}
+               ORDER BY m.created_at DESC, m.id DESC
+               LIMIT {int(limit)} OFFSET {int(offset)}"""  # noqa: S608 - constants, ints
+    return sql, args
+
+
 async def search_messages(
     db: Executor, search: MessageSearch, limit: int, offset: int
 ) -> list[asyncpg.Record]:
     """Newest first; ask for one more than a page to know whether another page follows."""
-    return await db.fetch(
-        f"""SELECT m.id, m.device_id, d.username, m.priority, m.attempt, m.recipient_count,
-                   m.created_at, m.scheduled_at, m.expires_at, {_STATUS} AS status
-              FROM messages m JOIN devices d ON d.id = m.device_id
-             WHERE ($1::bigint IS NULL OR m.device_id = $1)
-               AND ($2::text IS NULL OR {_STATUS} = $2)
-               AND ($3::timestamptz IS NULL OR m.created_at >= $3)
-               AND ($4::timestamptz IS NULL OR m.created_at < $4)
-             ORDER BY m.created_at DESC, m.id DESC
-             LIMIT $5 OFFSET $6""",  # noqa: S608
-        search.device_id, search.status, search.since, search.until, limit, offset,
-    )
+    sql, args = search_statement(search, limit, offset)
+    return await db.fetch(sql, *args)
 
 
 async def get_message(
@@ -313,12 +249,12 @@ async def get_message(
     row = await db.fetchrow(
         f"""SELECT m.id, m.account_id, m.device_id, d.username, m.priority, m.state,
                    m.attempt, m.recipient_count, m.created_at, m.scheduled_at, m.expires_at,
-                   m.accepted_at, {_STATUS} AS status,
+                   m.accepted_at, m.status, {_WHEN},
                    ARRAY(SELECT row(r.position, r.state, r.error, r.attempt, r.updated_at)
                            FROM recipients r WHERE r.message_id = m.id
                           ORDER BY r.position) AS recipients
               FROM messages m JOIN devices d ON d.id = m.device_id
-             WHERE m.id = $1""",  # noqa: S608
+             WHERE m.id = $1""",  # noqa: S608 - constants only
         message_id,
     )
     if row is None:
@@ -348,7 +284,11 @@ async def list_webhooks(db: Executor) -> list[asyncpg.Record]:
                     WHERE x.webhook_id = w.id AND x.state = 'pending') AS pending,
                   (SELECT count(*) FROM webhook_deliveries x
                     WHERE x.webhook_id = w.id AND x.state = 'failed'
-                      AND x.created_at > now() - interval '1 day') AS failed_day
+                      AND x.created_at > now() - interval '1 day') AS failed_day,
+                  (SELECT count(*) FROM webhook_deliveries x JOIN webhook_attempts a
+                       ON a.delivery_id = x.id
+                    WHERE x.webhook_id = w.id AND a.error IS NOT NULL
+                      AND a.started_at > now() - interval '1 day') AS failed_attempts_day
              FROM webhooks w ORDER BY w.active, w.failing_since NULLS LAST, w.id"""
     )
 
@@ -356,8 +296,9 @@ async def list_webhooks(db: Executor) -> list[asyncpg.Record]:
 async def recent_deliveries(
     db: Executor, limit: int, *, failures_only: bool
 ) -> list[asyncpg.Record]:
-    """The latest deliveries with their last attempt; `failures_only`: given up, or still
-    being retried after a failed attempt."""
+    """The latest deliveries with their last attempt. `failures_only`: the deliveries with a
+    failed attempt (given up, being retried, or delivered after failing), each with its
+    last failed attempt."""
     return await db.fetch(
         """SELECT d.id, d.webhook_id, d.event_type, d.state, d.attempts, d.created_at,
                   d.next_attempt_at, d.delivered_at,
@@ -365,8 +306,9 @@ async def recent_deliveries(
              FROM webhook_deliveries d
              LEFT JOIN LATERAL (
                  SELECT status_code, error, started_at, duration_ms FROM webhook_attempts
-                  WHERE delivery_id = d.id ORDER BY id DESC LIMIT 1) a ON true
-            WHERE NOT $2 OR d.state = 'failed' OR (d.state = 'pending' AND d.attempts > 0)
+                  WHERE delivery_id = d.id AND (NOT $2 OR error IS NOT NULL)
+                  ORDER BY id DESC LIMIT 1) a ON true
+            WHERE NOT $2 OR a.error IS NOT NULL
             ORDER BY d.id DESC LIMIT $1""",
         limit, failures_only,
     )
@@ -387,7 +329,7 @@ async def metrics_snapshot(db: Executor, stale_seconds: float) -> asyncpg.Record
                      WHERE state IN ('scheduled', 'queued', 'dispatched', 'accepted')
                      GROUP BY state, priority) AS open,
               ARRAY(SELECT row(s.status, count(*)) FROM (
-                      SELECT {_STATUS} AS status FROM messages m
+                      SELECT m.status FROM messages m
                        WHERE m.created_at > now() - interval '1 day') s
                      GROUP BY s.status) AS day,
               ARRAY(SELECT row(state, count(*)) FROM webhook_deliveries

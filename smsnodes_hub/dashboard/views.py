@@ -1,9 +1,10 @@
 """Dashboard pages, the fragments that keep them live, and the operators' actions.
 
-Handlers stay thin: SQL lives in queries.py, rules in the domain modules (messages.cancel,
-devices.set_pace, tokens.revoke_*, Hub.disconnect). Everything shown is metadata: the
-dashboard holds no data key, so it could not show a message text or a phone number even if
-it tried. Actions answer with a redirect (post/redirect/get) carrying a fixed notice code."""
+Handlers stay thin: SQL lives in queries.py and operator_queries.py, rules in the domain
+modules (messages.cancel, devices.set_pace, tokens.revoke_*, Hub.disconnect). Everything
+shown is metadata: the dashboard holds no data key, so it could not show a message text or
+a phone number even if it tried. Actions answer with a redirect (post/redirect/get)
+carrying a fixed notice code."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from smsnodes_hub.api.pagination import plain_number
 from smsnodes_hub.appkeys import AUTH, HUB, POOL
 from smsnodes_hub.auth import tokens
 from smsnodes_hub.auth.accounts import MAX_PASSWORD
-from smsnodes_hub.dashboard import operators, queries
+from smsnodes_hub.dashboard import operator_queries, operators, queries
 from smsnodes_hub.dashboard.auth import DashboardState, Operator, safe_next, session_hash
 from smsnodes_hub.dashboard.chart import throughput_chart
 from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA, OPERATOR
@@ -155,8 +156,8 @@ async def login(request: web.Request) -> web.StreamResponse:
                            next_path=next_path, username=username)
     state.throttle.success(username, address)
     raw = os.urandom(32)
-    await queries.create_session(_pool(request), operator_id, session_hash(raw), state.lifetime,
-                                 address)
+    await operator_queries.create_session(_pool(request), operator_id, session_hash(raw),
+                                          state.lifetime, address)
     log.info("dashboard: %r logged in from %s", username, address)
     response = web.HTTPSeeOther(safe_next(next_path))
     state.set_session_cookie(response, raw)
@@ -168,7 +169,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     raw = state.session_raw(request.cookies.get(state.session_cookie))
     if raw is not None:
-        await queries.delete_session(_pool(request), session_hash(raw))
+        await operator_queries.delete_session(_pool(request), session_hash(raw))
     response = web.HTTPSeeOther("/dashboard/login?bye=1")
     state.clear_session_cookie(response)
     raise response
@@ -251,7 +252,7 @@ async def device_status_fragment(request: web.Request) -> web.Response:
 async def device_messages_fragment(request: web.Request) -> web.Response:
     device_id = _id(request)
     recent = await queries.recent_messages(_pool(request), device_id, RECENT_MESSAGES)
-    return render(request, "_device_messages.html", recent=recent, device_id=device_id)
+    return render(request, "_device_messages.html", recent=recent)
 
 
 async def _existing_device(request: web.Request) -> tuple[int, asyncpg.Record]:

@@ -31,7 +31,6 @@ from tests.dashboard_support import (
     add_webhook_rows,
     element,
     hidden,
-    key_file_in,
     logged_in,
     login,
     origin,
@@ -43,15 +42,6 @@ from tests.support import PASSWORD, add_device, basic, send, test_settings, ws_u
 SECRET = "a shared dashboard signing secret, 32+ chars"
 
 
-@pytest.fixture
-def make_hub(make_hub: HubFactory, tmp_path: Path) -> HubFactory:
-    # conftest's make_hub, keeping the dashboard's key file in the test's folder.
-    return key_file_in(make_hub, tmp_path)
-
-
-@pytest.fixture
-async def hub(make_hub: HubFactory) -> TestClient:
-    return await make_hub()
 
 
 
@@ -502,7 +492,9 @@ async def test_overview_counts_phones_queues_and_webhook_failures(hub: TestClien
     html = await (await hub.get("/dashboard/fragments/overview")).text()
     assert _text(html, "phones-online").startswith("0")
     assert _text(html, "queued-total") == "3"
-    assert _text(html, "webhook-failures") == "2"
+    # Each of the four deliveries failed once; two were given up.
+    assert _text(html, "webhook-failed-attempts") == "4"
+    assert _text(html, "webhook-given-up") == "2"
     queue = re.search(r"5 \(highest\)</th><td class=\"num\">(\d+)</td>", html)
     assert queue and queue.group(1) == "2"
     async with SimulatedPhone(ws_url(hub), "shop-phone-1", PASSWORD) as phone:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from device_sim import PhoneBehaviour, SimulatedPhone
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.webhooks.events import EVENTS
 from tests.dashboard.test_dashboard import route_paths
-from tests.dashboard_support import OPERATOR_PASSWORD, HubFactory, key_file_in, logged_in
+from tests.dashboard_support import OPERATOR_PASSWORD, HubFactory, logged_in
 from tests.support import PASSWORD, add_device, basic, until, ws_url
 
 TEXT = "CANARY-TEXT-4f7e1b"
@@ -42,12 +41,6 @@ LOCAL_WEBHOOKS = {
     "SMSNODES_WEBHOOKS_RETRY_BACKOFF_MAX": "0.2",
     "SMSNODES_WEBHOOKS_RETRY_FOR_HOURS": "0.0003",
 }
-
-
-@pytest.fixture
-def make_hub(make_hub: HubFactory, tmp_path: Path) -> HubFactory:
-    # conftest's make_hub, keeping the dashboard's key file in the test's folder.
-    return key_file_in(make_hub, tmp_path)
 
 
 @pytest.fixture
