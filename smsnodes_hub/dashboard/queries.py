@@ -46,9 +46,7 @@ CASE WHEN m.status <> 'scheduled' THEN NULL
 END AS retry"""
 
 # Devices with a socket in a live hub process ($1: seconds after which a process is dead).
-_LIVE = """(SELECT s.device_id, s.connected_at FROM device_sessions s
-             JOIN hub_processes p ON p.id = s.process_id
-            WHERE p.heartbeat_at > now() - make_interval(secs => $1))"""
+_LIVE = "(SELECT device_id, connected_at FROM live_sessions($1))"
 
 _TODAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 

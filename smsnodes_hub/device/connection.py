@@ -17,6 +17,7 @@ from smsnodes_hub.device.pacing import Pacer
 from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.device.window import Window
 from smsnodes_hub.device.writer import SocketWriter, Text
+from smsnodes_hub.messaging.lanes import Lanes
 
 
 class DeviceConnection:
@@ -27,6 +28,7 @@ class DeviceConnection:
         "connected_at",
         "delivery",
         "id",
+        "lanes",
         "pool",
         "principal",
         "remote",
@@ -39,6 +41,7 @@ class DeviceConnection:
         ws: web.WebSocketResponse,
         principal: Principal,
         pool: asyncpg.Pool,
+        lanes: Lanes,
         *,
         window: int,
         ack_timeout: float,
@@ -51,6 +54,7 @@ class DeviceConnection:
         self.id = uuid.uuid4()
         self.principal = principal
         self.pool = pool
+        self.lanes = lanes
         self.remote = remote
         self.connected_at = time.time()
         self.delivery = delivery or DeliverySettings()
@@ -65,6 +69,7 @@ class DeviceConnection:
             self.writer,
             principal,
             pool,
+            lanes,
             self.id,
             size=window,
             ack_timeout=ack_timeout,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ from aiohttp import WSMsgType, web
 from smsnodes_hub.appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
 from smsnodes_hub.auth import accounts
 from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.batching import LaneClosed
 from smsnodes_hub.db import UNAVAILABLE
 from smsnodes_hub.device import protocol
 from smsnodes_hub.device import store as devices
@@ -23,6 +25,9 @@ from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.messaging import messages, retries
 
 log = logging.getLogger(__name__)
+# Ack and status frames of one phone being recorded at once; past this the socket is not
+# read until one finishes (a phone that floods waits, nobody else does).
+MAX_PENDING_FRAMES = 256
 
 
 
@@ -46,6 +51,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         ws,
         principal,
         request.app[POOL],
+        hub.lanes,
         window=settings.device.window,
         ack_timeout=settings.device.ack_timeout,
         heartbeat=settings.device.heartbeat,
@@ -171,46 +177,72 @@ async def _close_for(ws: web.WebSocketResponse, msg: object) -> None:
 
 
 async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
-    while True:
-        msg = await ws.receive()
-        if msg.type == WSMsgType.TEXT:
-            try:
-                frame = protocol.parse(protocol.decode(msg.data))
-            except protocol.FatalFrame as exc:
-                conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
+    # Acks and status reports are answered as their batch commits, without holding up the
+    # frames behind them: an ack never waits for the reports read before it.
+    handling: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    frame = protocol.parse(protocol.decode(msg.data))
+                except protocol.FatalFrame as exc:
+                    conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
+                    return
+                except protocol.FrameError as exc:
+                    conn.send(protocol.error(str(exc), exc.ref))
+                    continue
+                if isinstance(frame, protocol.Ack | protocol.Status):
+                    if len(handling) >= MAX_PENDING_FRAMES:  # stop reading: back-pressure
+                        await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
+                    task = asyncio.create_task(_handle_guarded(conn, frame))
+                    handling.add(task)
+                    task.add_done_callback(handling.discard)
+                elif not await _handle_guarded(conn, frame):
+                    return
+            elif msg.type == WSMsgType.PING:
+                conn.pong(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                conn.pong_received()
+            elif msg.type == WSMsgType.BINARY:
+                conn.close(CloseCode.PROTOCOL_ERROR, "binary frames are not allowed")
                 return
-            except protocol.FrameError as exc:
-                conn.send(protocol.error(str(exc), exc.ref))
-                continue
-            try:
-                await _handle(conn, frame)
-            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
-                # Not durable, so no `ok`: the phone keeps the frame and resends it later.
-                log.warning("device %s: frame not stored: %s", conn.device_id, exc)
-                conn.close(CloseCode.TRY_AGAIN, "database unavailable")
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (too large: aiohttp closes with 1009 itself)
+                if msg.type == WSMsgType.ERROR and not ws.closed:
+                    conn.close(CloseCode.TOO_LARGE, "frame too large")
                 return
-            except Exception:
-                log.exception("device %s: frame handling failed", conn.device_id)
-                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-                return
-        elif msg.type == WSMsgType.PING:
-            conn.pong(msg.data)
-        elif msg.type == WSMsgType.PONG:
-            conn.pong_received()
-        elif msg.type == WSMsgType.BINARY:
-            conn.close(CloseCode.PROTOCOL_ERROR, "binary frames are not allowed")
-            return
-        else:  # CLOSE, CLOSING, CLOSED, ERROR (too large: aiohttp closes with 1009 itself)
-            if msg.type == WSMsgType.ERROR and not ws.closed:
-                conn.close(CloseCode.TOO_LARGE, "frame too large")
-            return
+            if not conn.open:
+                return  # a handler closed the socket (the database was lost)
+    finally:
+        # What the phone already sent is recorded even if it hung up meanwhile.
+        if handling:
+            await asyncio.wait(handling)
+
+
+async def _handle_guarded(conn: DeviceConnection, frame: protocol.Frame) -> bool:
+    """Handle one frame; False (and the socket closed) when it could not be recorded."""
+    try:
+        await _handle(conn, frame)
+    except (*UNAVAILABLE, asyncpg.PostgresError, LaneClosed) as exc:
+        # Not durable, so no `ok`: the phone keeps the frame and resends it later.
+        log.warning("device %s: frame not stored: %s", conn.device_id, exc)
+        conn.close(CloseCode.TRY_AGAIN, "database unavailable")
+        return False
+    except Exception:
+        log.exception("device %s: frame handling failed", conn.device_id)
+        conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+        return False
+    return True
 
 
 async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     pool = conn.pool
     principal = conn.principal
     if isinstance(frame, protocol.Ack):
-        current = await messages.ack(pool, principal.device_id, frame.id, frame.attempt)
+        current = await conn.lanes.acks.submit(functools.partial(
+            messages.ack, device_id=principal.device_id, message_id=frame.id,
+            attempt=frame.attempt,
+        ))
         if current is None:
             return _reply_error(conn, frame.ref, f"Unknown message {frame.id}")
         if frame.attempt > current:
@@ -252,10 +284,11 @@ async def _record_status(
     delivery = conn.delivery
     retry = (frame.status == "failed" and retries.is_transient(frame.error)
              and frame.attempt < delivery.max_attempts)
-    return await messages.record_status(
-        conn.pool, conn.principal, frame.id, frame.attempt, frame.to, frame.status,
-        frame.error, retry=retry, reported_at=frame.at,
-    )
+    return await conn.lanes.reports.submit(functools.partial(
+        messages.record_status, principal=conn.principal, message_id=frame.id,
+        attempt=frame.attempt, number=frame.to, status=frame.status, error=frame.error,
+        retry=retry, reported_at=frame.at,
+    ))
 
 
 def _reply_ok(conn: DeviceConnection, ref: str | int | None) -> None:

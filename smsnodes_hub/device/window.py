@@ -5,6 +5,7 @@ It writes only through the connection's SocketWriter."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from smsnodes_hub.device.pacing import Pacer
 from smsnodes_hub.device.protocol import sms_frame
 from smsnodes_hub.device.writer import Cancel, SocketWriter, Text
 from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging.lanes import Lanes
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Window:
         "claims",
         "connection_id",
         "in_flight",
+        "lanes",
         "pacer",
         "pool",
         "principal",
@@ -76,6 +79,7 @@ class Window:
         writer: SocketWriter,
         principal: Principal,
         pool: asyncpg.Pool,
+        lanes: Lanes,
         connection_id: uuid.UUID,
         *,
         size: int,
@@ -85,6 +89,7 @@ class Window:
         self.writer = writer
         self.principal = principal
         self.pool = pool
+        self.lanes = lanes
         self.connection_id = connection_id
         self.size = size
         self.ack_timeout = ack_timeout
@@ -188,9 +193,12 @@ class Window:
                 seen = self._work_seq
                 try:
                     self.claims += 1
-                    rows = await messages.claim(
-                        self.pool, self.device_id, self.connection_id, free, allowance
-                    )
+                    # Claims of all phones share commits, apart from sends and reports.
+                    rows = await self.lanes.claims.submit(functools.partial(
+                        messages.claim, device_id=self.device_id,
+                        connection_id=self.connection_id, limit=free,
+                        max_recipients=allowance,
+                    ))
                 except Exception as exc:
                     # Try again shortly: nothing else may wake us (no new send, no ack).
                     log.warning("could not claim messages for device %s: %s",

@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.auth import crypto
 from tests.dashboard_support import element, logged_in
-from tests.support import add_device, basic, send, until
+from tests.support import PASSWORD, add_device, basic, send, until, ws_url
+from tests.wsclient import RawPhone
 
 
 def _text(html: str, element_id: str) -> str:
@@ -80,12 +81,13 @@ async def test_a_message_waiting_for_its_retry_says_so_and_its_retry_time_is_no_
         return element(listing, f"message-{mid}"), detail, api
 
     # The phone holds attempt 1; recipient 1 failed for now (a transient error) and waits in
-    # 'retry' while recipient 2 has no outcome yet: the round is still open. The report
-    # itself is another module's; its end state is written here as that code leaves it.
-    await pool.execute("UPDATE messages SET state = 'accepted' WHERE id = $1", mid)
-    await pool.execute(
-        """UPDATE recipients SET state = 'retry', error = 'RESULT_ERROR_NO_SERVICE'
-            WHERE message_id = $1 AND position = 1""", mid)
+    # 'retry' while recipient 2 has no outcome yet: the round is still open.
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    [sms] = await phone.recv_sms(1)
+    await phone.ack(sms)
+    await phone.send({"type": "status", "id": mid, "attempt": 1, "to": "+15550000001",
+                      "status": "failed", "error": "RESULT_ERROR_NO_SERVICE", "ref": "r1"})
+    assert (await phone.recv_type("ok"))["ref"] == "r1"
     row, detail, api = await pages()
     assert api["status"] == "scheduled"  # the HTTP API's word for it (HTTP-API.md)
     assert 'data-status="scheduled"' in _cell(row, "Status")
@@ -98,8 +100,9 @@ async def test_a_message_waiting_for_its_retry_says_so_and_its_retry_time_is_no_
 
     # Recipient 2 is sent: the round is over, the hub's clock plans attempt 2 after the
     # backoff (30 s by default) and writes that time into scheduled_at.
-    await pool.execute(
-        "UPDATE recipients SET state = 'sent' WHERE message_id = $1 AND position = 2", mid)
+    await phone.send({"type": "status", "id": mid, "attempt": 1, "to": "+15550000002",
+                      "status": "sent", "ref": "r2"})
+    assert (await phone.recv_type("ok"))["ref"] == "r2"
     await until(lambda: pool.fetchval("SELECT attempt = 2 FROM messages WHERE id = $1", mid))
     retry_at = await pool.fetchval("SELECT scheduled_at FROM messages WHERE id = $1", mid)
     row, detail, api = await pages()
@@ -111,6 +114,7 @@ async def test_a_message_waiting_for_its_retry_says_so_and_its_retry_time_is_no_
     assert _cell(row, "Retry at") == when
     assert re.search(r'id="message-scheduled">—<', detail)
     assert re.search(rf'id="message-retry-at">{when}<', detail)
+    await phone.close()
 
 
 async def test_a_scheduled_message_keeps_its_schedule_apart_from_its_retry(
