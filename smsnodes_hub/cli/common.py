@@ -33,6 +33,10 @@ class CliError(Exception):
     """A mistake the user can fix: printed as one line, exit code 1."""
 
 
+class UsageError(CliError):
+    """The command cannot run as it was given (options, input, a busy port): exit code 2."""
+
+
 def fail(exc: Exception) -> None:
     # One line on stderr, whatever the underlying library put in its message.
     print(f"smsnodes-hub: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -58,15 +62,17 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.database.url:
         yield settings.database.url
         return
-    try:
-        with db.embedded_postgres(Path(settings.database.data_dir).resolve()) as dsn:
-            yield dsn
-    except db.DatabaseUnavailable:
-        raise
-    except Exception as exc:  # initdb/pg_ctl failures: one clear line, not a trace
-        if isinstance(exc, CliError | accounts.AccountError):
+    with contextlib.ExitStack() as stack:
+        try:
+            dsn = stack.enter_context(
+                db.embedded_postgres(Path(settings.database.data_dir).resolve()))
+        except db.DatabaseUnavailable:
             raise
-        raise db.DatabaseUnavailable(f"could not start the embedded PostgreSQL: {exc}") from exc
+        except Exception as exc:  # initdb/pg_ctl failures: one clear line, not a trace
+            raise db.DatabaseUnavailable(
+                f"could not start the embedded PostgreSQL: {exc}") from exc
+        # Only the start is "could not start": what the caller raises passes as it is.
+        yield dsn
 
 
 def with_connection(settings: Settings, work: Work,
@@ -130,13 +136,24 @@ def _read_password(args: argparse.Namespace, prompt: str) -> str:
             raise CliError("no password on standard input")
         return line.rstrip("\r\n")
     if not sys.stdin.isatty():
-        raise CliError("no terminal to ask for the password: use --password-stdin or "
-                       "--generate-password")
-    first = getpass.getpass(f"{prompt}: ")
+        raise UsageError(_NO_TERMINAL)
+    first = ask(f"{prompt}: ")
     accounts.check_password(first)
-    if getpass.getpass(f"{prompt} (again): ") != first:
+    if ask(f"{prompt} (again): ") != first:
         raise CliError("the passwords do not match")
     return first
+
+
+_NO_TERMINAL = ("no terminal to ask for the password: pipe it in with --password-stdin "
+                "(or use --generate-password)")
+
+
+def ask(prompt: str) -> str:
+    """getpass, with an end of input (a pipe, Ctrl-D) told as a usage error, not a trace."""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise UsageError(_NO_TERMINAL) from None
 
 
 def device_password(args: argparse.Namespace) -> str:
@@ -144,7 +161,7 @@ def device_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if sys.stdin.isatty():
-        return getpass.getpass(f"Password of {args.device}: ")
+        return ask(f"Password of {args.device}: ")
     raise CliError("the device password is needed: use --password-stdin")
 
 

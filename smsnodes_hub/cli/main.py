@@ -9,7 +9,7 @@ from pathlib import Path
 from smsnodes_hub import __version__, db
 from smsnodes_hub.auth import accounts
 from smsnodes_hub.cli import devices, operators, serve, tokens, webhooks
-from smsnodes_hub.cli.common import EXIT_CONFIG, CliError, fail, settings_for
+from smsnodes_hub.cli.common import EXIT_CONFIG, CliError, UsageError, fail, settings_for
 from smsnodes_hub.config import ConfigError
 
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args, settings) or 0)
+    except UsageError as exc:
+        fail(exc)
+        return EXIT_CONFIG
     except (CliError, accounts.AccountError, db.DatabaseUnavailable) as exc:
         fail(exc)
         return 1
