@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 
 import asyncpg
@@ -14,6 +13,7 @@ from smsnodes_hub.auth import accounts
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.cli.common import (
     CliError,
+    ask,
     device_id,
     new_password,
     password_options,
@@ -104,7 +104,7 @@ def _passwd(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("the current password is needed: give it on the first line of "
                        "--password-stdin, or use --reset")
     else:
-        old = getpass.getpass("Current password: ")
+        old = ask("Current password: ")
     new = new_password(args, "New password")
 
     async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
