@@ -344,3 +344,18 @@ async def test_add_asks_for_the_password_twice_on_a_terminal(
         cwd=tmp_path, env=env)
     assert code != 0 and "do not match" in screen, screen
     assert await pool.fetchval("SELECT count(*) FROM devices WHERE username = 'phone-tty2'") == 0
+
+
+async def test_add_without_a_terminal_points_to_password_stdin(
+    cli: Cli, database_url: str, tmp_path: Path, pool
+) -> None:
+    # Piped input without --password-stdin: a usage error (2), not a trace.
+    run = await cli("device", "add", "phone-piped", stdin=f"{PASSWORD}\n")
+    assert run.code == 2, run
+    assert "--password-stdin" in run.one_error_line()
+    # On a terminal whose input ends (Ctrl-D, or a pipe into a pty) at the second prompt.
+    code, screen = await asyncio.to_thread(
+        _run_in_terminal, ["device", "add", "phone-eof"], [PASSWORD, "\x04"],
+        cwd=tmp_path, env=cli_env(DATABASE_URL=database_url))
+    assert code == 2 and "Traceback" not in screen and "--password-stdin" in screen, screen
+    assert await pool.fetchval("SELECT count(*) FROM devices") == 0

@@ -1,0 +1,143 @@
+"""`smsnodes-hub device add | list | passwd | remove | pace`: phone accounts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import asyncpg
+
+from smsnodes_hub.api.pagination import plain_number
+from smsnodes_hub.app import kdf_params
+from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth.crypto import PasswordKdf
+from smsnodes_hub.cli.common import (
+    CliError,
+    ask,
+    device_id,
+    new_password,
+    password_options,
+    print_table,
+    show_generated,
+    when,
+    with_connection,
+    with_kdf,
+)
+from smsnodes_hub.config import Settings
+from smsnodes_hub.device import store as devices
+
+_STDIN_HELP = ("read the password from standard input (for passwd: the current password on "
+               "the first line, the new one on the second)")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    device = commands.add_parser("device", help="manage device (phone) accounts")
+    actions = device.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create a device account")
+    add.add_argument("name")
+    password_options(add, _STDIN_HELP)
+    add.set_defaults(handler=_add)
+
+    listing = actions.add_parser("list", help="list device accounts")
+    listing.set_defaults(handler=_list)
+
+    passwd = actions.add_parser(
+        "passwd", help="change a device's password (asks for the current one)"
+    )
+    passwd.add_argument("name")
+    password_options(passwd, _STDIN_HELP)
+    passwd.add_argument(
+        "--reset", action="store_true",
+        help="without the current password: starts a new data key and DELETES the "
+             "device's stored messages, which nobody could read any more",
+    )
+    passwd.set_defaults(handler=_passwd)
+
+    remove = actions.add_parser("remove", help="delete a device and its data")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_remove)
+
+    pace = actions.add_parser(
+        "pace", help="limit how many SMS per minute the device sends (carriers block SIMs "
+                     "that send too fast)",
+    )
+    pace.add_argument("name")
+    pace.add_argument("per_minute", metavar="PER_MINUTE|off")
+    pace.set_defaults(handler=_pace)
+
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    password = new_password(args, "Password for the new device", args.name)
+
+    async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
+        new_id = await accounts.create_device(conn, kdf, kdf_params(settings), args.name,
+                                              password)
+        show_generated(args, password)
+        print(f"created device {args.name!r} (id {new_id})")
+
+    return with_kdf(settings, work)
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> None:
+        print_table(await accounts.list_devices(conn),
+                    "no devices yet: add one with `smsnodes-hub device add NAME`", [
+                        ("ID", ">5", lambda d: d.id),
+                        ("NAME", "<32", lambda d: d.username),
+                        ("CREATED", "<20", lambda d: when(d.created_at)),
+                        ("LAST SEEN", "", lambda d: when(d.last_seen_at)),
+                    ])
+
+    return with_connection(settings, work)
+
+
+def _passwd(args: argparse.Namespace, settings: Settings) -> int:
+    old: str | None
+    if args.reset:
+        old = None
+    elif args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("no current password on standard input")
+        old = line.rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise CliError("the current password is needed: give it on the first line of "
+                       "--password-stdin, or use --reset")
+    else:
+        old = ask("Current password: ")
+    new = new_password(args, "New password")
+
+    async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
+        await accounts.change_password(conn, kdf, kdf_params(settings), args.name, old, new)
+        show_generated(args, new)
+        note = " (stored messages deleted: new data key)" if old is None else ""
+        print(f"password changed for {args.name!r}; its tokens no longer work{note}")
+
+    return with_kdf(settings, work)
+
+
+def _remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> None:
+        await accounts.remove_device(conn, args.name)
+        print(f"removed device {args.name!r}")
+
+    return with_connection(settings, work)
+
+
+def _pace(args: argparse.Namespace, settings: Settings) -> int:
+    raw = args.per_minute.strip().lower()
+    per_minute: int | None
+    if raw in ("off", "0", "none"):
+        per_minute = None
+    elif plain_number(raw) and 1 <= int(raw) <= devices.MAX_PACE:
+        per_minute = int(raw)
+    else:
+        raise CliError(f"PER_MINUTE must be a whole number from 1 to {devices.MAX_PACE}, "
+                       "or off")
+
+    async def work(conn: asyncpg.Connection) -> None:
+        await devices.set_pace(conn, await device_id(conn, args.name), per_minute)
+        shown = f"at most {per_minute} SMS per minute" if per_minute else "no pacing"
+        print(f"device {args.name!r}: {shown}")
+
+    return with_connection(settings, work)
