@@ -16,25 +16,33 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import TypeVar
 
 from aiohttp import web
 
 from smsnodes_hub import db
 from smsnodes_hub.app import create_app
 from smsnodes_hub.cli.common import UsageError, database
+from smsnodes_hub.cli.workers import inherited_sockets, supervise, worker_count
 from smsnodes_hub.config import Settings
 
 START_TIMEOUT = 120.0  # the hub's own start (pool, migrations, bus), the database running
 STOP_GRACE = 20.0  # beyond server.shutdown_timeout, before the watchdog ends the process
 SECOND_SIGNAL_GRACE = 5.0
 
+T = TypeVar("T")
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = commands.add_parser("serve", help="run the hub")
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
+    serve.add_argument(
+        "--workers", type=worker_count, default=1, metavar="N",
+        help="hub processes on the port (default 1; 'auto': one per CPU)",
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
@@ -133,12 +141,16 @@ def listen(host: str, port: int) -> list[socket.socket]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    sockets = listen(settings.server.host, settings.server.port)
+    inherited = inherited_sockets()  # a worker of `serve --workers`
+    sockets = inherited or listen(settings.server.host, settings.server.port)
     try:
         with Stopping(settings.server.shutdown_timeout + STOP_GRACE) as stopping:
             try:
                 with database(settings) as dsn:
-                    asyncio.run(_run_server(settings, dsn, sockets, stopping))
+                    if args.workers > 1 and inherited is None:
+                        return run_loop(_supervise(settings, dsn, sockets, stopping, args))
+                    run_loop(_run_server(settings, dsn, sockets, stopping,
+                                         announce=inherited is None))
             except Interrupted as exc:
                 print(f"smsnodes-hub: stopped by {signal.Signals(exc.signum).name} while "
                       "starting", file=sys.stderr, flush=True)
@@ -149,8 +161,43 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_loop(main: Coroutine[object, object, T]) -> T:
+    """asyncio.run, on uvloop when it is installed (`pip install smsnodes-hub[fast]`)."""
+    try:
+        import uvloop  # optional: the [fast] extra
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _supervise(settings: Settings, dsn: str, sockets: list[socket.socket],
+                     stopping: Stopping, args: argparse.Namespace) -> int:
+    """The parent of `--workers N`: migrate once, run the workers, stop them on a signal."""
+    stop = asyncio.Event()
+    stopping.loop, stopping.on_signal = asyncio.get_running_loop(), lambda _count: stop.set()
+    conn = await db.connect(dsn)
+    try:
+        await db.migrate(conn)
+    finally:
+        await conn.close()
+    return await supervise(
+        settings, dsn, sockets, args.workers, args.config, stop,
+        lambda pids: print(f"{listening_line(settings, sockets)}, {len(pids)} workers "
+                           f"(pids {', '.join(map(str, pids))})", flush=True),
+    )
+
+
+def listening_line(settings: Settings, sockets: list[socket.socket]) -> str:
+    scheme = "https" if settings.tls else "http"
+    host, port = sockets[0].getsockname()[:2]
+    shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
+    return (f"smsnodes-hub listening on {scheme}://{shown}:{port} "
+            f"(health: {scheme}://{shown}:{port}/api/health)")
+
+
 async def _run_server(settings: Settings, dsn: str, sockets: list[socket.socket],
-                      stopping: Stopping) -> None:
+                      stopping: Stopping, *, announce: bool = True) -> None:
     stop = asyncio.Event()
     task = asyncio.current_task()
     assert task is not None
@@ -181,11 +228,8 @@ async def _run_server(settings: Settings, dsn: str, sockets: list[socket.socket]
         for site in sites:
             await site.start()
         started = True
-        scheme = "https" if ssl_context else "http"
-        host, port = sockets[0].getsockname()[:2]
-        shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
-        print(f"smsnodes-hub listening on {scheme}://{shown}:{port} "
-              f"(health: {scheme}://{shown}:{port}/api/health)", flush=True)
+        if announce:
+            print(listening_line(settings, sockets), flush=True)
         await stop.wait()
         print("smsnodes-hub stopping ...", flush=True)
     except asyncio.CancelledError:
