@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 # One caller's write: statements on the batch's connection, inside its transaction.
-Write = Callable[[asyncpg.Connection], Awaitable[R]]
+Write = Callable[["asyncpg.pool.PoolConnectionProxy[Any]"], Awaitable[R]]
 
 # Raised by the connection or the server as a whole, not by one row's statement.
 _WHOLE_BATCH: tuple[type[BaseException], ...] = (

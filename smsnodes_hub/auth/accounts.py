@@ -22,7 +22,8 @@ from smsnodes_hub.auth import crypto
 
 log = logging.getLogger(__name__)
 
-Executor = asyncpg.Connection | asyncpg.Pool
+# What a query runs on: the pool, a connection, or one lent by the pool.
+Executor = asyncpg.Connection | asyncpg.Pool | asyncpg.pool.PoolConnectionProxy
 
 # \Z, not $: `$` also matches before a final "\n", which the database CHECK refuses.
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,64}\Z")

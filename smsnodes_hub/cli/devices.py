@@ -30,7 +30,7 @@ _STDIN_HELP = ("read the password from standard input (for passwd: the current p
                "the first line, the new one on the second)")
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     device = commands.add_parser("device", help="manage device (phone) accounts")
     actions = device.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a device account")

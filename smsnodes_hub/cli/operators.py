@@ -26,7 +26,7 @@ from smsnodes_hub.dashboard import operators
 _STDIN_HELP = "read the password from the first line of standard input"
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser("admin", help="manage dashboard operators (/dashboard)")
     actions = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
 

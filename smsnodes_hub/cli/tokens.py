@@ -21,7 +21,7 @@ from smsnodes_hub.cli.common import (
 from smsnodes_hub.config import Settings
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = commands.add_parser("token", help="manage API tokens (Bearer) of a device")
     actions = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = actions.add_parser(

@@ -19,7 +19,7 @@ from smsnodes_hub.cli.common import (
 from smsnodes_hub.config import Settings
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     webhook = commands.add_parser("webhook", help="manage the webhooks of a device's account")
     actions = webhook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
     add = actions.add_parser(

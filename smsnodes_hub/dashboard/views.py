@@ -1,7 +1,7 @@
 """Dashboard pages, the fragments that keep them live, and the operators' actions.
 
 Handlers stay thin: SQL lives in queries.py and operator_queries.py, rules in the domain
-modules (messages.cancel, devices.set_pace, tokens.revoke_*, Hub.disconnect). Everything
+modules (withdrawal.cancel, devices.set_pace, tokens.revoke_*, Hub.disconnect). Everything
 shown is metadata: the dashboard holds no data key, so it could not show a message text or
 a phone number even if it tried. Actions answer with a redirect (post/redirect/get)
 carrying a fixed notice code."""
@@ -27,7 +27,7 @@ from smsnodes_hub.dashboard.chart import throughput_chart
 from smsnodes_hub.dashboard.keys import DASHBOARD, JINJA, OPERATOR
 from smsnodes_hub.device import store as devices
 from smsnodes_hub.device.sessions import PROCESS_STALE
-from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging import withdrawal
 from smsnodes_hub.messaging.messages import STATUSES
 
 log = logging.getLogger(__name__)
@@ -389,15 +389,15 @@ async def cancel_message(request: web.Request) -> web.StreamResponse:
     message_id = _id(request)
     pool = _pool(request)
     path = f"/dashboard/messages/{message_id}"
-    # messages.cancel works per account (the API's rule); the operator acts for the owner.
+    # withdrawal.cancel works per account (the API's rule); the operator acts for the owner.
     account_id = await queries.message_account(pool, message_id)
     if account_id is None:
         raise web.HTTPNotFound(text="No such message")
     try:
-        withdrawn = await messages.cancel(pool, account_id, message_id)
-    except messages.NotFound:
+        withdrawn = await withdrawal.cancel(pool, account_id, message_id)
+    except withdrawal.NotFound:
         raise web.HTTPNotFound(text="No such message") from None
-    except messages.NothingToCancel:
+    except withdrawal.NothingToCancel:
         raise _back(path, "nothing-to-cancel") from None
     if withdrawn.on_phone:
         await request.config_dict[HUB].withdraw(withdrawn.device_id, message_id)

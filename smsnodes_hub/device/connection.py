@@ -152,6 +152,9 @@ class DeviceConnection:
     def settle(self, message_id: int) -> None:
         self.window.settle(message_id)
 
+    def settle_attempt(self, message_id: int, attempt: int) -> None:
+        self.window.settle_attempt(message_id, attempt)
+
     def expect_work(self) -> None:
         self.window.expect_work()
 

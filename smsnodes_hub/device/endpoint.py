@@ -10,24 +10,25 @@ import logging
 import time
 from dataclasses import replace
 
-import asyncpg
 from aiohttp import WSMsgType, web
 
 from smsnodes_hub.appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
 from smsnodes_hub.auth import accounts
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.batching import LaneClosed
-from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.db import FAILED
 from smsnodes_hub.device import protocol
 from smsnodes_hub.device import store as devices
 from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.protocol import CloseCode
-from smsnodes_hub.messaging import messages, retries
+from smsnodes_hub.messaging import inbound, messages, reports, retries
 
 log = logging.getLogger(__name__)
 # Ack and status frames of one phone being recorded at once; past this the socket is not
 # read until one finishes (a phone that floods waits, nobody else does).
 MAX_PENDING_FRAMES = 256
+# A frame whose effect could not be committed: the phone gets no `ok` and sends it again.
+NOT_RECORDED: tuple[type[BaseException], ...] = (*FAILED, LaneClosed)
 
 
 
@@ -37,7 +38,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     remote = request.remote or "unknown"
     try:
         authenticated = await _authenticate(request, ws, remote)
-    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+    except FAILED as exc:
         log.warning("device login failed: database unavailable: %s", exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return ws
@@ -62,7 +63,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     )
     try:
         attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
-    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+    except FAILED as exc:
         log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return ws
@@ -179,7 +180,7 @@ async def _close_for(ws: web.WebSocketResponse, msg: object) -> None:
 async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
     # Acks and status reports are answered as their batch commits, without holding up the
     # frames behind them: an ack never waits for the reports read before it.
-    handling: set[asyncio.Task[None]] = set()
+    handling: set[asyncio.Task[bool]] = set()
     try:
         while True:
             msg = await ws.receive()
@@ -223,7 +224,7 @@ async def _handle_guarded(conn: DeviceConnection, frame: protocol.Frame) -> bool
     """Handle one frame; False (and the socket closed) when it could not be recorded."""
     try:
         await _handle(conn, frame)
-    except (*UNAVAILABLE, asyncpg.PostgresError, LaneClosed) as exc:
+    except NOT_RECORDED as exc:
         # Not durable, so no `ok`: the phone keeps the frame and resends it later.
         log.warning("device %s: frame not stored: %s", conn.device_id, exc)
         conn.close(CloseCode.TRY_AGAIN, "database unavailable")
@@ -239,6 +240,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     pool = conn.pool
     principal = conn.principal
     if isinstance(frame, protocol.Ack):
+        conn.settle_attempt(frame.id, frame.attempt)  # the window frees as the ack arrives
         current = await conn.lanes.acks.submit(functools.partial(
             messages.ack, device_id=principal.device_id, message_id=frame.id,
             attempt=frame.attempt,
@@ -254,7 +256,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     if isinstance(frame, protocol.Status):
         outcome = await _record_status(conn, frame)
         if not outcome.found:
-            if await messages.message_exists(pool, principal.device_id, frame.id):
+            if await reports.message_exists(pool, principal.device_id, frame.id):
                 return _reply_error(
                     conn, frame.ref, f"Unknown recipient {frame.to} of message {frame.id}"
                 )
@@ -267,7 +269,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
         return _reply_ok(conn, frame.ref)
 
     if isinstance(frame, protocol.Inbound):
-        await messages.store_inbound(
+        await inbound.store_inbound(
             pool, principal, frame.ref, frame.sender, frame.message, frame.received_at
         )
         return _reply_ok(conn, frame.ref)
@@ -280,12 +282,12 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
 
 async def _record_status(
     conn: DeviceConnection, frame: protocol.Status
-) -> messages.StatusOutcome:
+) -> reports.StatusOutcome:
     delivery = conn.delivery
     retry = (frame.status == "failed" and retries.is_transient(frame.error)
              and frame.attempt < delivery.max_attempts)
     return await conn.lanes.reports.submit(functools.partial(
-        messages.record_status, principal=conn.principal, message_id=frame.id,
+        reports.record_status, principal=conn.principal, message_id=frame.id,
         attempt=frame.attempt, number=frame.to, status=frame.status, error=frame.error,
         retry=retry, reported_at=frame.at,
     ))

@@ -16,13 +16,13 @@ import asyncpg
 from smsnodes_hub import bus
 from smsnodes_hub.bus import Bus
 from smsnodes_hub.config import Settings
-from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.db import FAILED, UNAVAILABLE
 from smsnodes_hub.device import sessions
 from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.pacing import Pacer
 from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.device.sessions import PROCESS_STALE
-from smsnodes_hub.messaging import idempotency, messages
+from smsnodes_hub.messaging import idempotency, messages, withdrawal
 from smsnodes_hub.messaging.lanes import Lanes
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._detaching: set[asyncio.Task[None]] = set()
-        events.subscribe(bus.Work, lambda e: self._note_work(e.device_id))
+        events.subscribe(bus.Work, self._on_work)
         events.subscribe(bus.Replaced, self._on_replaced)
         events.subscribe(bus.CredentialsChanged, lambda e: self.forget_device(e.device_id))
         events.subscribe(bus.TokenRevoked, self._on_token_revoked)
@@ -130,7 +130,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.lanes.close()
-        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+        with contextlib.suppress(*FAILED):
             await sessions.leave(self.pool, self.process_id)
 
     async def _heartbeat(self) -> None:
@@ -188,7 +188,7 @@ class Hub:
         delivery = self.settings.delivery
         await messages.advance_rounds(self.pool, delivery.retry_backoff,
                                       delivery.retry_backoff_max)
-        for withdrawn in await messages.expire_due(self.pool):
+        for withdrawn in await withdrawal.expire_due(self.pool):
             if withdrawn.on_phone:
                 await self.withdraw(withdrawn.device_id, withdrawn.message_id)
         for device_id in await messages.release_due(self.pool):
@@ -240,6 +240,9 @@ class Hub:
             return False
         conn.note_new_work()
         return True
+
+    def _on_work(self, event: bus.Work) -> None:
+        self._note_work(event.device_id)
 
     def _on_replaced(self, event: bus.Replaced) -> None:
         conn = self.connections.get(event.device_id)
@@ -323,7 +326,7 @@ class Hub:
             del self.connections[conn.device_id]
         try:
             await sessions.unregister(self.pool, conn.device_id, conn.id)
-        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        except FAILED as exc:
             # The orphan sweep requeues them once the database is back.
             log.warning("could not requeue in-flight messages of device %s: %s",
                         conn.device_id, exc)

@@ -165,6 +165,14 @@ class Window:
         if self.in_flight.pop(message_id, None) is not None and self._queue_may_hold_work:
             self.wake()
 
+    def settle_attempt(self, message_id: int, attempt: int) -> None:
+        """The phone acked this attempt: free its slot now, before the ack is committed. If
+        that commit fails the socket closes and the message is requeued; the phone ignores
+        the repeat of an (id, attempt) it holds."""
+        held = self.in_flight.get(message_id)
+        if held is not None and held.attempt == attempt:
+            self.settle(message_id)
+
     def expect_work(self) -> None:
         self._queue_may_hold_work = True
         self._work_seq += 1

@@ -1,5 +1,5 @@
 """Received SMS, read back by their owner (GET /api/inbound). They are stored by
-messages.store_inbound, in the same statement that queues their `sms.received` event."""
+store_inbound (below), in the same statement that queues their `sms.received` event."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-from smsnodes_hub.auth.accounts import Executor
+from smsnodes_hub.auth.accounts import Executor, Principal
+from smsnodes_hub.messaging.messages import INBOUND_SENDER_PURPOSE, INBOUND_TEXT_PURPOSE
 
 _COLUMNS = "id, device_id, sender, body, received_at, created_at"
 
@@ -46,3 +47,37 @@ async def get_inbound(db: Executor, account_id: int, inbound_id: int) -> asyncpg
         "WHERE id = $1 AND account_id = $2",
         inbound_id, account_id,
     )
+
+
+async def store_inbound(
+    db: Executor,
+    principal: Principal,
+    ref: str | int,
+    sender: str,
+    text: str,
+    received_at: datetime | None,
+) -> bool:
+    """Store a received SMS once per (device, ref). Returns False for a repeat. An integer
+    ref is stored as its decimal text, so 5 and "5" are one SMS; without `received_at`
+    the hub's clock stands in."""
+    new_id = await db.fetchval(
+        """WITH ins AS (
+               INSERT INTO inbound_messages (account_id, device_id, ref, sender, body,
+                                             received_at, sender_mac)
+               VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), $7)
+               ON CONFLICT (device_id, ref) DO NOTHING RETURNING id
+           ), hook AS (
+               SELECT emit_webhook_event($1, 'sms.received', $2, NULL, NULL, ins.id, NULL,
+                                         NULL, NULL)
+                 FROM ins
+           )
+           SELECT id FROM ins WHERE (SELECT count(*) FROM hook) >= 0""",
+        principal.account_id,
+        principal.device_id,
+        str(ref),
+        principal.seal(sender, INBOUND_SENDER_PURPOSE),
+        principal.seal(text, INBOUND_TEXT_PURPOSE),
+        received_at,
+        principal.number_mac(sender),
+    )
+    return new_id is not None

@@ -32,7 +32,7 @@ class Lanes:
         return cls(
             sends=GroupCommit(pool, name="sends", max_batch=MAX_BATCH, lanes=2),
             acks=GroupCommit(pool, name="acks", max_batch=MAX_BATCH),
-            reports=GroupCommit(pool, name="reports", max_batch=MAX_BATCH, lanes=2),
+            reports=GroupCommit(pool, name="reports", max_batch=MAX_BATCH, lanes=3),
             claims=GroupCommit(pool, name="claims", max_batch=MAX_BATCH),
         )
 

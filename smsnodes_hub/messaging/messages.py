@@ -1,6 +1,7 @@
-"""The message queue in PostgreSQL: every SQL statement about messages, recipients, their
-events and received SMS lives here. Each function is one round trip, and each commits its
-whole effect (state change and event) atomically."""
+"""The message queue in PostgreSQL: storing a message, claiming it for a phone, its ack,
+requeues, retry rounds and releases. Each function is one statement with its whole effect
+(state change and event). Status reports are in reports.py, cancels and expiry in
+withdrawal.py, reads in history.py, received SMS in inbound.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
 
 import asyncpg
 
-from smsnodes_hub import errors
 from smsnodes_hub.auth.accounts import Executor, Principal
 
 TEXT_PURPOSE = "message/text"
@@ -186,156 +185,12 @@ async def ack(db: Executor, device_id: int, message_id: int, attempt: int) -> in
     return row["attempt"]
 
 
-@dataclass(frozen=True, slots=True)
-class StatusOutcome:
-    found: bool
-    current_attempt: int | None
-    changed: bool
-    accepted: bool  # the report also stood in for a lost ack
-
-
-# The monotonic rule ranks pending < cancelled, expired (the hub's word) < sent < delivered,
-# failed (the phone's word on the outcome). A report never moves a recipient backwards; a
-# report of what really happened overrides a cancel or expiry that came too late; one about
-# an older attempt changes nothing.
-_STATUS = """
-WITH target AS (
-    SELECT m.id, m.account_id, m.state AS message_state, m.attempt AS message_attempt,
-           r.position, r.state, r.attempt
-      FROM messages m JOIN recipients r ON r.message_id = m.id
-     WHERE m.id = $1 AND m.device_id = $2 AND r.number_mac = $3
-), upd AS (
-    -- A transient failure at send time ($7) waits for the next round instead of ending;
-    -- one after 'sent' (a failed delivery) or after a cancel never sends again.
-    UPDATE recipients r SET
-        state = CASE WHEN $5 = 'failed' AND $7 AND t.state = 'pending' THEN 'retry' ELSE $5 END,
-        error = $6, updated_at = now()
-      FROM target t
-     WHERE r.message_id = t.id AND r.position = t.position AND t.attempt = $4
-       AND (CASE t.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
-                         WHEN 'sent' THEN 2 ELSE 3 END)
-         < (CASE $5::text WHEN 'sent' THEN 2 ELSE 3 END)
-    RETURNING r.message_id, r.position, r.state
-), nxt AS (
-    -- A report stands in for a lost ack; the last recipient to leave 'pending' ends it.
-    SELECT CASE
-            WHEN m.state IN ('queued', 'dispatched', 'accepted') AND NOT EXISTS (
-                SELECT 1 FROM recipients o
-                 WHERE o.message_id = m.id AND o.state = 'pending'
-                   AND o.position NOT IN (SELECT position FROM upd)) THEN 'done'
-            WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4 THEN 'accepted'
-            ELSE m.state END AS state,
-           -- Every recipient as it stands after this report: the overall status is set
-           -- here, so the status trigger has nothing left to write.
-           ARRAY(SELECT coalesce(u.state, o.state) FROM recipients o
-                   LEFT JOIN upd u ON u.message_id = o.message_id AND u.position = o.position
-                  WHERE o.message_id = m.id) AS recipient_states
-      FROM messages m WHERE m.id = $1 AND m.device_id = $2
-), msg AS (
-    UPDATE messages m SET
-        state = nxt.state,
-        status = message_status(nxt.state, nxt.recipient_states),
-        accepted_at = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
-                           THEN now() ELSE m.accepted_at END,
-        dispatched_to = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
-                             THEN NULL ELSE m.dispatched_to END
-      FROM (SELECT DISTINCT id, message_state, message_attempt FROM target) t, nxt
-     WHERE m.id = t.id
-       AND ((m.state IN ('queued', 'dispatched') AND m.attempt = $4) OR EXISTS (SELECT 1 FROM upd))
-    RETURNING m.id, t.message_state IN ('queued', 'dispatched') AND m.attempt = $4 AS acked
-), ev AS (
-    INSERT INTO message_events (message_id, position, status, error, attempt, at, reported_at)
-    SELECT id, NULL, 'accepted', NULL, $4, clock_timestamp(), NULL::timestamptz
-      FROM msg WHERE acked
-    UNION ALL
-    SELECT message_id, position, $5, $6, $4, clock_timestamp() + interval '1 microsecond',
-           $8::timestamptz
-      FROM upd
-), hook AS (
-    -- A failure that will be retried is not an outcome yet: no message.failed for it.
-    SELECT emit_webhook_event(t.account_id, 'message.' || $5, $2, upd.message_id,
-                              upd.position, NULL, $5, $6, $4)
-      FROM upd JOIN target t ON t.position = upd.position
-     WHERE upd.state <> 'retry'
-)
-SELECT (SELECT attempt FROM target LIMIT 1) AS attempt,
-       (SELECT count(*) FROM hook) AS hooked,
-       EXISTS (SELECT 1 FROM target) AS found,
-       (SELECT count(*) FROM upd) AS changed,
-       (SELECT count(*) FROM msg WHERE acked) AS accepted
-"""
-
-
-async def record_status(
-    db: Executor,
-    principal: Principal,
-    message_id: int,
-    attempt: int,
-    number: str,
-    status: str,
-    error: str | None,
-    *,
-    retry: bool = False,
-    reported_at: datetime | None = None,
-) -> StatusOutcome:
-    """Apply a phone's report. `retry`: a failure here may be retried (transient error,
-    attempts left); the recipient then waits for the next round (see `advance_rounds`)."""
-    row = await db.fetchrow(
-        _STATUS, message_id, principal.device_id, principal.number_mac(number), attempt,
-        status, error, retry, reported_at,
-    )
-    assert row is not None
-    return StatusOutcome(row["found"], row["attempt"], row["changed"] > 0, row["accepted"] > 0)
-
-
 async def withdrawn(db: Executor, device_id: int, message_ids: list[int]) -> None:
     """The phone was sent `cancel` for these: nothing more to tell it."""
     await db.execute(
         "UPDATE messages SET withdraw_pending = false WHERE device_id = $1 AND id = ANY($2)",
         device_id, message_ids,
     )
-
-
-async def message_exists(db: Executor, device_id: int, message_id: int) -> bool:
-    return bool(
-        await db.fetchval(
-            "SELECT 1 FROM messages WHERE id = $1 AND device_id = $2", message_id, device_id
-        )
-    )
-
-
-async def store_inbound(
-    db: Executor,
-    principal: Principal,
-    ref: str | int,
-    sender: str,
-    text: str,
-    received_at: datetime | None,
-) -> bool:
-    """Store a received SMS once per (device, ref). Returns False for a repeat. An integer
-    ref is stored as its decimal text, so 5 and "5" are one SMS; without `received_at`
-    the hub's clock stands in."""
-    new_id = await db.fetchval(
-        """WITH ins AS (
-               INSERT INTO inbound_messages (account_id, device_id, ref, sender, body,
-                                             received_at, sender_mac)
-               VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), $7)
-               ON CONFLICT (device_id, ref) DO NOTHING RETURNING id
-           ), hook AS (
-               SELECT emit_webhook_event($1, 'sms.received', $2, NULL, NULL, ins.id, NULL,
-                                         NULL, NULL)
-                 FROM ins
-           )
-           SELECT id FROM ins WHERE (SELECT count(*) FROM hook) >= 0""",
-        principal.account_id,
-        principal.device_id,
-        str(ref),
-        principal.seal(sender, INBOUND_SENDER_PURPOSE),
-        principal.seal(text, INBOUND_TEXT_PURPOSE),
-        received_at,
-        principal.number_mac(sender),
-    )
-    return new_id is not None
 
 
 # A queued row that cannot be opened ends failed (its recipients too) rather than wait to
@@ -491,166 +346,3 @@ async def release_due(db: Executor, limit: int = 1000) -> list[int]:
     return [r["device_id"] for r in await db.fetch(_RELEASE_DUE, limit)]
 
 
-@dataclass(frozen=True, slots=True)
-class Withdrawn:
-    message_id: int
-    device_id: int
-    on_phone: bool  # dispatched or accepted: the phone must be told to drop it
-
-
-_EXPIRE_DUE = """
-WITH due AS (
-    SELECT id, device_id, state FROM messages
-     WHERE expires_at <= now() AND state IN ('scheduled', 'queued', 'dispatched', 'accepted')
-     ORDER BY expires_at
-     LIMIT $1
-       FOR UPDATE SKIP LOCKED
-), r AS (
-    UPDATE recipients SET state = 'expired', updated_at = now()
-     WHERE message_id IN (SELECT id FROM due) AND state IN ('pending', 'retry')
-    RETURNING message_id, position, attempt
-), upd AS (
-    UPDATE messages m SET state = 'done', dispatched_to = NULL,
-           withdraw_pending = due.state IN ('dispatched', 'accepted')
-      FROM due WHERE m.id = due.id
-    RETURNING m.id, m.account_id, m.device_id
-), ev AS (
-    INSERT INTO message_events (message_id, position, status, attempt)
-    SELECT message_id, position, 'expired', attempt FROM r
-), hook AS (
-    SELECT emit_webhook_event(upd.account_id, 'message.expired', upd.device_id, r.message_id,
-                              r.position, NULL, 'expired', NULL, r.attempt)
-      FROM r JOIN upd ON upd.id = r.message_id
-)
-SELECT id, device_id, state IN ('dispatched', 'accepted') AS on_phone,
-       (SELECT count(*) FROM hook) AS hooked
-  FROM due
-"""
-
-
-async def expire_due(db: Executor, limit: int = 1000) -> list[Withdrawn]:
-    """Recipients not yet sent when their message expires end as `expired`."""
-    rows = await db.fetch(_EXPIRE_DUE, limit)
-    return [Withdrawn(r["id"], r["device_id"], r["on_phone"]) for r in rows]
-
-
-# -- Cancel -------------------------------------------------------------------------------------
-
-_CANCEL = """
-WITH m AS (
-    SELECT id, device_id, state, status FROM messages
-     WHERE id = $1 AND account_id = $2 FOR UPDATE
-), r AS (
-    UPDATE recipients SET state = 'cancelled', updated_at = now()
-     WHERE message_id IN (SELECT id FROM m) AND state IN ('pending', 'retry')
-    RETURNING position, attempt
-), upd AS (
-    UPDATE messages SET state = 'done', dispatched_to = NULL,
-           withdraw_pending = (SELECT state FROM m) IN ('dispatched', 'accepted')
-     WHERE id IN (SELECT id FROM m) AND EXISTS (SELECT 1 FROM r)
-), ev AS (
-    INSERT INTO message_events (message_id, position, status, attempt)
-    SELECT $1, position, 'cancelled', attempt FROM r
-), hook AS (
-    SELECT emit_webhook_event($2, 'message.cancelled', m.device_id, $1, r.position, NULL,
-                              'cancelled', NULL, r.attempt)
-      FROM r, m
-)
-SELECT m.device_id, m.state, m.status, (SELECT count(*) FROM r) AS cancelled,
-       (SELECT count(*) FROM hook) AS hooked
-  FROM m
-"""
-
-
-class NotFound(errors.NotFound):
-    """No such message of this account."""
-
-
-class NothingToCancel(errors.Conflict):
-    """Every recipient was sent or has ended; `message_status` is the message's overall
-    status, and the message says why in words."""
-
-    # Why a cancel found nothing to cancel, by the message's overall status.
-    REASONS: ClassVar[dict[str, str]] = {
-        "cancelled": "it is already cancelled",
-        "expired": "it has expired",
-        "sent": "it was already sent",
-        "delivered": "it was already delivered",
-        "failed": "it has already failed",
-        "partial": "every recipient was already delivered, failed, expired or cancelled",
-    }
-    ENDED: ClassVar[str] = "every recipient was already sent or has ended"
-
-    def __init__(self, message_id: int, message_status: str) -> None:
-        reason = self.REASONS.get(message_status, self.ENDED)
-        super().__init__(f"Message {message_id} cannot be cancelled: {reason}")
-        self.message_status = message_status
-
-
-async def cancel(db: Executor, account_id: int, message_id: int) -> Withdrawn:
-    """Cancel every recipient not yet sent. Raises NotFound (no such message of this
-    account) or NothingToCancel (every recipient was already sent or ended)."""
-    row = await db.fetchrow(_CANCEL, message_id, account_id)
-    if row is None:
-        raise NotFound(f"Message {message_id} not found")
-    if not row["cancelled"]:
-        raise NothingToCancel(message_id, row["status"])
-    return Withdrawn(message_id, row["device_id"], row["state"] in ("dispatched", "accepted"))
-
-
-# -- Reading, for the status API ----------------------------------------------------------------
-
-_MESSAGE_COLUMNS = """
-    m.id, m.device_id, m.priority, m.state, m.attempt, m.body, m.created_at, m.scheduled_at,
-    m.expires_at, m.accepted_at,
-    m.status,
-    ARRAY(SELECT row(r.position, r.number, r.state, r.error, r.attempt, r.updated_at)
-            FROM recipients r WHERE r.message_id = m.id ORDER BY r.position) AS recipients
-"""
-
-
-async def get_message(
-    db: Executor, account_id: int, message_id: int
-) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
-    """The message with its recipients and its events in time order, or None."""
-    row = await db.fetchrow(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages m "  # noqa: S608
-        "WHERE m.id = $1 AND m.account_id = $2",
-        message_id, account_id,
-    )
-    if row is None:
-        return None
-    events = await db.fetch(
-        "SELECT position, status, error, attempt, at, reported_at FROM message_events "
-        "WHERE message_id = $1 ORDER BY at, id",
-        message_id,
-    )
-    return row, events
-
-
-@dataclass(frozen=True, slots=True)
-class MessageFilter:
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    recipient_mac: bytes | None = None
-
-
-async def list_messages(
-    db: Executor, account_id: int, filters: MessageFilter, limit: int, offset: int
-) -> tuple[int, list[asyncpg.Record]]:
-    """A page of the account's messages, newest first, and the total that match."""
-    where = """m.account_id = $1
-        AND ($2::text IS NULL OR m.status = $2)
-        AND ($3::timestamptz IS NULL OR m.created_at >= $3)
-        AND ($4::timestamptz IS NULL OR m.created_at < $4)
-        AND ($5::bytea IS NULL OR EXISTS (
-               SELECT 1 FROM recipients y WHERE y.message_id = m.id AND y.number_mac = $5))"""
-    args = (account_id, filters.status, filters.since, filters.until, filters.recipient_mac)
-    total = await db.fetchval(f"SELECT count(*) FROM messages m WHERE {where}", *args)  # noqa: S608
-    rows = await db.fetch(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE {where} "  # noqa: S608
-        "ORDER BY m.created_at DESC, m.id DESC LIMIT $6 OFFSET $7",
-        *args, limit, offset,
-    )
-    return int(total), rows

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.accounts import Executor, Principal
 from smsnodes_hub.device.connection import DeviceConnection
 from smsnodes_hub.device.hub import Hub
 from smsnodes_hub.device.protocol import sms_frame
@@ -96,7 +96,7 @@ class Stored:
 
 
 async def store(
-    hub: Hub, db: asyncpg.Pool | asyncpg.Connection, principal: Principal, out: Outgoing
+    hub: Hub, db: Executor, principal: Principal, out: Outgoing
 ) -> Stored:
     """Write the message. When the phone is connected here with a free slot and nothing can
     be waiting ahead of it, the row is written already dispatched to that connection, whose

@@ -20,7 +20,7 @@ from smsnodes_hub.auth.crypto import DecryptionError
 from smsnodes_hub.auth.keyring import KeyRing
 from smsnodes_hub.bus import Bus, WebhookQueued
 from smsnodes_hub.config import WebhookSettings
-from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.db import FAILED, UNAVAILABLE
 from smsnodes_hub.webhooks.payloads import build_event
 from smsnodes_hub.webhooks.signing import SECRET_PURPOSE, event_id, sign
 from smsnodes_hub.webhooks.targets import (
@@ -214,7 +214,7 @@ class DeliveryWorker:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._claims:
             ids, leases = zip(*self._claims.values(), strict=True)
-            with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+            with contextlib.suppress(*FAILED):
                 await self.pool.execute(_RELEASE, list(ids), list(leases))
             self._claims.clear()
         if self._session is not None:
@@ -291,7 +291,7 @@ class DeliveryWorker:
                 return
             outcome = await self._post(row["url"], event_id(row["event_id"]), secret, body)
             await self._record(row, outcome)
-        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        except FAILED as exc:
             # The lease runs out and the delivery is tried again (same event id).
             log.warning("webhook %s: delivery not recorded: %s", row["webhook_id"], exc)
 

@@ -20,7 +20,7 @@ from smsnodes_hub.api.auth import AUTH_REQUIRED
 from smsnodes_hub.api.body import TOO_LARGE
 from smsnodes_hub.auth import tokens
 from smsnodes_hub.device import store as devices
-from smsnodes_hub.messaging import messages, phones, sending
+from smsnodes_hub.messaging import messages, phones, sending, withdrawal
 from smsnodes_hub.webhooks import store as webhook_store
 from smsnodes_hub.webhooks.errors import TooManyWebhooks, WebhookError
 from tests.support import NUMBER, PASSWORD, ROOT, HubFactory, add_device, basic
@@ -94,7 +94,7 @@ CASES = [
     Case("an unknown message", lambda hub: hub.get(
         "/api/messages/999", headers=basic("phone-e")),
         404, "Message 999 not found", "not_found"),
-    Case("messages.NotFound", lambda hub: hub.delete(
+    Case("withdrawal.NotFound", lambda hub: hub.delete(
         "/api/messages/999", headers=basic("phone-e")),
         404, "Message 999 not found", "not_found"),
     Case("an id that is no number", lambda hub: hub.get(
@@ -143,7 +143,7 @@ async def test_conflicts_are_409(
     assert (await hub.post("/api/send-sms", headers=key, json=SEND)).status == 200
     before = await snapshot(pool)
 
-    resp = await hub.delete(cancel, headers=auth)  # messages.NothingToCancel
+    resp = await hub.delete(cancel, headers=auth)  # withdrawal.NothingToCancel
     assert await error_of(resp) == (409, f"Message {sent['messageId']} cannot be cancelled: "
                                          "it is already cancelled", "conflict")
     resp = await hub.post("/api/webhooks", headers=auth, json=HOOK)  # TooManyWebhooks
@@ -219,8 +219,8 @@ async def test_credentials_changed_is_401_and_forgets_the_login(
 
 def test_domain_errors_are_hub_errors() -> None:
     """The domain's errors that cross the HTTP API, with the answer each one gets."""
-    assert issubclass(messages.NotFound, errors.NotFound)
-    assert issubclass(messages.NothingToCancel, errors.Conflict)
+    assert issubclass(withdrawal.NotFound, errors.NotFound)
+    assert issubclass(withdrawal.NothingToCancel, errors.Conflict)
     assert issubclass(sending.CredentialsChanged, errors.Unauthorized)
     assert issubclass(tokens.TokenError, errors.Conflict)
     assert issubclass(WebhookError, errors.InvalidRequest)

@@ -13,7 +13,7 @@ import pytest
 from smsnodes_hub import db
 from smsnodes_hub.auth import accounts, crypto
 from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
-from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging import inbound, messages
 from tests.support import PASSWORD
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
@@ -67,7 +67,7 @@ async def test_dump_reveals_no_password_key_text_or_number(pool, database_url: s
             principal, priority=3, text=TEXT, numbers=[NUMBER], dispatch_to=None,
             notify=False, local_online=False, stale_seconds=15,
         )(pool)
-        await messages.store_inbound(pool, principal, "inbound-1", SENDER, INBOUND,
+        await inbound.store_inbound(pool, principal, "inbound-1", SENDER, INBOUND,
                                      datetime.now(UTC))
     finally:
         auth.kdf.close()

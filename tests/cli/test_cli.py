@@ -18,7 +18,7 @@ import pytest
 
 from smsnodes_hub.auth import accounts, crypto
 from smsnodes_hub.auth.accounts import Authenticator, CredentialCache, Principal
-from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging import inbound, messages
 from tests.support import CHEAP_KDF_ENV, PASSWORD, with_database
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
@@ -192,7 +192,7 @@ async def test_passwd_reset_starts_a_new_key_and_deletes_stored_data(
     other = await make_device(pool, auth, "phone-other")
     token, _ = await accounts.issue_session_token(pool, before)  # type: ignore[misc]
     await store_message(pool, before, "unreadable after a reset")
-    await messages.store_inbound(pool, before, "ref-1", "+15550001111", "hi",
+    await inbound.store_inbound(pool, before, "ref-1", "+15550001111", "hi",
                                  datetime.now(UTC))
     kept = await store_message(pool, other, "belongs to another account")
 

@@ -296,7 +296,7 @@ async def _until_withdrawn(hub: Any, message_id: int) -> None:
 
 async def test_a_cancel_dropped_by_a_closing_socket_is_told_at_the_next_login(hub, pool):
     from smsnodes_hub.appkeys import HUB
-    from smsnodes_hub.messaging import messages
+    from smsnodes_hub.messaging import withdrawal
 
     device_id = await add_device(hub, "shop-phone-1")
     phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
@@ -304,7 +304,7 @@ async def test_a_cancel_dropped_by_a_closing_socket_is_told_at_the_next_login(hu
     _, body = await post(hub, message="on the phone")
     [frame] = await phone.recv_sms(1)
     account_id = await pool.fetchval("SELECT account_id FROM devices WHERE id = $1", device_id)
-    await messages.cancel(pool, account_id, body["messageId"])
+    await withdrawal.cancel(pool, account_id, body["messageId"])
     # The socket is closing but not yet detached, so the cancel frame is dropped unwritten.
     hub_ = hub.app[HUB]
     hub_.local(device_id).close(1000)

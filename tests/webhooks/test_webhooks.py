@@ -25,7 +25,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from smsnodes_hub.app import create_app
 from smsnodes_hub.appkeys import AUTH, KEYRING, WEBHOOK_WORKER
-from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging import inbound, reports, withdrawal
 from tests.auth.test_at_rest import assert_absent, pg_dump
 from tests.support import PASSWORD, add_device, basic, get, test_settings, until, ws_url
 from tests.wsclient import RawPhone
@@ -506,7 +506,7 @@ async def test_the_event_and_the_state_change_commit_or_roll_back_together(
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
-        outcome = await messages.record_status(conn, principal, message_id, 1, NUMBER,
+        outcome = await reports.record_status(conn, principal, message_id, 1, NUMBER,
                                                "delivered", None)
         assert outcome.changed
         # Written by the same statement as the change...
@@ -516,14 +516,14 @@ async def test_the_event_and_the_state_change_commit_or_roll_back_together(
 
     with pytest.raises(ZeroDivisionError):
         async with pool.acquire() as conn, conn.transaction():
-            await messages.record_status(conn, principal, message_id, 1, NUMBER,
+            await reports.record_status(conn, principal, message_id, 1, NUMBER,
                                          "delivered", None)
             raise ZeroDivisionError  # the caller's transaction fails after the change
     assert await state() == ("pending", 0)
     await asyncio.sleep(0.6)
     assert receiver.requests == []  # nothing was announced for what never happened
 
-    await messages.record_status(pool, principal, message_id, 1, NUMBER, "delivered", None)
+    await reports.record_status(pool, principal, message_id, 1, NUMBER, "delivered", None)
     assert await state() == ("delivered", 1)  # committed: both, and it is delivered
     [event] = await receiver.count("/hook", 1)
     assert event["data"]["messageId"] == message_id and event["data"]["to"] == NUMBER
@@ -568,12 +568,12 @@ async def test_a_failing_outbox_insert_leaves_no_state_change(make_hub, receiver
     before = await snapshot()
     await _install_outbox_failure(pool)
     with pytest.raises(asyncpg.RaiseError, match="outbox insert refused"):
-        await messages.record_status(pool, principal, delivered, 1, NUMBER, "delivered", None)
+        await reports.record_status(pool, principal, delivered, 1, NUMBER, "delivered", None)
     with pytest.raises(asyncpg.RaiseError, match="outbox insert refused"):
-        await messages.store_inbound(pool, principal, "ref-1", SENDER, "lost?",
+        await inbound.store_inbound(pool, principal, "ref-1", SENDER, "lost?",
                                      datetime.now(UTC))
     with pytest.raises(asyncpg.RaiseError, match="outbox insert refused"):
-        await messages.cancel(pool, principal.account_id, cancelled)
+        await withdrawal.cancel(pool, principal.account_id, cancelled)
     assert await snapshot() == before
     await asyncio.sleep(0.3)
     assert receiver.requests == []
@@ -583,16 +583,16 @@ async def test_a_failing_outbox_insert_leaves_no_state_change(make_hub, receiver
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
-        assert await messages.store_inbound(conn, principal, "ref-1", SENDER, "rolled back",
+        assert await inbound.store_inbound(conn, principal, "ref-1", SENDER, "rolled back",
                                             datetime.now(UTC))
-        await messages.cancel(conn, principal.account_id, cancelled)
+        await withdrawal.cancel(conn, principal.account_id, cancelled)
         assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 2
         await tx.rollback()
     assert await snapshot() == before
 
     # Once the outbox works, each change comes with its event.
-    await messages.store_inbound(pool, principal, "ref-1", SENDER, "arrives", datetime.now(UTC))
-    await messages.cancel(pool, principal.account_id, cancelled)
+    await inbound.store_inbound(pool, principal, "ref-1", SENDER, "arrives", datetime.now(UTC))
+    await withdrawal.cancel(pool, principal.account_id, cancelled)
     got = await receiver.count("/hook", 2)
     assert sorted(e["type"] for e in got) == ["message.cancelled", "sms.received"]
 
@@ -606,7 +606,7 @@ async def test_an_oversized_payload_is_given_up_without_a_request(make_hub, rece
     principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
     assert principal is not None
     # A phone cannot send this much; written directly, it stands for any oversized event.
-    assert await messages.store_inbound(pool, principal, "huge", SENDER, "x" * (70 * 1024),
+    assert await inbound.store_inbound(pool, principal, "huge", SENDER, "x" * (70 * 1024),
                                         datetime.now(UTC))
     assert (await hub.get("/api/webhooks", headers=basic())).status == 200  # the key is here
     [delivery] = (await until(lambda: _in_state(hub, hook["id"], "failed")))["data"]
@@ -614,7 +614,7 @@ async def test_an_oversized_payload_is_given_up_without_a_request(make_hub, rece
         (None, "payload too large", None)]
     assert receiver.requests == []
     assert (await get(hub, f"/api/webhooks/{hook['id']}"))["active"] is True
-    assert await messages.store_inbound(pool, principal, "small", SENDER, "x" * 1600,
+    assert await inbound.store_inbound(pool, principal, "small", SENDER, "x" * 1600,
                                         datetime.now(UTC))
     [event] = await receiver.count("/hook", 1)
     assert event["data"]["message"] == "x" * 1600  # the largest real text goes through
