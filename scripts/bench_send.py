@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from smsnodes_hub import db  # noqa: E402
+from smsnodes_hub import db, embedded  # noqa: E402
 from smsnodes_hub.app import create_app, kdf_params  # noqa: E402
 from smsnodes_hub.auth import accounts  # noqa: E402
 from smsnodes_hub.auth.crypto import PasswordKdf  # noqa: E402
@@ -858,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.json_only:
                     print("starting an embedded PostgreSQL ...", file=sys.stderr, flush=True)
                 # Blocking, and it runs its own event loop: outside ours.
-                dsn = stack.enter_context(db.embedded_postgres(workdir / "db", delete=True))
+                dsn = stack.enter_context(embedded.embedded_postgres(workdir / "db", delete=True))
         try:
             result = asyncio.run(bench_bounded(args, dsn, workdir))
         except TimeoutError:

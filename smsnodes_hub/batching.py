@@ -111,7 +111,7 @@ class GroupCommit(Generic[R]):
                 # The statement of write number len(results) failed for its own reasons: it alone
                 # fails; the ones before it were rolled back and run again with the rest.
                 _write, future = batch.pop(len(results))
-                _answer(future, exc=exc)
+                _refuse(future, exc)
                 self.stats.retried += 1
                 continue
             except BaseException as exc:  # the connection, the pool, a bug in a step
@@ -121,7 +121,7 @@ class GroupCommit(Generic[R]):
                 return
             self.stats.record(len(batch))
             for (_write, future), result in zip(batch, results, strict=True):
-                _answer(future, result=result)
+                _answer(future, result)
             return
 
 
@@ -142,14 +142,14 @@ class BatchStats:
         self.largest = max(self.largest, size)
 
 
-def _answer(future: asyncio.Future[R], *, result: R | None = None,
-            exc: BaseException | None = None) -> None:
-    if future.done():  # the caller was cancelled; its write is settled all the same
-        return
-    if exc is not None:
+def _answer(future: asyncio.Future[R], result: R) -> None:
+    if not future.done():  # a cancelled caller's write is settled all the same
+        future.set_result(result)
+
+
+def _refuse(future: asyncio.Future[R], exc: BaseException) -> None:
+    if not future.done():
         future.set_exception(exc)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]  # R, set on the success path
 
 
 def _observe(future: asyncio.Future[R]) -> None:
@@ -159,4 +159,4 @@ def _observe(future: asyncio.Future[R]) -> None:
 
 def _fail(batch: list[tuple[Write[R], asyncio.Future[R]]], exc: BaseException) -> None:
     for _write, future in batch:
-        _answer(future, exc=exc)
+        _refuse(future, exc)

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from smsnodes_hub import db
+from smsnodes_hub import db, embedded
 from smsnodes_hub.app import create_app
 from smsnodes_hub.config import Settings
 from tests.support import (
@@ -40,7 +40,7 @@ def admin_dsn() -> Iterator[str]:
         yield external
         return
     with tempfile.TemporaryDirectory(prefix="smsnodes-test-") as tmp:
-        module = db._embedded_module()
+        module = embedded._embedded_module()
         server = module.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         # Durability is not under test here, speed is welcome.
         server.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;"
@@ -82,12 +82,15 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def make_hub(
-    database_url: str, aiohttp_client: Callable[..., Awaitable[TestClient]]
+    database_url: str, aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
 ) -> HubFactory:
     """Start a hub (a real listening server on 127.0.0.1) with settings overridden by
-    environment-style keys, e.g. `await make_hub(SMSNODES_DEVICE_WINDOW="3")`."""
+    environment-style keys, e.g. `await make_hub(SMSNODES_DEVICE_WINDOW="3")`. Its data
+    folder (the dashboard's session key file) is the test's own, never the repository's
+    var/."""
 
     async def start(**env: str) -> TestClient:
+        env.setdefault("SMSNODES_DATABASE_DATA_DIR", str(tmp_path / "data"))
         settings = test_settings(database_url, **env)
         app = create_app(settings, database_url, migrate=False)
         return await aiohttp_client(TestServer(app, host="127.0.0.1"))

@@ -25,18 +25,6 @@ from smsnodes_hub.dashboard import operators
 HubFactory = Callable[..., Awaitable[TestClient]]
 
 
-def key_file_in(make_hub: HubFactory, folder: Path) -> HubFactory:
-    """make_hub with database.data_dir in the test's own folder: the dashboard's session key
-    file is made there, never in the repository's var/. Used by the dashboard test modules
-    to override `make_hub`."""
-
-    async def start(**env: str) -> TestClient:
-        env.setdefault("SMSNODES_DATABASE_DATA_DIR", str(folder / "data"))
-        return await make_hub(**env)
-
-    return start
-
-
 OPERATOR = "night-shift"
 OPERATOR_PASSWORD = "watch the queues"
 

@@ -14,7 +14,7 @@ import pytest
 from smsnodes_hub import db
 from smsnodes_hub.auth import accounts
 from tests.cli.test_cli import cli_env, run_cli
-from tests.support import add_device, create_database, drop_database, send
+from tests.support import ROOT, add_device, create_database, drop_database, send
 
 CATALOG = """
 SELECT c.relname, c.relkind::text, c.relpersistence::text FROM pg_class c
@@ -137,3 +137,11 @@ async def test_removing_a_device_leaves_no_events_of_its_messages(hub, pool) -> 
     events = {r["message_id"] for r in await pool.fetch("SELECT message_id FROM message_events")}
     assert events == {kept["messageId"]}
     assert gone["messageId"] not in events
+
+
+def test_the_package_carries_the_migrations_so_an_installed_hub_can_migrate() -> None:
+    """sql/ is linked into the package (pyproject ships it as package data in the wheel)."""
+    package = Path(db.__file__).resolve().parent
+    assert package / "sql" == db.SQL_DIR
+    shipped = sorted(p.name for p in db.SQL_DIR.glob("*.sql"))
+    assert shipped == sorted(p.name for p in (ROOT / "sql").glob("*.sql")) and shipped

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from smsnodes_hub import db
+from smsnodes_hub import db, embedded
 from smsnodes_hub.app import kdf_params
 from smsnodes_hub.auth import accounts
 from smsnodes_hub.auth.accounts import Authenticator, CredentialCache, Principal
@@ -65,7 +65,7 @@ def database(settings: Settings) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         try:
             dsn = stack.enter_context(
-                db.embedded_postgres(Path(settings.database.data_dir).resolve()))
+                embedded.embedded_postgres(Path(settings.database.data_dir).resolve()))
         except db.DatabaseUnavailable:
             raise
         except Exception as exc:  # initdb/pg_ctl failures: one clear line, not a trace

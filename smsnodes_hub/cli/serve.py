@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from smsnodes_hub import db
+from smsnodes_hub import db, embedded
 from smsnodes_hub.app import create_app
 from smsnodes_hub.cli.common import UsageError, database
 from smsnodes_hub.cli.workers import inherited_sockets, supervise, worker_count
@@ -80,7 +80,7 @@ class Stopping:
         if self._watchdog is not None:
             self._watchdog.cancel()
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)  # type: ignore[arg-type]  # typeshed: as signal() gave it
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
@@ -102,7 +102,7 @@ class Stopping:
         print(f"smsnodes-hub: not stopped after {seconds:.0f} s: stopping the embedded "
               "PostgreSQL and exiting", file=sys.stderr, flush=True)
         try:
-            db.stop_embedded_now()
+            embedded.stop_embedded_now()
         finally:
             os._exit(1)
 

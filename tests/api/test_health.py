@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from device_sim import SimulatedPhone
 
-from smsnodes_hub import db
+from smsnodes_hub import embedded
 from smsnodes_hub.app import create_app
 from tests.support import PASSWORD, add_device, test_settings, ws_url
 
@@ -90,7 +90,8 @@ class OwnServer:
     """A private embedded PostgreSQL for one test, which the test may freeze or kill."""
 
     def __init__(self, folder: Path) -> None:
-        self.server = db._embedded_module().get_server(folder / "pgdata", cleanup_mode="delete")
+        self.server = embedded._embedded_module().get_server(
+            folder / "pgdata", cleanup_mode="delete")
         self.dsn: str = self.server.get_uri()
 
     def _processes(self) -> list[psutil.Process]:

@@ -409,6 +409,8 @@ async def test_numbers_are_normalized_and_deduplicated(
             phoneNumbers=["+1 (234) 567-890", "+1.234.567.890", "12345", "+1234567890"]))
         assert reply.status == 200, reply
         [sms] = await phone.wait_for_sms(1)
+        # Every report answered `ok` (committed), so nothing more is written after this.
+        await phone.wait_for(lambda: phone.outbox_size == 0)
     assert sms["to"] == ["+1234567890", "12345"]
     count = await pool.fetchval(
         "SELECT recipient_count FROM messages WHERE id = $1", reply.json["messageId"])

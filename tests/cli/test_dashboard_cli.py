@@ -4,29 +4,14 @@ logging in to a real hub on the same database."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient
-
 from tests.cli.test_cli import Cli, cli  # noqa: F401 (the fixture)
-from tests.dashboard_support import HubFactory, key_file_in, login
+from tests.dashboard_support import login
 from tests.support import add_device, basic
 
 PASSWORD = "operator passphrase"
 NEW_PASSWORD = "another operator passphrase"
-
-
-@pytest.fixture
-def make_hub(make_hub: HubFactory, tmp_path: Path) -> HubFactory:
-    # conftest's make_hub, keeping the dashboard's key file in the test's folder.
-    return key_file_in(make_hub, tmp_path)
-
-
-@pytest.fixture
-async def hub(make_hub: HubFactory) -> TestClient:
-    return await make_hub()
 
 
 
