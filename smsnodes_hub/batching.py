@@ -7,8 +7,9 @@ takes whatever queued meanwhile, up to `max_batch`. Durability is unchanged: a c
 
 Failures stay with their owner: a statement that fails for its own row (a constraint, bad
 data) rolls the transaction back, that caller gets the error, and the others run again
-without it. A lost or refused database, or a failed COMMIT, answers every caller of the
-batch with the error: none of them was committed.
+without it. A deadlock or serialization failure runs the whole batch again (a few times). A lost or
+refused database, or a failed COMMIT, answers every caller of the batch with the error:
+none of them was committed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ _WHOLE_BATCH: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.QueryCanceledError,
 )
+
+
+# Failures of the transaction, not of a row: the batch is run again, this many times.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+TRANSIENT_RETRIES = 3
 
 
 class LaneClosed(Exception):
@@ -93,6 +102,7 @@ class GroupCommit(Generic[R]):
             await self._run(batch)
 
     async def _run(self, batch: list[tuple[Write[R], asyncio.Future[R]]]) -> None:
+        tries = 0
         while batch:
             results: list[R] = []
             committing = False
@@ -104,6 +114,15 @@ class GroupCommit(Generic[R]):
             except asyncio.CancelledError:
                 _fail(batch, LaneClosed(self.name))
                 raise
+            except _TRANSIENT as exc:
+                # Lost to another transaction (a deadlock between lanes, a serialization
+                # failure): nobody's row is at fault, so the whole batch runs again.
+                tries += 1
+                if tries > TRANSIENT_RETRIES:
+                    _fail(batch, exc)
+                    return
+                self.stats.retried += 1
+                continue
             except asyncpg.PostgresError as exc:
                 if committing or isinstance(exc, _WHOLE_BATCH):
                     _fail(batch, exc)

@@ -125,3 +125,23 @@ async def test_a_caller_that_gives_up_still_gets_its_write_committed(table):
     task.cancel()
     await lane.close()
     assert await committed(table) == [5]
+
+
+async def test_a_deadlock_runs_the_whole_batch_again(table):
+    lost_once: list[bool] = []
+
+    def write(i: int) -> Write[int]:
+        async def run(conn: asyncpg.Connection) -> int:
+            if i == 2 and not lost_once:
+                lost_once.append(True)  # as PostgreSQL does when it breaks a deadlock
+                await conn.execute("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' "
+                                   "USING ERRCODE = '40P01'; END $$")
+            return await insert(i, i)(conn)
+
+        return run
+
+    lane: GroupCommit[int] = GroupCommit(table, name="t")
+    results = await asyncio.gather(*(lane.submit(write(i)) for i in range(1, 4)))
+    assert results == [1, 2, 3]
+    assert await committed(table) == [1, 2, 3]
+    assert lane.stats.retried == 1
