@@ -47,6 +47,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
 )
 TRANSIENT_RETRIES = 3
+CLOSE_TIMEOUT = 10.0
 
 
 class LaneClosed(Exception):
@@ -83,17 +84,37 @@ class GroupCommit(Generic[R]):
         # cancel the batch; its write commits or fails with the others.
         return await asyncio.shield(future)
 
-    async def close(self) -> None:
-        """Accept nothing more and wait until every queued write has been answered."""
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Accept nothing more and wait until every queued write has been answered; after
+        `timeout` seconds, what is still running is cancelled and answered LaneClosed (a
+        stop must never hang; nothing unanswered was promised to anyone)."""
         self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while self._batches:
-            await asyncio.gather(*self._batches, return_exceptions=True)
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning("group commit %s: %d batch(es) still running at close; "
+                            "cancelled", self.name, len(self._batches))
+                for task in self._batches:
+                    task.cancel()
+                await asyncio.gather(*self._batches, return_exceptions=True)
+                break
+            await asyncio.wait(self._batches, timeout=left)
+        _fail([(write, future) for write, future in self._pending], LaneClosed(self.name))
+        self._pending.clear()
 
     def _start_batches(self) -> None:
         while self._pending and len(self._batches) < self._lanes:
             task = asyncio.create_task(self._drain(), name=f"group-commit-{self.name}")
             self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+            task.add_done_callback(self._batch_ended)
+
+    def _batch_ended(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        # A write queued after the drain loop last looked, while this task still counted
+        # as running, would otherwise wait for the next submit: start a batch for it.
+        self._start_batches()
 
     async def _drain(self) -> None:
         while self._pending:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Ack and status frames of one phone being recorded at once; past this the socket is not
 # read until one finishes (a phone that floods waits, nobody else does).
 MAX_PENDING_FRAMES = 256
+HANDLING_GRACE = 15.0  # seconds a closing socket waits for its frames to be recorded
 # A frame whose effect could not be committed: the phone gets no `ok` and sends it again.
 NOT_RECORDED: tuple[type[BaseException], ...] = (*FAILED, LaneClosed)
 
@@ -215,9 +216,10 @@ async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
             if not conn.open:
                 return  # a handler closed the socket (the database was lost)
     finally:
-        # What the phone already sent is recorded even if it hung up meanwhile.
+        # What the phone already sent is recorded even if it hung up meanwhile (bounded:
+        # the lanes answer every write within their close timeout anyway).
         if handling:
-            await asyncio.wait(handling)
+            await asyncio.wait(handling, timeout=HANDLING_GRACE)
 
 
 async def _handle_guarded(conn: DeviceConnection, frame: protocol.Frame) -> bool:
