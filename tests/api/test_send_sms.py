@@ -194,6 +194,8 @@ INVALID_FIELDS: list[tuple[str, bytes, tuple[str, ...]]] = [
      ("message",)),
     ("message not a string", orjson.dumps(body(message=42)), ("message",)),
     ("message empty", orjson.dumps(body(message="")), ("message",)),
+    ("message only whitespace", orjson.dumps(body(message=" \n\t ")), ("message",)),
+    ("message with NUL", orjson.dumps(body(message="a\u0000b")), ("message", "NUL")),
     ("message 1601 chars", orjson.dumps(body(message="x" * 1601)), ("message", "1600")),
     ("priority 0", orjson.dumps(body(priority=0)), ("priority",)),
     ("priority 6", orjson.dumps(body(priority=6)), ("priority",)),
