@@ -41,7 +41,7 @@ class Connector:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 ws = await self._session.ws_connect(self.url, autoping=True)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise PhoneError(f"{who}: cannot connect to {self.url}: {exc!r}") from exc
+            raise PhoneError(f"{who}: cannot connect to {self.url}: {_reason(exc)}") from exc
         self._ws = ws
         return ws
 
@@ -87,3 +87,19 @@ def abort(ws: aiohttp.ClientWebSocketResponse) -> None:
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connect failed, in words (aiohttp's repr names internal connection keys)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (is the hub running on that port?)"
+        return cause.strerror or str(cause)
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"the server answered HTTP {exc.status} (is this a hub's /ws/device URL?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -158,6 +159,28 @@ def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> t
                           input=stdin, capture_output=True, text=True, timeout=30,
                           env={**environ, **(env or {})}, check=False)
     return done.returncode, done.stderr
+
+
+async def test_a_hub_that_is_not_there_is_said_in_words(tmp_path):
+    with socket.socket() as probe:  # a local port with nobody listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "smsnodes_hub.phone", "--url", f"ws://127.0.0.1:{port}/ws/device",
+        "--username", "p", "--radio", "sim", "--state-dir", str(tmp_path / "state"),
+        "--password-stdin", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"pw\n")
+    proc.stdin.close()
+    try:
+        while b"cannot connect" not in (line := await asyncio.wait_for(proc.stdout.readline(), 20)):
+            assert line, "the agent ended without saying why"
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert b"connection refused (is the hub running on that port?)" in line, line
+    assert b"ConnectionKey" not in line  # aiohttp's internals are not the user's business
 
 
 def test_bad_settings_and_a_missing_password_exit_2_with_a_clear_error(tmp_path):
