@@ -75,6 +75,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 # Shared with the other benchmark (scripts/ is on sys.path when run as a script).
 from benchlib import (  # noqa: E402
     Device,
+    close_phone,
     non_negative_float,
     positive_float,
     positive_int,
@@ -773,13 +774,7 @@ class FleetPhone:
                 f.other[str(kind)] += 1
 
     async def stop(self) -> None:
-        if self.ws is not None and not self.ws.closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), 5)
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+        await close_phone(self.ws, self.task)
 
 
 @dataclass(slots=True)

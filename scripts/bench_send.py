@@ -71,6 +71,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 # Shared with the other benchmark (scripts/ is on sys.path when run as a script).
 from benchlib import (  # noqa: E402
     Device,
+    close_phone,
     non_negative_float,
     positive_float,
     positive_int,
@@ -394,13 +395,7 @@ class RawPhone:
                 self.other[str(kind)] += 1
 
     async def stop(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws.close(), 5)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await close_phone(self._ws, self._task)
 
 
 def _sim_phone(url: str, device: Device) -> Phone:

@@ -4,12 +4,14 @@ database on a given server, and the embedded server's postmaster pid."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 
@@ -74,3 +76,15 @@ def postmaster_pid(data_dir: str | None) -> int | None:
         return int(Path(data_dir, "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+async def close_phone(ws: aiohttp.ClientWebSocketResponse | None,
+                      reader: asyncio.Task[None] | None) -> None:
+    """Close a benchmark phone's socket (at most 5 s) and end its reader task."""
+    if ws is not None and not ws.closed:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 5)
+    if reader is not None:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
