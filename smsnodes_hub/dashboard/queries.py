@@ -181,7 +181,7 @@ async def recent_messages(db: Executor, device_id: int, limit: int) -> list[asyn
               FROM messages m
              WHERE m.account_id = (SELECT account_id FROM devices WHERE id = $1)
                AND m.device_id = $1
-             ORDER BY m.id DESC LIMIT $2""",  # noqa: S608 - constants only
+             ORDER BY m.created_at DESC, m.id DESC LIMIT $2""",  # noqa: S608 - constants only
         device_id, limit,
     )
 

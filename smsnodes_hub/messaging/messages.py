@@ -308,8 +308,8 @@ SELECT DISTINCT device_id FROM upd
 _ADVANCE_ROUNDS = """
 WITH due AS (
     SELECT m.id FROM messages m
-     WHERE m.state IN ('accepted', 'done')
-       AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'retry')
+     -- A recipient waiting for a retry makes the status 'scheduled' (messages_retry_due).
+     WHERE m.status = 'scheduled' AND m.state IN ('accepted', 'done')
        AND NOT EXISTS (
            SELECT 1 FROM recipients p WHERE p.message_id = m.id AND p.state = 'pending')
      LIMIT $3
