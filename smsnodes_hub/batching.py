@@ -10,6 +10,12 @@ data) rolls the transaction back, that caller gets the error, and the others run
 without it. A deadlock or serialization failure runs the whole batch again (a few times). A lost or
 refused database, or a failed COMMIT, answers every caller of the batch with the error:
 none of them was committed.
+
+Two kinds of lane share that machinery. A `GroupCommit` runs each caller's own write, one
+statement after another. A `SetCommit` runs a whole batch as one set-based statement over
+all its items, which saves PostgreSQL a statement per write and the hub a round trip; when
+that statement fails for a row, the batch runs again one item per statement to find whose
+row it was.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 import asyncpg
 
@@ -27,9 +33,14 @@ from smsnodes_hub.db import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+P = TypeVar("P")  # what a caller queues: its write, or its item of a set-based statement
+T = TypeVar("T")
 
+Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[Any]"
 # One caller's write: statements on the batch's connection, inside its transaction.
-Write = Callable[["asyncpg.pool.PoolConnectionProxy[Any]"], Awaitable[R]]
+Write = Callable[[Connection], Awaitable[R]]
+# A set-based lane's statement: the results of all `items`, in their order.
+Statement = Callable[[Connection, Sequence[T]], Awaitable[list[R]]]
 
 # Raised by the connection or the server as a whole, not by one row's statement.
 _WHOLE_BATCH: tuple[type[BaseException], ...] = (
@@ -54,10 +65,10 @@ class LaneClosed(Exception):
     """The lane was closed (the hub is stopping): nothing more is accepted."""
 
 
-class GroupCommit(Generic[R]):
-    """One lane of writes of one kind: `submit(write)` runs `write(conn)` inside a
-    transaction shared with the other writes queued at the same time."""
+class _Lane(Generic[P, R]):
+    """What both kinds of lane share: the queue, the batches and their failures."""
 
+    set_based: ClassVar[bool] = False
     __slots__ = ("_batches", "_closed", "_lanes", "_max_batch", "_pending", "_pool",
                  "name", "stats")
 
@@ -67,22 +78,30 @@ class GroupCommit(Generic[R]):
         self._pool = pool
         self._max_batch = max_batch
         self._lanes = lanes
-        self._pending: deque[tuple[Write[R], asyncio.Future[R]]] = deque()
+        self._pending: deque[tuple[P, asyncio.Future[R]]] = deque()
         self._batches: set[asyncio.Task[None]] = set()
         self._closed = False
         self.stats = BatchStats()
 
-    async def submit(self, write: Write[R]) -> R:
+    async def submit(self, payload: P) -> R:
         if self._closed:
             raise LaneClosed(self.name)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         # Retrieved here too: a caller that stopped waiting must not leave it unobserved.
         future.add_done_callback(_observe)
-        self._pending.append((write, future))
+        self._pending.append((payload, future))
         self._start_batches()
         # shield: a caller that gives up (a closed socket, a cancelled request) does not
         # cancel the batch; its write commits or fails with the others.
         return await asyncio.shield(future)
+
+    async def _one(self, conn: Connection, payload: P) -> R:
+        """One caller's write alone."""
+        raise NotImplementedError
+
+    async def _all(self, conn: Connection, payloads: list[P]) -> list[R] | None:
+        """The whole batch at once, or None when this lane runs writes one by one."""
+        return None
 
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Accept nothing more and wait until every queued write has been answered; after
@@ -101,7 +120,7 @@ class GroupCommit(Generic[R]):
                 await asyncio.gather(*self._batches, return_exceptions=True)
                 break
             await asyncio.wait(self._batches, timeout=left)
-        _fail([(write, future) for write, future in self._pending], LaneClosed(self.name))
+        _fail(list(self._pending), LaneClosed(self.name))
         self._pending.clear()
 
     def _start_batches(self) -> None:
@@ -122,15 +141,23 @@ class GroupCommit(Generic[R]):
                      for _ in range(min(self._max_batch, len(self._pending)))]
             await self._run(batch)
 
-    async def _run(self, batch: list[tuple[Write[R], asyncio.Future[R]]]) -> None:
+    async def _run(self, batch: list[tuple[P, asyncio.Future[R]]]) -> None:
         tries = 0
+        together = True  # a set-based lane tries the whole batch in one statement first
         while batch:
             results: list[R] = []
             committing = False
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    for write, _future in batch:
-                        results.append(await write(conn))
+                    whole = await self._all(conn, [p for p, _f in batch]) if together else None
+                    if whole is not None:
+                        if len(whole) != len(batch):
+                            raise RuntimeError(f"{self.name}: {len(whole)} results for "
+                                               f"{len(batch)} items")
+                        results = whole
+                    else:
+                        for payload, _future in batch:
+                            results.append(await self._one(conn, payload))
                     committing = True
             except asyncio.CancelledError:
                 _fail(batch, LaneClosed(self.name))
@@ -148,11 +175,15 @@ class GroupCommit(Generic[R]):
                 if committing or isinstance(exc, _WHOLE_BATCH):
                     _fail(batch, exc)
                     return
+                self.stats.retried += 1
+                if together and self.set_based and len(batch) > 1:
+                    # Some item's row failed the set-based statement: one by one, to see whose.
+                    together = False
+                    continue
                 # The statement of write number len(results) failed for its own reasons: it alone
                 # fails; the ones before it were rolled back and run again with the rest.
-                _write, future = batch.pop(len(results))
+                _payload, future = batch.pop(len(results))
                 _refuse(future, exc)
-                self.stats.retried += 1
                 continue
             except BaseException as exc:  # the connection, the pool, a bug in a step
                 _fail(batch, exc)
@@ -160,9 +191,38 @@ class GroupCommit(Generic[R]):
                     raise
                 return
             self.stats.record(len(batch))
-            for (_write, future), result in zip(batch, results, strict=True):
+            for (_payload, future), result in zip(batch, results, strict=True):
                 _answer(future, result)
             return
+
+
+class GroupCommit(_Lane[Write[R], R]):
+    """One lane of writes of one kind: `submit(write)` runs `write(conn)` inside a
+    transaction shared with the other writes queued at the same time."""
+
+    __slots__ = ()
+
+    async def _one(self, conn: Connection, payload: Write[R]) -> R:
+        return await payload(conn)
+
+
+class SetCommit(_Lane[T, R]):
+    """A lane whose batch is one statement: `submit(item)` returns item's result of
+    `statement(conn, items)`, run over every item queued at the same time."""
+
+    __slots__ = ("_statement",)
+    set_based = True
+
+    def __init__(self, pool: asyncpg.Pool, statement: Statement[T, R], *, name: str,
+                 max_batch: int = 64, lanes: int = 1) -> None:
+        super().__init__(pool, name=name, max_batch=max_batch, lanes=lanes)
+        self._statement = statement
+
+    async def _one(self, conn: Connection, payload: T) -> R:
+        return (await self._statement(conn, [payload]))[0]
+
+    async def _all(self, conn: Connection, payloads: list[T]) -> list[R] | None:
+        return await self._statement(conn, payloads)
 
 
 class BatchStats:
@@ -197,6 +257,6 @@ def _observe(future: asyncio.Future[R]) -> None:
         future.exception()
 
 
-def _fail(batch: list[tuple[Write[R], asyncio.Future[R]]], exc: BaseException) -> None:
-    for _write, future in batch:
+def _fail(batch: list[tuple[Any, asyncio.Future[R]]], exc: BaseException) -> None:
+    for _payload, future in batch:
         _refuse(future, exc)

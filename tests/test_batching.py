@@ -1,15 +1,16 @@
 """Group commit (smsnodes_hub/batching.py) against a real PostgreSQL: callers share commits,
-a bad row fails alone, a lost connection fails its whole batch, close() flushes."""
+a bad row fails alone, a lost connection fails its whole batch, close() flushes; set-based
+lanes run a batch as one statement."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
 
-from smsnodes_hub.batching import GroupCommit, LaneClosed, Write
+from smsnodes_hub.batching import GroupCommit, LaneClosed, SetCommit, Write
 
 
 @pytest.fixture
@@ -145,3 +146,50 @@ async def test_a_deadlock_runs_the_whole_batch_again(table):
     assert results == [1, 2, 3]
     assert await committed(table) == [1, 2, 3]
     assert lane.stats.retried == 1
+
+
+# -- Set-based lanes: one statement for the whole batch ------------------------------------
+
+
+async def insert_all(conn: asyncpg.Connection, items: Sequence[tuple[int, int]]) -> list[int]:
+    rows = await conn.fetch(
+        "INSERT INTO gc SELECT * FROM unnest($1::int[], $2::int[]) RETURNING id",
+        [k for k, _ in items], [v for _, v in items])
+    found = {r["id"] for r in rows}
+    return [k if k in found else -1 for k, _ in items]
+
+
+async def test_a_set_based_lane_runs_a_batch_as_one_statement(table):
+    statements: list[int] = []
+
+    async def counted(conn: asyncpg.Connection, items: Sequence[tuple[int, int]]) -> list[int]:
+        statements.append(len(items))
+        return await insert_all(conn, items)
+
+    lane: SetCommit[tuple[int, int], int] = SetCommit(table, counted, name="t")
+    results = await asyncio.gather(*(lane.submit((i, i)) for i in range(30)))
+    assert results == list(range(30))
+    assert await committed(table) == list(range(30))
+    assert len(statements) == lane.stats.batches < 30  # one statement per batch
+    assert max(statements) > 1
+
+
+async def test_a_bad_item_of_a_set_based_batch_fails_only_its_caller(table):
+    lane: SetCommit[tuple[int, int], int] = SetCommit(table, insert_all, name="t")
+    items = [(1, 1), (2, -5), (3, 3), (4, 4)]
+    results = await asyncio.gather(*(lane.submit(i) for i in items), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 3 and results[3] == 4
+    assert isinstance(results[1], asyncpg.CheckViolationError)
+    assert await committed(table) == [1, 3, 4]
+
+
+async def test_a_set_based_statement_that_answers_the_wrong_count_fails_its_batch(table):
+    async def short(conn: asyncpg.Connection, items: Sequence[tuple[int, int]]) -> list[int]:
+        return (await insert_all(conn, items))[:-1]
+
+    lane: SetCommit[tuple[int, int], int] = SetCommit(table, short, name="t")
+    results = await asyncio.gather(*(lane.submit((i, i)) for i in range(1, 4)),
+                                   return_exceptions=True)
+    # No caller gets another's answer, and nothing of the failed batch is committed.
+    assert all(isinstance(r, RuntimeError) for r in results), results
+    assert await committed(table) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from dataclasses import replace
@@ -243,10 +242,8 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     principal = conn.principal
     if isinstance(frame, protocol.Ack):
         conn.settle_attempt(frame.id, frame.attempt)  # the window frees as the ack arrives
-        current = await conn.lanes.acks.submit(functools.partial(
-            messages.ack, device_id=principal.device_id, message_id=frame.id,
-            attempt=frame.attempt,
-        ))
+        current = await conn.lanes.acks.submit(
+            messages.Ack(principal.device_id, frame.id, frame.attempt))
         if current is None:
             return _reply_error(conn, frame.ref, f"Unknown message {frame.id}")
         if frame.attempt > current:
@@ -288,9 +285,8 @@ async def _record_status(
     delivery = conn.delivery
     retry = (frame.status == "failed" and retries.is_transient(frame.error)
              and frame.attempt < delivery.max_attempts)
-    return await conn.lanes.reports.submit(functools.partial(
-        reports.record_status, principal=conn.principal, message_id=frame.id,
-        attempt=frame.attempt, number=frame.to, status=frame.status, error=frame.error,
+    return await conn.lanes.reports.submit(reports.StatusReport.of(
+        conn.principal, frame.id, frame.attempt, frame.to, frame.status, frame.error,
         retry=retry, reported_at=frame.at,
     ))
 

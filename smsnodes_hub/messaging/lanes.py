@@ -11,7 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from smsnodes_hub.batching import GroupCommit
+from smsnodes_hub.batching import GroupCommit, SetCommit
+from smsnodes_hub.messaging import messages, reports
 
 # Writes per transaction at most: large enough that a commit serves many writes under
 # load, small enough that the first caller of a batch never waits long for the last.
@@ -21,8 +22,8 @@ MAX_BATCH = 64
 @dataclass(frozen=True, slots=True)
 class Lanes:
     sends: GroupCommit[Any]
-    acks: GroupCommit[Any]
-    reports: GroupCommit[Any]
+    acks: SetCommit[messages.Ack, int | None]
+    reports: SetCommit[reports.StatusReport, reports.StatusOutcome]
     claims: GroupCommit[Any]
 
     @classmethod
@@ -31,8 +32,9 @@ class Lanes:
         # to use, and one batch's round trips leave the other core idle.
         return cls(
             sends=GroupCommit(pool, name="sends", max_batch=MAX_BATCH, lanes=2),
-            acks=GroupCommit(pool, name="acks", max_batch=MAX_BATCH),
-            reports=GroupCommit(pool, name="reports", max_batch=MAX_BATCH, lanes=3),
+            acks=SetCommit(pool, messages.ack_all, name="acks", max_batch=MAX_BATCH),
+            reports=SetCommit(pool, reports.record_statuses, name="reports",
+                              max_batch=MAX_BATCH, lanes=3),
             claims=GroupCommit(pool, name="claims", max_batch=MAX_BATCH),
         )
 

@@ -6,7 +6,7 @@ withdrawal.py, reads in history.py, received SMS in inbound.py."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -162,27 +162,43 @@ async def claim(
 
 
 _ACK = """
-WITH upd AS (
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[])
+              WITH ORDINALITY AS i(id, device_id, attempt, n)
+), upd AS (
     -- Still queued or dispatched, no report of this attempt came yet: its recipients are
-    -- pending, so the overall status is 'accepted'.
-    UPDATE messages SET state = 'accepted', status = 'accepted', accepted_at = now(),
+    -- pending, so the overall status is 'accepted'. A message acked twice in one batch
+    -- joins twice and is updated once.
+    UPDATE messages m SET state = 'accepted', status = 'accepted', accepted_at = now(),
            dispatched_to = NULL
-     WHERE id = $1 AND device_id = $2 AND attempt = $3 AND state IN ('queued', 'dispatched')
-    RETURNING id
+      FROM input i
+     WHERE m.id = i.id AND m.device_id = i.device_id AND m.attempt = i.attempt
+       AND m.state IN ('queued', 'dispatched')
+    RETURNING m.id, m.attempt
 ), ev AS (
-    INSERT INTO message_events (message_id, status, attempt) SELECT id, 'accepted', $3 FROM upd
+    INSERT INTO message_events (message_id, status, attempt)
+    SELECT id, 'accepted', attempt FROM upd
 )
-SELECT (SELECT attempt FROM messages WHERE id = $1 AND device_id = $2) AS attempt,
-       (SELECT count(*) FROM upd) AS changed
+SELECT m.attempt
+  FROM input i LEFT JOIN messages m ON m.id = i.id AND m.device_id = i.device_id
+ ORDER BY i.n
 """
 
 
-async def ack(db: Executor, device_id: int, message_id: int, attempt: int) -> int | None:
-    """Record that the phone stored the message. Returns the message's current attempt, or
-    None when the device has no such message. Repeated acks change nothing."""
-    row = await db.fetchrow(_ACK, message_id, device_id, attempt)
-    assert row is not None
-    return row["attempt"]
+@dataclass(frozen=True, slots=True)
+class Ack:
+    device_id: int
+    message_id: int
+    attempt: int
+
+
+async def ack_all(db: Executor, acks: Sequence[Ack]) -> list[int | None]:
+    """Record that phones stored these messages, in one statement. Returns each message's
+    current attempt, or None when its device has no such message. Repeated acks change
+    nothing."""
+    rows = await db.fetch(_ACK, [a.message_id for a in acks], [a.device_id for a in acks],
+                          [a.attempt for a in acks])
+    return [r["attempt"] for r in rows]
 
 
 async def withdrawn(db: Executor, device_id: int, message_ids: list[int]) -> None:

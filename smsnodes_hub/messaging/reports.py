@@ -3,6 +3,7 @@ end and status, its events and the webhook outbox rows, in one statement."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,94 +22,153 @@ class StatusOutcome:
 # failed (the phone's word on the outcome). A report never moves a recipient backwards; a
 # report of what really happened overrides a cancel or expiry that came too late; one about
 # an older attempt changes nothing.
+#
+# Set-based: each input row is one report, and no two rows name the same message (a
+# statement sees one snapshot, so two reports of one message in it would not see each
+# other; `record_statuses` runs those in rounds).
 _STATUS = """
-WITH target AS (
-    SELECT m.id, m.account_id, m.state AS message_state, m.attempt AS message_attempt,
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::integer[], $5::text[],
+                         $6::text[], $7::boolean[], $8::timestamptz[])
+              WITH ORDINALITY AS i(id, device_id, mac, attempt, status, error, retry,
+                                   reported_at, n)
+), target AS (
+    SELECT i.n, m.id, m.account_id, m.device_id, m.state AS message_state,
            r.position, r.state, r.attempt
-      FROM messages m JOIN recipients r ON r.message_id = m.id
-     WHERE m.id = $1 AND m.device_id = $2 AND r.number_mac = $3
+      FROM input i
+      JOIN messages m ON m.id = i.id AND m.device_id = i.device_id
+      JOIN recipients r ON r.message_id = m.id AND r.number_mac = i.mac
 ), upd AS (
-    -- A transient failure at send time ($7) waits for the next round instead of ending;
-    -- one after 'sent' (a failed delivery) or after a cancel never sends again.
+    -- A transient failure at send time (retry) waits for the next round instead of
+    -- ending; one after 'sent' (a failed delivery) or after a cancel never sends again.
     UPDATE recipients r SET
-        state = CASE WHEN $5 = 'failed' AND $7 AND t.state = 'pending' THEN 'retry' ELSE $5 END,
-        error = $6, updated_at = now()
-      FROM target t
-     WHERE r.message_id = t.id AND r.position = t.position AND t.attempt = $4
+        state = CASE WHEN i.status = 'failed' AND i.retry AND t.state = 'pending'
+                     THEN 'retry' ELSE i.status END,
+        error = i.error, updated_at = now()
+      FROM target t JOIN input i ON i.n = t.n
+     WHERE r.message_id = t.id AND r.position = t.position AND t.attempt = i.attempt
        AND (CASE t.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
                          WHEN 'sent' THEN 2 ELSE 3 END)
-         < (CASE $5::text WHEN 'sent' THEN 2 ELSE 3 END)
-    RETURNING r.message_id, r.position, r.state
+         < (CASE i.status WHEN 'sent' THEN 2 ELSE 3 END)
+    RETURNING t.n, r.message_id, r.position, r.state
 ), nxt AS (
     -- A report stands in for a lost ack; the last recipient to leave 'pending' ends it.
-    SELECT CASE
+    SELECT i.n, m.id, CASE
             WHEN m.state IN ('queued', 'dispatched', 'accepted') AND NOT EXISTS (
                 SELECT 1 FROM recipients o
                  WHERE o.message_id = m.id AND o.state = 'pending'
-                   AND o.position NOT IN (SELECT position FROM upd)) THEN 'done'
-            WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4 THEN 'accepted'
+                   AND o.position NOT IN (SELECT u.position FROM upd u
+                                           WHERE u.message_id = m.id)) THEN 'done'
+            WHEN m.state IN ('queued', 'dispatched') AND m.attempt = i.attempt THEN 'accepted'
             ELSE m.state END AS state,
            -- Every recipient as it stands after this report: the overall status is set
-           -- here, so the status trigger has nothing left to write.
-           ARRAY(SELECT coalesce(u.state, o.state) FROM recipients o
-                   LEFT JOIN upd u ON u.message_id = o.message_id AND u.position = o.position
-                  WHERE o.message_id = m.id) AS recipient_states
-      FROM messages m WHERE m.id = $1 AND m.device_id = $2
+           -- here, in the same write.
+           CASE WHEN m.recipient_count = 1
+                THEN ARRAY[coalesce((SELECT u.state FROM upd u WHERE u.n = i.n LIMIT 1),
+                                    (SELECT o.state FROM recipients o
+                                      WHERE o.message_id = m.id LIMIT 1))]
+                ELSE ARRAY(SELECT coalesce(u.state, o.state) FROM recipients o
+                             LEFT JOIN upd u ON u.message_id = o.message_id
+                                            AND u.position = o.position
+                            WHERE o.message_id = m.id)
+           END AS recipient_states,
+           m.state IN ('queued', 'dispatched') AND m.attempt = i.attempt AS acks
+      FROM input i JOIN messages m ON m.id = i.id AND m.device_id = i.device_id
+     WHERE EXISTS (SELECT 1 FROM target t WHERE t.n = i.n)
 ), msg AS (
     UPDATE messages m SET
         state = nxt.state,
         status = message_status(nxt.state, nxt.recipient_states),
-        accepted_at = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
-                           THEN now() ELSE m.accepted_at END,
-        dispatched_to = CASE WHEN m.state IN ('queued', 'dispatched') AND m.attempt = $4
-                             THEN NULL ELSE m.dispatched_to END
-      FROM (SELECT DISTINCT id, message_state, message_attempt FROM target) t, nxt
-     WHERE m.id = t.id
-       AND ((m.state IN ('queued', 'dispatched') AND m.attempt = $4) OR EXISTS (SELECT 1 FROM upd))
-    RETURNING m.id, t.message_state IN ('queued', 'dispatched') AND m.attempt = $4 AS acked
+        accepted_at = CASE WHEN nxt.acks THEN now() ELSE m.accepted_at END,
+        dispatched_to = CASE WHEN nxt.acks THEN NULL ELSE m.dispatched_to END
+      FROM nxt
+     WHERE m.id = nxt.id
+       AND (nxt.acks OR EXISTS (SELECT 1 FROM upd u WHERE u.n = nxt.n))
+    RETURNING nxt.n, m.id, m.attempt, nxt.acks
 ), ev AS (
     INSERT INTO message_events (message_id, position, status, error, attempt, at, reported_at)
-    SELECT id, NULL, 'accepted', NULL, $4, clock_timestamp(), NULL::timestamptz
-      FROM msg WHERE acked
+    SELECT id, NULL, 'accepted', NULL, attempt, clock_timestamp(), NULL::timestamptz
+      FROM msg WHERE acks
     UNION ALL
-    SELECT message_id, position, $5, $6, $4, clock_timestamp() + interval '1 microsecond',
-           $8::timestamptz
-      FROM upd
+    SELECT u.message_id, u.position, i.status, i.error, i.attempt,
+           clock_timestamp() + interval '1 microsecond', i.reported_at
+      FROM upd u JOIN input i ON i.n = u.n
 ), hook AS (
     -- A failure that will be retried is not an outcome yet: no message.failed for it.
-    SELECT emit_webhook_event(t.account_id, 'message.' || $5, $2, upd.message_id,
-                              upd.position, NULL, $5, $6, $4)
-      FROM upd JOIN target t ON t.position = upd.position
-     WHERE upd.state <> 'retry'
+    SELECT emit_webhook_event(t.account_id, 'message.' || i.status, t.device_id,
+                              u.message_id, u.position, NULL, i.status, i.error, i.attempt)
+      FROM upd u JOIN input i ON i.n = u.n
+      JOIN target t ON t.n = u.n AND t.position = u.position
+     WHERE u.state <> 'retry'
 )
-SELECT (SELECT attempt FROM target LIMIT 1) AS attempt,
-       (SELECT count(*) FROM hook) AS hooked,
-       EXISTS (SELECT 1 FROM target) AS found,
-       (SELECT count(*) FROM upd) AS changed,
-       (SELECT count(*) FROM msg WHERE acked) AS accepted
+SELECT (SELECT t.attempt FROM target t WHERE t.n = i.n LIMIT 1) AS attempt,
+       EXISTS (SELECT 1 FROM target t WHERE t.n = i.n) AS found,
+       (SELECT count(*) FROM upd u WHERE u.n = i.n) AS changed,
+       EXISTS (SELECT 1 FROM msg WHERE msg.n = i.n AND msg.acks) AS accepted,
+       (SELECT count(*) FROM hook) AS hooked
+  FROM input i
+ ORDER BY i.n
 """
 
 
-async def record_status(
-    db: Executor,
-    principal: Principal,
-    message_id: int,
-    attempt: int,
-    number: str,
-    status: str,
-    error: str | None,
-    *,
-    retry: bool = False,
-    reported_at: datetime | None = None,
-) -> StatusOutcome:
-    """Apply a phone's report. `retry`: a failure here may be retried (transient error,
-    attempts left); the recipient then waits for the next round (see `advance_rounds`)."""
-    row = await db.fetchrow(
-        _STATUS, message_id, principal.device_id, principal.number_mac(number), attempt,
-        status, error, retry, reported_at,
-    )
-    assert row is not None
-    return StatusOutcome(row["found"], row["attempt"], row["changed"] > 0, row["accepted"] > 0)
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A phone's report on one recipient of one attempt. `retry`: a failure here may be
+    retried (transient error, attempts left); the recipient then waits for the next round
+    (see `messages.advance_rounds`)."""
+
+    device_id: int
+    message_id: int
+    attempt: int
+    number_mac: bytes
+    status: str
+    error: str | None
+    retry: bool = False
+    reported_at: datetime | None = None
+
+    @classmethod
+    def of(cls, principal: Principal, message_id: int, attempt: int, number: str,
+           status: str, error: str | None, *, retry: bool = False,
+           reported_at: datetime | None = None) -> StatusReport:
+        return cls(principal.device_id, message_id, attempt, principal.number_mac(number),
+                   status, error, retry, reported_at)
+
+
+async def record_statuses(db: Executor, reports: Sequence[StatusReport]) -> list[StatusOutcome]:
+    """Apply phones' reports, in their order: one statement per round, where a round takes
+    each message's next report (a phone's `sent` and `delivered` often come together)."""
+    outcomes: list[StatusOutcome | None] = [None] * len(reports)
+    left = list(range(len(reports)))
+    while left:
+        seen: set[int] = set()
+        this_round: list[int] = []
+        later: list[int] = []
+        for k in left:
+            (later if reports[k].message_id in seen else this_round).append(k)
+            seen.add(reports[k].message_id)
+        # Message order: concurrent batches then lock rows in the same order.
+        this_round.sort(key=lambda k: reports[k].message_id)
+        batch = [reports[k] for k in this_round]
+        rows = await db.fetch(
+            _STATUS, [r.message_id for r in batch], [r.device_id for r in batch],
+            [r.number_mac for r in batch], [r.attempt for r in batch],
+            [r.status for r in batch], [r.error for r in batch], [r.retry for r in batch],
+            [r.reported_at for r in batch],
+        )
+        for k, row in zip(this_round, rows, strict=True):
+            outcomes[k] = StatusOutcome(row["found"], row["attempt"], row["changed"] > 0,
+                                        row["accepted"])
+        left = later
+    return [o for o in outcomes if o is not None]
+
+
+async def record_status(db: Executor, principal: Principal, message_id: int, attempt: int,
+                        number: str, status: str, error: str | None, *, retry: bool = False,
+                        reported_at: datetime | None = None) -> StatusOutcome:
+    """One report alone (see `record_statuses`)."""
+    report = StatusReport.of(principal, message_id, attempt, number, status, error,
+                             retry=retry, reported_at=reported_at)
+    return (await record_statuses(db, [report]))[0]
 
 
 async def message_exists(db: Executor, device_id: int, message_id: int) -> bool:
