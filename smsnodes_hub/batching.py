@@ -225,6 +225,25 @@ class SetCommit(_Lane[T, R]):
         return await self._statement(conn, payloads)
 
 
+class Sharded(Generic[T, R]):
+    """Several lanes of one kind, each item always on the same one (by `key`): writes that
+    must see each other in order (one phone's reports) never run in two transactions at
+    once, while other keys' writes use the other lanes."""
+
+    __slots__ = ("_key", "shards")
+
+    def __init__(self, shards: Sequence[_Lane[T, R]], key: Callable[[T], int]) -> None:
+        self.shards = tuple(shards)
+        self._key = key
+
+    async def submit(self, item: T) -> R:
+        return await self.shards[self._key(item) % len(self.shards)].submit(item)
+
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        for shard in self.shards:
+            await shard.close(timeout)
+
+
 class BatchStats:
     """Counters for benchmarks and tests: how many commits served how many writes."""
 

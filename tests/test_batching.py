@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from smsnodes_hub.batching import GroupCommit, LaneClosed, SetCommit, Write
+from smsnodes_hub.batching import GroupCommit, LaneClosed, SetCommit, Sharded, Statement, Write
 
 
 @pytest.fixture
@@ -193,3 +193,26 @@ async def test_a_set_based_statement_that_answers_the_wrong_count_fails_its_batc
     # No caller gets another's answer, and nothing of the failed batch is committed.
     assert all(isinstance(r, RuntimeError) for r in results), results
     assert await committed(table) == []
+
+
+async def test_sharded_lanes_keep_one_key_on_one_lane_and_close_them_all(table):
+    seen: dict[str, list[int]] = {}
+
+    def statement(name: str) -> Statement[tuple[int, int], int]:
+        async def run(conn: asyncpg.Connection, items: Sequence[tuple[int, int]]) -> list[int]:
+            seen.setdefault(name, []).extend(k for k, _ in items)
+            return await insert_all(conn, items)
+
+        return run
+
+    shards = [SetCommit(table, statement(f"s{k}"), name=f"s{k}") for k in range(3)]
+    lane: Sharded[tuple[int, int], int] = Sharded(shards, key=lambda item: item[1])
+    futures = [asyncio.ensure_future(lane.submit((i, i % 3))) for i in range(30)]
+    await asyncio.sleep(0)
+    await lane.close()
+    assert [f.result() for f in futures] == list(range(30))
+    # Key k went to shard k only, in the order submitted.
+    assert seen == {
+        f"s{k}": [i for i in range(30) if i % 3 == k] for k in range(3)}
+    with pytest.raises(LaneClosed):
+        await lane.submit((99, 0))

@@ -6,7 +6,7 @@ withdrawal.py, reads in history.py, received SMS in inbound.py."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,34 +32,78 @@ class Inserted:
     device_online: bool
 
 
+# Set-based: one input row per message, its recipients flattened beside (`rcp_n` names
+# each one's message). Ids are drawn first so that every input row knows its own.
 _INSERT = """
-WITH dev AS (
-    SELECT id FROM devices WHERE id = $1 AND credential_epoch = $2
-       AND ($15::bigint IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE id = $15))
+WITH input AS (
+    SELECT i.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+      FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
+                  $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
+                  $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[])
+           WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
+                                recipient_count, dispatch_to, scheduled_at, expires_at,
+                                notify, local_online, token_id, n)
+     -- The credentials the caller used are still those of the device (and the token
+     -- still exists): a password change or a revoked token since they were cached stops it.
+     WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = i.device_id
+                                             AND d.credential_epoch = i.epoch)
+       AND (i.token_id IS NULL OR EXISTS (SELECT 1 FROM tokens t WHERE t.id = i.token_id))
 ), msg AS (
     -- Every recipient is pending, so the overall status is the message's state.
-    INSERT INTO messages (account_id, device_id, priority, state, status, body, recipient_count,
-                          dispatched_to, dispatched_at, scheduled_at, expires_at)
-    SELECT $3, dev.id, $4, $5, $5, $6, cardinality($7::bytea[]), $8,
-           CASE WHEN $5 = 'dispatched' THEN now() END, $9, $10
-      FROM dev
+    INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
+                          recipient_count, dispatched_to, dispatched_at, scheduled_at,
+                          expires_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
+           dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
+           expires_at
+      FROM input
     RETURNING id, created_at
 ), rcp AS (
     INSERT INTO recipients (message_id, position, number, number_mac)
-    SELECT msg.id, r.position, r.number, r.mac
-      FROM msg, unnest($7::bytea[], $11::bytea[]) WITH ORDINALITY AS r(number, mac, position)
+    SELECT input.id, r.position, r.number, r.mac
+      FROM unnest($14::integer[], $15::smallint[], $16::bytea[], $17::bytea[])
+           AS r(n, position, number, mac)
+      JOIN input ON input.n = r.n
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt, at)
-    SELECT msg.id, s.status, 1, msg.created_at + s.n * interval '1 microsecond'
-      FROM msg, unnest(CASE WHEN $5 = 'dispatched' THEN ARRAY['queued', 'dispatched']
-                            ELSE ARRAY[$5] END) WITH ORDINALITY AS s(status, n)
+    SELECT input.id, s.status, 1, now() + s.k * interval '1 microsecond'
+      FROM input, unnest(CASE WHEN input.state = 'dispatched'
+                              THEN ARRAY['queued', 'dispatched']
+                              ELSE ARRAY[input.state] END) WITH ORDINALITY AS s(status, k)
 ), wake AS (
-    SELECT pg_notify('smsnodes_hub', 'work:' || $1) FROM msg WHERE $12  -- bus.Work
+    SELECT pg_notify('smsnodes_hub', 'work:' || device_id)  -- bus.Work, once a device
+      FROM (SELECT DISTINCT device_id FROM input WHERE notify AND state = 'queued') d
 )
-SELECT msg.id, msg.created_at, (SELECT count(*) FROM wake) AS notified,
-       $13 OR EXISTS (SELECT 1 FROM live_sessions($14) s WHERE s.device_id = $1) AS online
-  FROM msg
+SELECT (SELECT count(*) FROM wake) AS notified, i.n, input.id, now() AS created_at,
+       i.local_online OR EXISTS (SELECT 1 FROM live_sessions($18) s
+                                  WHERE s.device_id = i.device_id) AS online
+  FROM unnest($1::bigint[], $12::boolean[]) WITH ORDINALITY AS i(device_id, local_online, n)
+  LEFT JOIN input ON input.n = i.n
+ ORDER BY i.n
 """
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store, sealed already (so that a batch's transaction holds its
+    connection only for the statement). See `new_message`."""
+
+    device_id: int
+    credential_epoch: int
+    account_id: int
+    token_id: int | None
+    priority: int
+    state: str
+    body: bytes
+    numbers: list[bytes]
+    macs: list[bytes]
+    dispatch_to: uuid.UUID | None
+    scheduled_at: datetime | None
+    expires_at: datetime | None
+    notify: bool
+    local_online: bool
+    stale_seconds: float
 
 
 def new_message(
@@ -74,42 +118,53 @@ def new_message(
     stale_seconds: float,
     scheduled_at: datetime | None = None,
     expires_at: datetime | None = None,
-) -> Callable[[Executor], Awaitable[Inserted]]:
-    """The write that stores a new message: `scheduled` when it has a future time,
-    `dispatched` to `dispatch_to` when the caller already holds a free slot on the device's
-    live connection, `queued` otherwise. Encrypted now, so that a batch's transaction holds
-    its connection only for the statement."""
+) -> NewMessage:
+    """A new message: `scheduled` when it has a future time, `dispatched` to `dispatch_to`
+    when the caller already holds a free slot on the device's live connection, `queued`
+    otherwise."""
     if scheduled_at is not None:
         state = "scheduled"
     elif dispatch_to is not None:
         state = "dispatched"
     else:
         state = "queued"
-    args = (
-        principal.device_id,
-        principal.credential_epoch,
-        principal.account_id,
-        priority,
-        state,
-        principal.seal(text, TEXT_PURPOSE),
+    return NewMessage(
+        principal.device_id, principal.credential_epoch, principal.account_id,
+        principal.token_id, priority, state, principal.seal(text, TEXT_PURPOSE),
         [principal.seal(n, NUMBER_PURPOSE) for n in numbers],
-        dispatch_to,
-        scheduled_at,
-        expires_at,
         [principal.number_mac(n) for n in numbers],
-        notify and state == "queued",
-        local_online,
-        stale_seconds,
-        principal.token_id,
+        dispatch_to, scheduled_at, expires_at, notify, local_online, stale_seconds,
     )
 
-    async def insert(db: Executor) -> Inserted:
-        row = await db.fetchrow(_INSERT, *args)
-        if row is None:
-            return Inserted(None, None, local_online)
-        return Inserted(row["id"], row["created_at"], row["online"])
 
-    return insert
+async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted]:
+    """Store these messages in one statement; each answer says its id (None: the
+    credentials changed since they were cached) and whether its device is online."""
+    rcp_n: list[int] = []
+    positions: list[int] = []
+    for n, m in enumerate(batch, start=1):
+        rcp_n += [n] * len(m.numbers)
+        positions += range(1, len(m.numbers) + 1)
+    rows = await db.fetch(
+        _INSERT,
+        [m.device_id for m in batch], [m.credential_epoch for m in batch],
+        [m.account_id for m in batch], [m.priority for m in batch],
+        [m.state for m in batch], [m.body for m in batch],
+        [len(m.numbers) for m in batch], [m.dispatch_to for m in batch],
+        [m.scheduled_at for m in batch], [m.expires_at for m in batch],
+        [m.notify for m in batch], [m.local_online for m in batch],
+        [m.token_id for m in batch],
+        rcp_n, positions, [x for m in batch for x in m.numbers],
+        [x for m in batch for x in m.macs],
+        max((m.stale_seconds for m in batch), default=0.0),
+    )
+    return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None, r["online"])
+            for r in rows]
+
+
+async def insert(db: Executor, message: NewMessage) -> Inserted:
+    """One message alone (inside a caller's transaction: an idempotency key)."""
+    return (await insert_all(db, [message]))[0]
 
 
 _CLAIM = """

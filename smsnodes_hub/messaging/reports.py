@@ -41,13 +41,15 @@ WITH input AS (
 ), upd AS (
     -- A transient failure at send time (retry) waits for the next round instead of
     -- ending; one after 'sent' (a failed delivery) or after a cancel never sends again.
+    -- Judged on the row itself (r), not on the snapshot (t): a writer that changed it
+    -- meanwhile (a cancel, the expiry) is seen once its lock is released.
     UPDATE recipients r SET
-        state = CASE WHEN i.status = 'failed' AND i.retry AND t.state = 'pending'
+        state = CASE WHEN i.status = 'failed' AND i.retry AND r.state = 'pending'
                      THEN 'retry' ELSE i.status END,
         error = i.error, updated_at = now()
       FROM target t JOIN input i ON i.n = t.n
-     WHERE r.message_id = t.id AND r.position = t.position AND t.attempt = i.attempt
-       AND (CASE t.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
+     WHERE r.message_id = t.id AND r.position = t.position AND r.attempt = i.attempt
+       AND (CASE r.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
                          WHEN 'sent' THEN 2 ELSE 3 END)
          < (CASE i.status WHEN 'sent' THEN 2 ELSE 3 END)
     RETURNING t.n, r.message_id, r.position, r.state

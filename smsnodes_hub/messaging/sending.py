@@ -107,7 +107,7 @@ async def store(
         assert conn is not None
         conn.reserved += 1
     try:
-        insert = messages.new_message(
+        message = messages.new_message(
             principal, priority=out.priority, text=out.text, numbers=out.numbers,
             dispatch_to=conn.id if direct and conn else None,
             # Whenever the phone is not here: another process may hold it, even one that
@@ -118,8 +118,8 @@ async def store(
         )
         # Alone, the insert shares a commit with the sends that arrive with it; inside the
         # caller's transaction (an idempotency key) it runs there.
-        stored = await (hub.lanes.sends.submit(insert) if isinstance(db, asyncpg.Pool)
-                        else insert(db))
+        stored = await (hub.lanes.sends.submit(message) if isinstance(db, asyncpg.Pool)
+                        else messages.insert(db, message))
     except BaseException:
         if direct and conn is not None:
             conn.reserved -= 1

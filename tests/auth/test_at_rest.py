@@ -63,10 +63,10 @@ async def test_dump_reveals_no_password_key_text_or_number(pool, database_url: s
         principal = await auth.login(pool, "at-rest-phone", PASSWORD)
         assert principal is not None
         token, _ = await accounts.issue_session_token(pool, principal)  # type: ignore[misc]
-        await messages.new_message(
+        await messages.insert(pool, messages.new_message(
             principal, priority=3, text=TEXT, numbers=[NUMBER], dispatch_to=None,
             notify=False, local_online=False, stale_seconds=15,
-        )(pool)
+        ))
         await inbound.store_inbound(pool, principal, "inbound-1", SENDER, INBOUND,
                                      datetime.now(UTC))
     finally:

@@ -92,10 +92,10 @@ async def make_device(pool: asyncpg.Pool, auth: Authenticator, name: str,
 
 
 async def store_message(pool: asyncpg.Pool, principal: Principal, text: str) -> int:
-    inserted = await messages.new_message(
+    inserted = await messages.insert(pool, messages.new_message(
         principal, priority=1, text=text, numbers=["+15551234567"], dispatch_to=None,
         notify=False, local_online=False, stale_seconds=15,
-    )(pool)
+    ))
     assert inserted.id is not None
     return inserted.id
 
