@@ -242,7 +242,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     principal = conn.principal
     if isinstance(frame, protocol.Ack):
         conn.settle_attempt(frame.id, frame.attempt)  # the window frees as the ack arrives
-        current = await conn.lanes.acks.submit(
+        current = await conn.lanes.ack(
             messages.Ack(principal.device_id, frame.id, frame.attempt))
         if current is None:
             return _reply_error(conn, frame.ref, f"Unknown message {frame.id}")
@@ -285,7 +285,7 @@ async def _record_status(
     delivery = conn.delivery
     retry = (frame.status == "failed" and retries.is_transient(frame.error)
              and frame.attempt < delivery.max_attempts)
-    return await conn.lanes.reports.submit(reports.StatusReport.of(
+    return await conn.lanes.report(reports.StatusReport.of(
         conn.principal, frame.id, frame.attempt, frame.to, frame.status, frame.error,
         retry=retry, reported_at=frame.at,
     ))

@@ -1,49 +1,83 @@
 """The hot path's group-commit lanes (smsnodes_hub/batching.py), one per kind of write.
 
-Separate lanes keep kinds from queueing behind each other: a phone's acks never wait for
-its status reports, and claims (which put frames on the wire) never wait for new sends.
+Separate lanes keep kinds from queueing behind each other: claims (which put frames on the
+wire) never wait for new sends, nor either for phones' acks and reports. A phone's acks and
+reports share its lane: they change the same rows, and on two lanes each would wait for
+the other's transaction to commit. (Its window frees as an ack arrives, before the write.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from smsnodes_hub.auth.accounts import Executor
 from smsnodes_hub.batching import GroupCommit, SetCommit, Sharded
 from smsnodes_hub.messaging import messages, reports
 
 # Writes per transaction at most: large enough that a commit serves many writes under
 # load, small enough that the first caller of a batch never waits long for the last.
 MAX_BATCH = 64
-REPORT_LANES = 3
+PHONE_LANES = 3
+
+PhoneWrite = messages.Ack | reports.StatusReport
+PhoneResult = int | None | reports.StatusOutcome
+
+
+async def phone_writes(db: Executor, items: Sequence[PhoneWrite]) -> list[PhoneResult]:
+    """A batch of phones' acks and reports: the reports first, so that an ack whose report
+    came with it finds the message accepted already and writes nothing."""
+    results: list[PhoneResult] = [None] * len(items)
+    told = [(k, i) for k, i in enumerate(items) if isinstance(i, reports.StatusReport)]
+    if told:
+        outcomes = await reports.record_statuses(db, [i for _k, i in told])
+        for (k, _i), outcome in zip(told, outcomes, strict=True):
+            results[k] = outcome
+    acked = [(k, a) for k, a in enumerate(items) if isinstance(a, messages.Ack)]
+    if acked:
+        currents = await messages.ack_all(db, [a for _k, a in acked])
+        for (k, _a), current in zip(acked, currents, strict=True):
+            results[k] = current
+    return results
 
 
 @dataclass(frozen=True, slots=True)
 class Lanes:
     sends: SetCommit[messages.NewMessage, messages.Inserted]
-    acks: SetCommit[messages.Ack, int | None]
-    reports: Sharded[reports.StatusReport, reports.StatusOutcome]
+    # One phone's writes stay in order on one lane: two transactions applying reports of
+    # one message at once would each judge it from its own snapshot.
+    phones: Sharded[PhoneWrite, PhoneResult]
     claims: GroupCommit[Any]
 
     @classmethod
     def open(cls, pool: asyncpg.Pool) -> Lanes:
-        # Two transactions at once where the work is heaviest: PostgreSQL has two cores
-        # to use, and one batch's round trips leave the other core idle.
+        # More than one transaction at once where the work is heaviest: PostgreSQL has two
+        # cores to use, and one batch's round trips leave the other core idle.
         return cls(
             sends=SetCommit(pool, messages.insert_all, name="sends", max_batch=MAX_BATCH,
                             lanes=2),
-            acks=SetCommit(pool, messages.ack_all, name="acks", max_batch=MAX_BATCH),
-            # A phone's reports stay in order on one lane: two transactions applying
-            # reports of one message at once would each judge it from its own snapshot.
-            reports=Sharded([SetCommit(pool, reports.record_statuses, name=f"reports{k}",
-                                       max_batch=MAX_BATCH) for k in range(REPORT_LANES)],
-                            key=lambda report: report.device_id),
+            phones=Sharded([SetCommit(pool, phone_writes, name=f"phones{k}",
+                                      max_batch=MAX_BATCH) for k in range(PHONE_LANES)],
+                           key=lambda item: item.device_id),
             claims=GroupCommit(pool, name="claims", max_batch=MAX_BATCH),
         )
 
+    async def ack(self, ack: messages.Ack) -> int | None:
+        """The message's current attempt, or None when the phone has no such message."""
+        result = await self.phones.submit(ack)
+        assert not isinstance(result, reports.StatusOutcome)
+        return result
+
+    async def report(self, report: reports.StatusReport) -> reports.StatusOutcome:
+        result = await self.phones.submit(report)
+        assert isinstance(result, reports.StatusOutcome)
+        return result
+
     async def close(self) -> None:
         """Flush every lane: what was queued is committed (or answered with its error)."""
-        for lane in (self.sends, self.acks, self.reports, self.claims):
-            await lane.close()
+        await self.sends.close()
+        await self.phones.close()
+        await self.claims.close()

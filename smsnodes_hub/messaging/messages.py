@@ -251,9 +251,14 @@ async def ack_all(db: Executor, acks: Sequence[Ack]) -> list[int | None]:
     """Record that phones stored these messages, in one statement. Returns each message's
     current attempt, or None when its device has no such message. Repeated acks change
     nothing."""
-    rows = await db.fetch(_ACK, [a.message_id for a in acks], [a.device_id for a in acks],
-                          [a.attempt for a in acks])
-    return [r["attempt"] for r in rows]
+    # Message order: concurrent transactions then lock rows in the same order.
+    order = sorted(range(len(acks)), key=lambda k: acks[k].message_id)
+    rows = await db.fetch(_ACK, [acks[k].message_id for k in order],
+                          [acks[k].device_id for k in order], [acks[k].attempt for k in order])
+    currents: list[int | None] = [None] * len(acks)
+    for k, row in zip(order, rows, strict=True):
+        currents[k] = row["attempt"]
+    return currents
 
 
 async def withdrawn(db: Executor, device_id: int, message_ids: list[int]) -> None:
