@@ -159,23 +159,33 @@ async def insert_all(conn: asyncpg.Connection, items: Sequence[tuple[int, int]])
     return [k if k in found else -1 for k, _ in items]
 
 
-async def test_a_set_based_lane_runs_a_batch_as_one_statement(table):
+@pytest.mark.parametrize("atomic", [False, True])
+async def test_a_set_based_lane_runs_a_batch_as_one_statement(table, atomic):
     statements: list[int] = []
 
     async def counted(conn: asyncpg.Connection, items: Sequence[tuple[int, int]]) -> list[int]:
         statements.append(len(items))
         return await insert_all(conn, items)
 
-    lane: SetCommit[tuple[int, int], int] = SetCommit(table, counted, name="t")
-    results = await asyncio.gather(*(lane.submit((i, i)) for i in range(30)))
-    assert results == list(range(30))
+    lane: SetCommit[tuple[int, int], int] = SetCommit(table, counted, name="t", atomic=atomic)
+    results = []
+
+    async def one(i: int) -> None:
+        results.append(await lane.submit((i, i)))
+        # Committed the moment submit returns, with or without the lane's own transaction.
+        assert await table.fetchval("SELECT 1 FROM gc WHERE id = $1", i)
+
+    await asyncio.gather(*(one(i) for i in range(30)))
+    assert sorted(results) == list(range(30))
     assert await committed(table) == list(range(30))
     assert len(statements) == lane.stats.batches < 30  # one statement per batch
     assert max(statements) > 1
 
 
-async def test_a_bad_item_of_a_set_based_batch_fails_only_its_caller(table):
-    lane: SetCommit[tuple[int, int], int] = SetCommit(table, insert_all, name="t")
+@pytest.mark.parametrize("atomic", [False, True])
+async def test_a_bad_item_of_a_set_based_batch_fails_only_its_caller(table, atomic):
+    lane: SetCommit[tuple[int, int], int] = SetCommit(table, insert_all, name="t",
+                                                      atomic=atomic)
     items = [(1, 1), (2, -5), (3, 3), (4, 4)]
     results = await asyncio.gather(*(lane.submit(i) for i in items), return_exceptions=True)
     assert results[0] == 1 and results[2] == 3 and results[3] == 4

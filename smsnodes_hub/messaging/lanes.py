@@ -8,14 +8,14 @@ the other's transaction to commit. (Its window frees as an ack arrives, before t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from smsnodes_hub.auth.accounts import Executor
-from smsnodes_hub.batching import GroupCommit, SetCommit, Sharded
+from smsnodes_hub.batching import Connection, GroupCommit, SetCommit, Sharded
 from smsnodes_hub.messaging import messages, reports
 
 # Writes per transaction at most: large enough that a commit serves many writes under
@@ -27,20 +27,23 @@ PhoneWrite = messages.Ack | reports.StatusReport
 PhoneResult = int | None | reports.StatusOutcome
 
 
-async def phone_writes(db: Executor, items: Sequence[PhoneWrite]) -> list[PhoneResult]:
+async def phone_writes(conn: Connection, items: Sequence[PhoneWrite]) -> list[PhoneResult]:
     """A batch of phones' acks and reports: the reports first, so that an ack whose report
-    came with it finds the message accepted already and writes nothing."""
+    came with it finds the message accepted already and writes nothing. One statement
+    when it can (atomic alone), else a transaction around them."""
     results: list[PhoneResult] = [None] * len(items)
     told = [(k, i) for k, i in enumerate(items) if isinstance(i, reports.StatusReport)]
-    if told:
-        outcomes = await reports.record_statuses(db, [i for _k, i in told])
-        for (k, _i), outcome in zip(told, outcomes, strict=True):
-            results[k] = outcome
     acked = [(k, a) for k, a in enumerate(items) if isinstance(a, messages.Ack)]
-    if acked:
-        currents = await messages.ack_all(db, [a for _k, a in acked])
-        for (k, _a), current in zip(acked, currents, strict=True):
-            results[k] = current
+    statements = len(reports.rounds([i for _k, i in told])) + (1 if acked else 0)
+    async with contextlib.nullcontext() if statements == 1 else conn.transaction():
+        if told:
+            outcomes = await reports.record_statuses(conn, [i for _k, i in told])
+            for (k, _i), outcome in zip(told, outcomes, strict=True):
+                results[k] = outcome
+        if acked:
+            currents = await messages.ack_all(conn, [a for _k, a in acked])
+            for (k, _a), current in zip(acked, currents, strict=True):
+                results[k] = current
     return results
 
 
@@ -58,9 +61,10 @@ class Lanes:
         # cores to use, and one batch's round trips leave the other core idle.
         return cls(
             sends=SetCommit(pool, messages.insert_all, name="sends", max_batch=MAX_BATCH,
-                            lanes=2),
+                            lanes=2, atomic=True),
             phones=Sharded([SetCommit(pool, phone_writes, name=f"phones{k}",
-                                      max_batch=MAX_BATCH) for k in range(PHONE_LANES)],
+                                      max_batch=MAX_BATCH, atomic=True)
+                            for k in range(PHONE_LANES)],
                            key=lambda item: item.device_id),
             claims=GroupCommit(pool, name="claims", max_batch=MAX_BATCH),
         )

@@ -140,16 +140,7 @@ async def record_statuses(db: Executor, reports: Sequence[StatusReport]) -> list
     """Apply phones' reports, in their order: one statement per round, where a round takes
     each message's next report (a phone's `sent` and `delivered` often come together)."""
     outcomes: list[StatusOutcome | None] = [None] * len(reports)
-    left = list(range(len(reports)))
-    while left:
-        seen: set[int] = set()
-        this_round: list[int] = []
-        later: list[int] = []
-        for k in left:
-            (later if reports[k].message_id in seen else this_round).append(k)
-            seen.add(reports[k].message_id)
-        # Message order: concurrent batches then lock rows in the same order.
-        this_round.sort(key=lambda k: reports[k].message_id)
+    for this_round in rounds(reports):
         batch = [reports[k] for k in this_round]
         rows = await db.fetch(
             _STATUS, [r.message_id for r in batch], [r.device_id for r in batch],
@@ -160,8 +151,24 @@ async def record_statuses(db: Executor, reports: Sequence[StatusReport]) -> list
         for k, row in zip(this_round, rows, strict=True):
             outcomes[k] = StatusOutcome(row["found"], row["attempt"], row["changed"] > 0,
                                         row["accepted"])
-        left = later
     return [o for o in outcomes if o is not None]
+
+
+def rounds(reports: Sequence[StatusReport]) -> list[list[int]]:
+    """The reports' indexes in rounds: each message's first report in the first round, its
+    second in the second, and so on; within a round in message order, so that concurrent
+    transactions lock rows in the same order."""
+    out: list[list[int]] = []
+    seen: dict[int, int] = {}  # message id -> reports of it so far
+    for k, report in enumerate(reports):
+        n = seen.get(report.message_id, 0)
+        seen[report.message_id] = n + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(k)
+    for this_round in out:
+        this_round.sort(key=lambda k: reports[k].message_id)
+    return out
 
 
 async def record_status(db: Executor, principal: Principal, message_id: int, attempt: int,
