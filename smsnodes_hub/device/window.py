@@ -5,7 +5,6 @@ It writes only through the connection's SocketWriter."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -202,11 +201,8 @@ class Window:
                 try:
                     self.claims += 1
                     # Claims of all phones share commits, apart from sends and reports.
-                    rows = await self.lanes.claims.submit(functools.partial(
-                        messages.claim, device_id=self.device_id,
-                        connection_id=self.connection_id, limit=free,
-                        max_recipients=allowance,
-                    ))
+                    rows = await self.lanes.claims.submit(messages.Claim(
+                        self.device_id, self.connection_id, free, allowance))
                 except Exception as exc:
                     # Try again shortly: nothing else may wake us (no new send, no ack).
                     log.warning("could not claim messages for device %s: %s",

@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
-from smsnodes_hub.batching import Connection, GroupCommit, SetCommit, Sharded
+from smsnodes_hub.batching import Connection, SetCommit, Sharded
 from smsnodes_hub.messaging import messages, reports
 
 # Writes per transaction at most: large enough that a commit serves many writes under
@@ -53,7 +52,7 @@ class Lanes:
     # One phone's writes stay in order on one lane: two transactions applying reports of
     # one message at once would each judge it from its own snapshot.
     phones: Sharded[PhoneWrite, PhoneResult]
-    claims: GroupCommit[Any]
+    claims: SetCommit[messages.Claim, list[asyncpg.Record]]
 
     @classmethod
     def open(cls, pool: asyncpg.Pool) -> Lanes:
@@ -66,7 +65,8 @@ class Lanes:
                                       max_batch=MAX_BATCH, atomic=True)
                             for k in range(PHONE_LANES)],
                            key=lambda item: item.device_id),
-            claims=GroupCommit(pool, name="claims", max_batch=MAX_BATCH),
+            claims=SetCommit(pool, messages.claim_all, name="claims", max_batch=MAX_BATCH,
+                             atomic=True),
         )
 
     async def ack(self, ack: messages.Ack) -> int | None:

@@ -167,53 +167,77 @@ async def insert(db: Executor, message: NewMessage) -> Inserted:
     return (await insert_all(db, [message]))[0]
 
 
+# Set-based: one input row per phone's claim (a phone claims one at a time).
 _CLAIM = """
-WITH head AS (
-    SELECT id, attempt FROM messages
-     WHERE device_id = $1 AND state = 'queued' AND (expires_at IS NULL OR expires_at > now())
-     ORDER BY priority DESC, id
-     LIMIT $3
-       FOR UPDATE SKIP LOCKED
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::integer[], $4::integer[])
+              WITH ORDINALITY AS i(device_id, connection_id, lim, max_recipients, n)
+), head AS (
+    SELECT i.n, i.connection_id, i.max_recipients, h.id, h.attempt
+      FROM input i CROSS JOIN LATERAL (
+        SELECT id, attempt FROM messages
+         WHERE device_id = i.device_id AND state = 'queued'
+           AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY priority DESC, id
+         LIMIT i.lim
+           FOR UPDATE SKIP LOCKED) h
 ), picked AS (
-    -- With pacing ($4 set), the head of the queue waits rather than overshoot the limit. It
-    -- is judged by the recipients of its current attempt: a retry carries only those.
-    SELECT id FROM head
-     WHERE $4::integer IS NULL
+    -- With pacing (max_recipients set), the head of the queue waits rather than overshoot
+    -- the limit. It is judged by the recipients of its current attempt: a retry carries
+    -- only those.
+    SELECT n, connection_id, id FROM head
+     WHERE max_recipients IS NULL
         OR (SELECT count(*) FROM recipients r
-             WHERE r.message_id = head.id AND r.attempt = head.attempt) <= $4
+             WHERE r.message_id = head.id AND r.attempt = head.attempt) <= max_recipients
 ), upd AS (
-    -- Its current attempt's recipients are pending, so the overall status is 'dispatched'
-    -- (set here, the status trigger then has nothing to write).
-    UPDATE messages m SET state = 'dispatched', status = 'dispatched', dispatched_to = $2,
-           dispatched_at = now()
+    -- Its current attempt's recipients are pending, so the overall status is 'dispatched'.
+    UPDATE messages m SET state = 'dispatched', status = 'dispatched',
+           dispatched_to = picked.connection_id, dispatched_at = now()
       FROM picked WHERE m.id = picked.id
-    RETURNING m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at
+    RETURNING picked.n, m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt)
     SELECT id, 'dispatched', attempt FROM upd
 )
-SELECT upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.expires_at,
+SELECT upd.n, upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.expires_at,
        ARRAY(SELECT r.number FROM recipients r
               WHERE r.message_id = upd.id AND r.attempt = upd.attempt
               ORDER BY r.position) AS numbers
   FROM upd
- ORDER BY upd.priority DESC, upd.id
+ ORDER BY upd.n, upd.priority DESC, upd.id
 """
 
 
-async def claim(
-    db: Executor,
-    device_id: int,
-    connection_id: uuid.UUID,
-    limit: int,
-    max_recipients: int | None = None,
-) -> list[asyncpg.Record]:
-    """Mark up to `limit` waiting messages of the device as dispatched to this connection,
-    highest priority first, oldest first within a priority. With `max_recipients` (pacing)
-    at most one message, and only if it has no more recipients than that."""
-    if max_recipients is not None:
-        limit = 1
-    return await db.fetch(_CLAIM, device_id, connection_id, limit, max_recipients)
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Up to `limit` waiting messages of the device for this connection. With
+    `max_recipients` (pacing) at most one message, and only if it has no more recipients
+    than that."""
+
+    device_id: int
+    connection_id: uuid.UUID
+    limit: int
+    max_recipients: int | None = None
+
+
+async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.Record]]:
+    """Mark waiting messages as dispatched to each claim's connection, highest priority
+    first, oldest first within a priority, in one statement; each claim gets its rows."""
+    rows = await db.fetch(
+        _CLAIM, [c.device_id for c in claims], [c.connection_id for c in claims],
+        [1 if c.max_recipients is not None else c.limit for c in claims],
+        [c.max_recipients for c in claims],
+    )
+    out: list[list[asyncpg.Record]] = [[] for _ in claims]
+    for row in rows:
+        out[row["n"] - 1].append(row)
+    return out
+
+
+async def claim(db: Executor, device_id: int, connection_id: uuid.UUID, limit: int,
+                max_recipients: int | None = None) -> list[asyncpg.Record]:
+    """One claim alone (see `claim_all`)."""
+    return (await claim_all(db, [Claim(device_id, connection_id, limit, max_recipients)]))[0]
 
 
 _ACK = """
