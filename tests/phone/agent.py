@@ -1,4 +1,4 @@
-"""Running `python -m smsnodes_hub.phone` as a real process, and reading the hub over HTTP."""
+"""Running `python -m smsnodes_phone` as a real process, and reading the hub over HTTP."""
 
 from __future__ import annotations
 
@@ -15,20 +15,25 @@ FAST = ["--poll-interval", "0.2", "--backoff-initial", "0.2", "--backoff-max", "
         "--telemetry-interval", "30"]
 
 
+AGENT = [sys.executable, "-m", "smsnodes_phone"]
+
+
 class Agent:
     def __init__(self, url: str, username: str, radio: str, state_dir: Path,
-                 env: dict[str, str], log: Path, *extra: str) -> None:
-        self.argv = [sys.executable, "-m", "smsnodes_hub.phone", "--url", url,
+                 env: dict[str, str], log: Path, *extra: str,
+                 launcher: list[str] = AGENT, cwd: Path = ROOT) -> None:
+        self.argv = [*launcher, "--url", url,
                      "--username", username, "--radio", radio, "--state-dir", str(state_dir),
                      "--password-stdin", *FAST, *extra]
         self.env = env
         self.log = log
+        self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, password: str = PASSWORD) -> Agent:
         with self.log.open("a") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=ROOT, env=self.env, stdin=asyncio.subprocess.PIPE,
+                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.PIPE,
                 stdout=out, stderr=out)
         assert self.proc.stdin is not None
         self.proc.stdin.write(password.encode() + b"\n")
