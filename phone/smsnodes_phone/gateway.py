@@ -5,7 +5,8 @@
   the order they came (the hub's priority order), and resumes them after a restart.
 - Nothing starts after ``expiresAt`` or after a ``cancel`` for its id (the hub ends such a
   recipient itself, so none is reported).
-- Each recipient gets ``sent`` or ``failed`` (with the radio's error text), and
+- Each recipient gets ``sent`` or ``failed`` (a transient result name the hub retries, or
+  the radio's own error text: see results.py), and
   ``delivered`` when the radio learns of a delivery receipt. Reports wait in the outbox,
   kept in the state file too, until the hub answers ``ok``.
 - Received SMS are polled and forwarded, each with a ``ref`` of its own; the high-water
@@ -169,6 +170,8 @@ class Gateway(PhoneSession):
                         "id": msg_id, "attempt": attempt, "to": to, "since": time.time()}
                 await self._report(msg_id, attempt, str(to), "sent")
             else:
+                if result.detail:  # the report carries a result name; the tool's words go here
+                    self._event(f"radio: sending to {to} failed: {result.detail}")
                 await self._report(msg_id, attempt, str(to), "failed", result.error)
             job["done"].append(to)
             self.state.save()

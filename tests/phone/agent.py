@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support import PASSWORD, ROOT, basic, get, send, until
+from tests.phone.fakes import FakeRadio
+from tests.support import PASSWORD, ROOT, basic, get, send, until, ws_url
 
 FAST = ["--poll-interval", "0.2", "--backoff-initial", "0.2", "--backoff-max", "0.5",
         "--telemetry-interval", "30"]
@@ -64,6 +65,13 @@ class Agent:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+def agent_for(hub: Any, fake: FakeRadio, tmp_path: Path, radio: str, *extra: str,
+              name: str = "phone-1") -> Agent:
+    """An agent for account ``name`` of ``hub``, with the fake tools on its PATH."""
+    return Agent(ws_url(hub), name, radio, tmp_path / "state", fake.env(),
+                 tmp_path / "agent.log", *extra)
 
 
 async def send_to(client: Any, username: str, numbers: list[str], text: str) -> int:

@@ -3,7 +3,8 @@ real ones print (shapes from termux-api's SmsInboxAPI/BatteryStatusAPI/Telephony
 mmcli's JSON output), with their failure styles. They keep their world in FAKE_RADIO_DIR:
 
 - sent.jsonl: one line per SMS really handed to the radio (tool, number, slot, text);
-- control.json: {"fail": {number: error text}, "slow": {number: seconds}};
+- control.json: {"fail": {number: error text, or a list of them used up one per try},
+  "slow": {number: seconds}, "deviceinfo": {what termux-telephony-deviceinfo says instead}};
 - inbox.json (termux): the SMS database termux-sms-list reads;
 - mm/N.json (mmcli): ModemManager's SMS objects, by number.
 """
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 COMMON = r'''
 import json, os, sys, time
 from pathlib import Path
@@ -26,6 +29,16 @@ def control():
 def record(entry):
     with (ROOT / "sent.jsonl").open("a") as fh:
         fh.write(json.dumps(entry) + "\n")
+def failure(number):
+    """The error this try at `number` fails with, or None; a list is used up in order."""
+    ctl = control()
+    error = ctl.get("fail", {}).get(number)
+    if isinstance(error, list):
+        if not error:
+            return None
+        error = error.pop(0)
+        (ROOT / "control.json").write_text(json.dumps(ctl))
+    return error
 '''
 
 TERMUX_SMS_SEND = COMMON + r'''
@@ -39,9 +52,8 @@ if "-n" not in opts:
     print("termux-sms-send: no recipient number given"); sys.exit(1)
 text = " ".join(rest) if rest else sys.stdin.read()
 number = opts["-n"]
-ctl = control()
-time.sleep(ctl.get("slow", {}).get(number, 0))
-error = ctl.get("fail", {}).get(number)
+time.sleep(control().get("slow", {}).get(number, 0))
+error = failure(number)
 if error:
     # What Termux:API does without the permission: JSON on stdout, exit code 0.
     print(json.dumps({"error": error}))
@@ -69,16 +81,15 @@ print(json.dumps({"present": True, "technology": "Li-ion", "health": "GOOD",
                   "scale": 100}, indent=2))
 '''
 
-TERMUX_DEVICEINFO = r'''
-import json
-print(json.dumps({"data_enabled": "true", "data_activity": "none", "data_state": "connected",
+TERMUX_DEVICEINFO = COMMON + r'''
+print(json.dumps({**{"data_enabled": "true", "data_activity": "none", "data_state": "connected",
                   "device_id": None, "device_software_version": "01", "phone_count": 2,
                   "phone_type": "gsm", "network_operator": "20801",
                   "network_operator_name": "Orange F", "network_country_iso": "fr",
                   "network_type": "lte", "network_roaming": False, "sim_country_iso": "fr",
                   "sim_operator": "20801", "sim_operator_name": "Orange F",
                   "sim_serial_number": None, "sim_subscriber_id": None,
-                  "sim_state": "ready"}, indent=2))
+                  "sim_state": "ready"}, **control().get("deviceinfo", {})}, indent=2))
 '''
 
 TERMUX_CELLINFO = r'''
@@ -151,9 +162,8 @@ elif "--messaging-delete-sms" in opts:
 elif "-s" in args and "--send" in args:
     f, sms = load(args[args.index("-s") + 1])
     number = sms["sms"]["content"]["number"]
-    ctl = control()
-    time.sleep(ctl.get("slow", {}).get(number, 0))
-    error = ctl.get("fail", {}).get(number)
+    time.sleep(control().get("slow", {}).get(number, 0))
+    error = failure(number)
     if error:
         fail(f"error: couldn't send the SMS: '{error}'")
     reference = str(100 + len(objects()))
@@ -203,10 +213,16 @@ class FakeRadio:
         env["FAKE_RADIO_DIR"] = str(self.world)
         return env
 
-    def control(self, fail: dict[str, str] | None = None,
-                slow: dict[str, float] | None = None) -> None:
-        (self.world / "control.json").write_text(
-            json.dumps({"fail": fail or {}, "slow": slow or {}}))
+    def put_on_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The tools for a radio driven in the test's own process."""
+        for key in ("PATH", "FAKE_RADIO_DIR"):
+            monkeypatch.setenv(key, self.env()[key])
+
+    def control(self, fail: dict[str, str | list[str]] | None = None,
+                slow: dict[str, float] | None = None,
+                deviceinfo: dict[str, Any] | None = None) -> None:
+        (self.world / "control.json").write_text(json.dumps(
+            {"fail": fail or {}, "slow": slow or {}, "deviceinfo": deviceinfo or {}}))
 
     def sent(self) -> list[dict[str, Any]]:
         path = self.world / "sent.jsonl"

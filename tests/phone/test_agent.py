@@ -9,24 +9,17 @@ import socket
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
 from smsnodes_hub.app import create_app
 from smsnodes_phone.radio.termux import TermuxRadio
-from tests.phone.agent import Agent, inbound, running, send_to, wait_statuses
-from tests.phone.fakes import FakeRadio
-from tests.support import PASSWORD, ROOT, add_device, test_settings, until, ws_url
+from tests.phone.agent import agent_for, inbound, running, send_to, wait_statuses
+from tests.support import PASSWORD, ROOT, add_device, test_settings, until
 
 A, B, FAILING = "+15550001111", "+15550002222", "+15550009999"
 PERMISSION = ("Please grant the following permission to use this command: "
               "android.permission.SEND_SMS")
-
-
-def agent_for(hub, fake: FakeRadio, tmp_path: Path, radio: str, name: str = "phone-1") -> Agent:
-    return Agent(ws_url(hub), name, radio, tmp_path / "state", fake.env(),
-                 tmp_path / "agent.log")
 
 
 async def test_termux_sends_each_sms_once_and_the_hub_shows_it_sent(hub, fake, tmp_path):
@@ -136,8 +129,7 @@ async def test_the_agent_survives_a_hub_restart_with_its_token(make_hub, databas
 
 async def test_termux_sends_from_the_sim_slot_the_frame_names(fake, monkeypatch):
     # The hub's `sim` is 1-based, Android's slot index (termux-sms-send -s) 0-based.
-    monkeypatch.setenv("PATH", fake.env()["PATH"])
-    monkeypatch.setenv("FAKE_RADIO_DIR", str(fake.world))
+    fake.put_on_path(monkeypatch)
     radio = TermuxRadio()
     assert (await radio.send(A, "from SIM 2", 2)).ok
     assert (await radio.send(B, "default SIM", None)).ok

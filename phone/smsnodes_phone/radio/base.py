@@ -12,12 +12,15 @@ class RadioError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """One recipient's outcome. ``handle`` names the sent SMS when the radio can later
-    tell whether it was delivered (the modem's SMS object)."""
+    """One recipient's outcome. ``error`` is what the ``failed`` report carries: a transient
+    result name of ``results`` (the hub retries it) or the tool's own text (it does not);
+    with a name, ``detail`` keeps the tool's words for the log. ``handle`` names the sent
+    SMS when the radio can later tell whether it was delivered (the modem's SMS object)."""
 
     ok: bool
     error: str | None = None
     handle: str | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@
   has no escaping, so a text with both kinds of quote cannot go in ``text=...``); it prints
   the new SMS object's path. Then ``mmcli -s PATH --send``; a failure is a non-zero exit
   and ``error: couldn't send the SMS: '...'`` on stderr, reported as ``failed`` with that
-  text. ``mmcli -s PATH -J`` then gives the SMS's ``message-reference``.
+  text, or, for a failure that leaves nothing sent and usually passes, with the result name
+  the hub retries (mm_errors.py). ``mmcli -s PATH -J`` then gives the SMS's
+  ``message-reference``.
 - Delivery: the network's status report arrives as an SMS of ``pdu-type`` "status-report"
   with the same ``message-reference`` and a ``delivery-state``; "completed-*" is
   ``delivered``, "error-*" and "temporary-fatal-error-*" are ``failed``, "temporary-error-*"
@@ -27,6 +29,7 @@ from typing import Any
 
 from ..frames import iso, parse_time, utc_now
 from .base import DeliveryReport, DeviceInfo, InboundSms, Radio, RadioError, SendResult, Telemetry
+from .mm_errors import send_failure
 from .proc import ToolResult, parse_json, run_tool
 
 SMS_PATH = re.compile(r"/org/freedesktop/ModemManager1/SMS/\d+")
@@ -108,13 +111,14 @@ class ModemRadio(Radio):
         )
         found = SMS_PATH.search(created.stdout)
         if created.code != 0 or found is None:
-            return SendResult(ok=False, error=created.error_text())
+            return send_failure(created)
         path = found.group(0)
         self._kinds[path] = "submit"
         sent = await self._mmcli("-s", path, "--send", timeout=SEND_TIMEOUT)
         if sent.code != 0:
-            await self._delete(path)
-            return SendResult(ok=False, error=sent.error_text())
+            with contextlib.suppress(RadioError):
+                await self._delete(path)
+            return send_failure(sent)
         reference = None
         with contextlib.suppress(RadioError):
             reference = _get(await self._sms(path), "properties", "message-reference")
