@@ -52,6 +52,7 @@ class Gateway(PhoneSession):
         )
         self._outbox.on_change = self._outbox_changed
         self.radio = radio
+        radio.on_note = lambda text: self._event(f"radio: {text}")
         self.state = state
         self.token_path = token_path
         self.telemetry_interval = telemetry_interval

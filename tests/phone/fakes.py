@@ -6,7 +6,10 @@ mmcli's JSON output), with their failure styles. They keep their world in FAKE_R
 - control.json: {"fail": {number: error text, or a list of them used up one per try},
   "slow": {number: seconds}, "deviceinfo": {what termux-telephony-deviceinfo says instead}};
 - inbox.json (termux): the SMS database termux-sms-list reads;
-- mm/N.json (mmcli): ModemManager's SMS objects, by number.
+- mm/N.json (mmcli): ModemManager's SMS objects, by number;
+- signal.json (mmcli): the modem's extended signal: {"extended": bool, "rate": seconds of
+  ModemManager's polling (0: off, no readings), "setup_error": text or null, "readings":
+  {technology: {key: value}}}.
 """
 
 from __future__ import annotations
@@ -131,11 +134,42 @@ def blank(number, text, pdu, state):
                            "service-category": "--", "delivery-report": "--",
                            "message-reference": "--", "timestamp": "--",
                            "delivery-state": "--", "discharge-timestamp": "--"}}}
+def signal_world():
+    path = ROOT / "signal.json"
+    world = {"extended": True, "rate": 0, "setup_error": None,
+             "readings": {"lte": {"rsrp": "-112.00", "rsrq": "-11.00", "rssi": "-80.00",
+                                  "snr": "8.20"}}}
+    return path, {**world, **(json.loads(path.read_text()) if path.exists() else {})}
+SIGNAL_KEYS = {"5g": ["error-rate", "rsrp", "rsrq", "rssi", "snr"],
+               "cdma1x": ["ecio", "error-rate", "rssi"],
+               "evdo": ["ecio", "error-rate", "io", "rssi", "sinr"],
+               "gsm": ["error-rate", "rssi"],
+               "lte": ["error-rate", "rsrp", "rsrq", "rssi", "snr"],
+               "umts": ["ecio", "error-rate", "rscp", "rssi"]}
 opts = {}
 for a in args:
     k, _, v = a.partition("=")
     opts[k] = v
-if "-m" in args and len(args) == 2:  # modem status
+if "--signal-get" in opts or "--signal-setup" in opts:
+    path, world = signal_world()
+    if not world["extended"]:
+        fail("error: modem has no extended signal capabilities")
+    if "--signal-setup" in opts:
+        if world["setup_error"]:
+            fail("error: couldn't setup signal quality information polling: "
+                 f"'{world['setup_error']}'")
+        world["rate"] = int(opts["--signal-setup"])
+        path.write_text(json.dumps(world))
+        print("Successfully setup signal quality information polling")
+    else:
+        # ModemManager has readings only while it polls; mmcli prints "--" for the rest.
+        signal = {tech: {k: (world["readings"].get(tech, {}).get(k, "--")
+                             if world["rate"] else "--") for k in keys}
+                  for tech, keys in SIGNAL_KEYS.items()}
+        signal["refresh"] = {"rate": str(world["rate"])}
+        signal["threshold"] = {"error-rate": "no", "rssi": "0"}
+        print(json.dumps({"modem": {"signal": signal}}, sort_keys=True, separators=(",", ":")))
+elif "-m" in args and len(args) == 2:  # modem status
     print(json.dumps({"modem": {"dbus-path": "/org/freedesktop/ModemManager1/Modem/0",
         "generic": {"manufacturer": "huawei", "model": "E3372", "state": "registered",
                     "signal-quality": {"recent": "yes", "value": "67"},
@@ -223,6 +257,18 @@ class FakeRadio:
                 deviceinfo: dict[str, Any] | None = None) -> None:
         (self.world / "control.json").write_text(json.dumps(
             {"fail": fail or {}, "slow": slow or {}, "deviceinfo": deviceinfo or {}}))
+
+    def signal(self, **world: Any) -> dict[str, Any]:
+        """Change the modem's extended signal (keys of signal.json); returns it whole."""
+        path = self.world / "signal.json"
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update(world)
+        path.write_text(json.dumps(current))
+        return current
+
+    def signal_rate(self) -> int:
+        path = self.world / "signal.json"
+        return int(json.loads(path.read_text()).get("rate", 0)) if path.exists() else 0
 
     def sent(self) -> list[dict[str, Any]]:
         path = self.world / "sent.jsonl"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,10 +67,16 @@ class Radio:
     """What the gateway needs from a radio. Sends come one at a time."""
 
     name = "radio"
+    #: where the radio says what the agent's log should show (set by the gateway)
+    on_note: Callable[[str], None] | None = None
     #: seconds between polls for received SMS and delivery reports
     poll_interval = 5.0
     #: received SMS carry increasing ``seq`` numbers (a high-water mark works)
     sequential = False
+
+    def note(self, text: str) -> None:
+        if self.on_note is not None:
+            self.on_note(text)
 
     async def device_info(self) -> DeviceInfo:
         return DeviceInfo()

@@ -17,7 +17,10 @@
   "deliver" in ``state`` "received" are forwarded and deleted from the modem once the hub
   has stored them (a SIM's storage is small). Their ``ref`` is derived from the SMS itself
   (number, SMSC time stamp, text), because ModemManager renumbers its objects on restart.
-- Signal: ``mmcli -m ANY -J``'s ``signal-quality`` (percent), mapped to 0..4 bars.
+- Signal: ``mmcli -m ANY --signal-get -J``'s readings as Android's 0..4 bars; when
+  ModemManager's polling is off, the radio turns it on once with ``--signal-setup``, and
+  until readings come (or when the modem has none) ``mmcli -m ANY -J``'s
+  ``signal-quality`` percent is used (mm_signal.py).
 """
 
 from __future__ import annotations
@@ -30,20 +33,15 @@ from typing import Any
 from ..frames import iso, parse_time, utc_now
 from .base import DeliveryReport, DeviceInfo, InboundSms, Radio, RadioError, SendResult, Telemetry
 from .mm_errors import send_failure
+from .mm_signal import bars_from_quality, bars_from_readings, polling_off
+from .mm_signal import get as _get
 from .proc import ToolResult, parse_json, run_tool
 
 SMS_PATH = re.compile(r"/org/freedesktop/ModemManager1/SMS/\d+")
 SEND_TIMEOUT = 120.0
 QUERY_TIMEOUT = 20.0
-UNSET = "--"  # what mmcli's JSON prints for a value it does not have
-
-
-def _get(tree: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(tree, dict):
-            return None
-        tree = tree.get(key)
-    return None if tree == UNSET else tree
+SIGNAL_RATE = 30  # seconds between ModemManager's signal readings, when the radio sets it
+NO_EXTENDED_SIGNAL = "no extended signal capabilities"  # mmcli, for a modem without them
 
 
 def _quote(value: str) -> str:
@@ -71,6 +69,8 @@ class ModemRadio(Radio):
         self.modem = modem
         self.poll_interval = poll_interval
         self._kinds: dict[str, str] = {}  # SMS path -> pdu-type, for objects seen already
+        self._signal_get = True  # False once the modem said it has no extended signal
+        self._signal_setup_tried = False
 
     async def _mmcli(
         self, *args: str, stdin: str | None = None, timeout: float = QUERY_TIMEOUT
@@ -193,13 +193,35 @@ class ModemRadio(Radio):
         return list(reports.values())
 
     async def telemetry(self) -> Telemetry:
+        bars = None
+        if self._signal_get:
+            with contextlib.suppress(RadioError):
+                bars = await self._signal_readings()
+        if bars is None:
+            try:
+                bars = bars_from_quality(await self._json("-m", self.modem))
+            except RadioError:
+                return Telemetry()
+        return Telemetry(signal=bars)
+
+    async def _signal_readings(self) -> int | None:
+        answer = await self._mmcli("-m", self.modem, "--signal-get", "-J")
+        if answer.code != 0:
+            if NO_EXTENDED_SIGNAL in answer.error_text():
+                self._signal_get = False
+                self.note(f"modem {self.modem} has no extended signal readings: "
+                          "signal comes from its signal quality")
+            return None
         try:
-            status = await self._json("-m", self.modem)
+            readings = parse_json(answer, "mmcli --signal-get")
         except RadioError:
-            return Telemetry()
-        value = _get(status, "modem", "generic", "signal-quality", "value")
-        try:
-            percent = int(str(value))
-        except ValueError:
-            return Telemetry()
-        return Telemetry(signal=max(0, min(4, percent // 20)))
+            return None
+        if not polling_off(readings):
+            self._signal_setup_tried = False  # polling off again later: ModemManager restarted
+        elif not self._signal_setup_tried:
+            self._signal_setup_tried = True  # once, not at every heartbeat if it is refused
+            setup = await self._mmcli("-m", self.modem, f"--signal-setup={SIGNAL_RATE}")
+            if setup.code != 0:
+                self.note(f"mmcli --signal-setup failed, signal comes from the signal "
+                          f"quality: {setup.error_text()}")
+        return bars_from_readings(readings)
