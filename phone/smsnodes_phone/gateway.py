@@ -266,8 +266,9 @@ class Gateway(PhoneSession):
 
     async def _telemetry(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._live_event.wait(), self.telemetry_interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see radio/proc.py
+                async with asyncio.timeout(self.telemetry_interval):
+                    await self._live_event.wait()
             self._live_event.clear()
             try:
                 frame = (await self.radio.telemetry()).frame()
