@@ -275,7 +275,12 @@ class Gateway(PhoneSession):
             if info is None:
                 continue
             status = "delivered" if report.delivered else "failed"
+            # The report is in the outbox (and the state file) before the radio forgets.
             await self._report(info["id"], info["attempt"], info["to"], status, report.error)
+            try:
+                await self.radio.forget_delivery(report)
+            except RadioError as exc:
+                self._event(f"radio: {exc}")
         now = time.time()
         for handle, info in list(deliveries.items()):
             if now - float(info.get("since", now)) > DELIVERY_GIVE_UP:

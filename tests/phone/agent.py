@@ -82,11 +82,18 @@ async def wait_statuses(client: Any, username: str, msg_id: int, want: dict[str,
                         timeout: float = 15.0) -> dict[str, Any]:
     """Poll GET /api/messages/{id} until each recipient has the wanted status."""
 
+    seen: list[dict[str, Any]] = []
+
     async def reached() -> dict[str, Any] | None:
         body = await get(client, f"/api/messages/{msg_id}", basic(username))
+        seen[:] = [body]
         return body if {r["to"]: r["status"] for r in body["recipients"]} == want else None
 
-    return await until(reached, timeout, f"message {msg_id}: statuses never became {want}")
+    try:
+        return await until(reached, timeout)
+    except AssertionError:
+        raise AssertionError(f"message {msg_id}: statuses never became {want}; the hub "
+                             f"last said {seen[0] if seen else None}") from None
 
 
 async def inbound(client: Any, username: str) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ mmcli's JSON output), with their failure styles. They keep their world in FAKE_R
 
 - sent.jsonl: one line per SMS really handed to the radio (tool, number, slot, text);
 - control.json: {"fail": {number: error text, or a list of them used up one per try},
-  "slow": {number: seconds}, "deviceinfo": {what termux-telephony-deviceinfo says instead}};
+  "slow": {number: seconds}, "deviceinfo": {what termux-telephony-deviceinfo says instead},
+  "ghosts": [SMS numbers mmcli lists but cannot read]};
 - inbox.json (termux): the SMS database termux-sms-list reads;
 - mm/N.json (mmcli): ModemManager's SMS objects, by number;
 - signal.json (mmcli): the modem's extended signal: {"extended": bool, "rate": seconds of
@@ -184,7 +185,8 @@ elif "--messaging-create-sms" in opts:
         "requested" if props.get("delivery-report-request") == "yes" else "not requested")
     print("Successfully created new SMS: " + new_object(sms))
 elif "--messaging-list-sms" in opts:
-    paths = [PREFIX + str(n) for n in objects()]
+    # "ghosts": listed, then gone when read, as an SMS deleted meanwhile.
+    paths = [PREFIX + str(n) for n in sorted([*objects(), *control().get("ghosts", [])])]
     if as_json:
         print(json.dumps({"modem.messaging.sms": paths}))
     else:
@@ -254,9 +256,11 @@ class FakeRadio:
 
     def control(self, fail: dict[str, str | list[str]] | None = None,
                 slow: dict[str, float] | None = None,
-                deviceinfo: dict[str, Any] | None = None) -> None:
+                deviceinfo: dict[str, Any] | None = None,
+                ghosts: list[int] | None = None) -> None:
         (self.world / "control.json").write_text(json.dumps(
-            {"fail": fail or {}, "slow": slow or {}, "deviceinfo": deviceinfo or {}}))
+            {"fail": fail or {}, "slow": slow or {}, "deviceinfo": deviceinfo or {},
+             "ghosts": ghosts or []}))
 
     def signal(self, **world: Any) -> dict[str, Any]:
         """Change the modem's extended signal (keys of signal.json); returns it whole."""

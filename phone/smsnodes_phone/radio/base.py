@@ -29,6 +29,7 @@ class DeliveryReport:
     handle: str
     delivered: bool  # False: the network gave up (reported as failed)
     error: str | None = None
+    cleanup: tuple[str, ...] = ()  # what forget_delivery() removes (the modem's SMS paths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,9 @@ class Radio:
     async def poll_deliveries(self, handles: list[str]) -> list[DeliveryReport]:
         """Delivery outcomes known now for these sent SMS."""
         return []
+
+    async def forget_delivery(self, report: DeliveryReport) -> None:
+        """``report`` waits in the outbox now; a modem may delete what it came from."""
 
     async def telemetry(self) -> Telemetry:
         return Telemetry()

@@ -86,6 +86,24 @@ class ModemRadio(Radio):
             raise RadioError(f"mmcli -s {path}: no sms object in its answer")
         return info
 
+    async def _listed_sms(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """The listed SMS objects that may be of pdu-type ``kind``, with their properties.
+
+        One deleted between the listing and its reading (the sender drops a failed one) is
+        skipped, not an error: it must not cost the poll everything found before it."""
+        found = []
+        for path in await self._listing():
+            if self._kinds.get(path, kind) != kind:
+                continue
+            try:
+                info = await self._sms(path)
+            except RadioError:
+                continue
+            self._kinds[path] = str(_get(info, "properties", "pdu-type"))
+            if self._kinds[path] == kind:
+                found.append((path, info))
+        return found
+
     async def _delete(self, path: str) -> None:
         await self._mmcli("-m", self.modem, f"--messaging-delete-sms={path}")
         self._kinds.pop(path, None)
@@ -131,13 +149,8 @@ class ModemRadio(Radio):
 
     async def poll_inbound(self, mark: int | None) -> list[InboundSms]:
         found: list[InboundSms] = []
-        for path in await self._listing():
-            if self._kinds.get(path, "deliver") != "deliver":
-                continue
-            info = await self._sms(path)
-            kind = _get(info, "properties", "pdu-type")
-            self._kinds[path] = str(kind)
-            if kind != "deliver" or _get(info, "properties", "state") != "received":
+        for path, info in await self._listed_sms("deliver"):
+            if _get(info, "properties", "state") != "received":
                 continue
             number = str(_get(info, "content", "number") or "")
             text = str(_get(info, "content", "text") or "")
@@ -160,23 +173,18 @@ class ModemRadio(Radio):
             await self._delete(sms.handle)
 
     async def poll_deliveries(self, handles: list[str]) -> list[DeliveryReport]:
+        # Nothing is deleted here: forget_delivery() does it once the outcome is in the
+        # outbox, so an outcome is never lost with its status report.
         wanted = {h.partition("#")[2]: h for h in handles if h.partition("#")[2]}
         reports: dict[str, DeliveryReport] = {}
-        for path in await self._listing():
-            if self._kinds.get(path, "status-report") != "status-report":
-                continue
-            info = await self._sms(path)
-            kind = str(_get(info, "properties", "pdu-type"))
-            self._kinds[path] = kind
-            if kind != "status-report":
-                continue
+        for path, info in await self._listed_sms("status-report"):
             handle = wanted.get(str(_get(info, "properties", "message-reference")))
             state = _get(info, "properties", "delivery-state")
             outcome = delivery_outcome(state)
             if handle is None or outcome is None:
                 continue
-            reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state))
-            await self._delete(path)
+            reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state),
+                                             cleanup=(path, handle.partition("#")[0]))
         for handle in handles:
             if handle in reports:
                 continue
@@ -187,10 +195,13 @@ class ModemRadio(Radio):
                 continue
             outcome = delivery_outcome(state)
             if outcome is not None:
-                reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state))
-        for report in reports.values():
-            await self._delete(report.handle.partition("#")[0])
+                reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state),
+                                                 cleanup=(path,))
         return list(reports.values())
+
+    async def forget_delivery(self, report: DeliveryReport) -> None:
+        for path in report.cleanup:
+            await self._delete(path)
 
     async def telemetry(self) -> Telemetry:
         bars = None
