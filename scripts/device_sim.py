@@ -3,10 +3,10 @@
 
 The phone itself lives in the agent's package (smsnodes_phone.simulated, in phone/),
 beside the real gateway agent ``smsnodes-phone``; this script keeps the names that tests
-and benchmarks import and a command line for running many simulated phones at once. It behaves as a
-careful phone app would: password login first, token login on every reconnect, acks keyed
-by (id, attempt), per-recipient status reports kept in an outbox until the hub answers
-``ok``, and exponential backoff with full jitter between reconnects.
+and benchmarks import and a command line for running many simulated phones at once. It
+behaves as a careful phone app would: password login first, token login on every
+reconnect, acks keyed by (id, attempt), per-recipient status reports kept in an outbox
+until the hub answers ``ok``, and exponential backoff with full jitter between reconnects.
 
 Try the hub without a phone (prefer --password-stdin: argv is visible to other users)::
 
