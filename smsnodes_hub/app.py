@@ -21,9 +21,9 @@ from smsnodes_hub.appkeys import (
     SETTINGS,
     WEBHOOK_WORKER,
 )
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
 from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf
 from smsnodes_hub.auth.keyring import KeyRing
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
 from smsnodes_hub.auth.tokens import BearerCache
 from smsnodes_hub.bus import Bus, CredentialsChanged, TokenRevoked

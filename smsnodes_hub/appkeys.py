@@ -11,8 +11,8 @@ import asyncpg
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from smsnodes_hub.auth.accounts import Authenticator
     from smsnodes_hub.auth.keyring import KeyRing
+    from smsnodes_hub.auth.logins import Authenticator
     from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
     from smsnodes_hub.auth.tokens import BearerCache
     from smsnodes_hub.bus import Bus

@@ -230,8 +230,6 @@ def _validate(body: dict[str, Any]) -> Draft:
         raise InvalidRequest("message is required")
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest("message must be a non-empty string")
-    if "\x00" in text:  # no SMS can carry it; PostgreSQL text could not store it either
-        raise InvalidRequest("message must not contain NUL characters")
     if len(text) > MAX_TEXT:
         raise InvalidRequest(f"message must be at most {MAX_TEXT} characters")
     priority = body.get("priority", 1)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from aiohttp import WSMsgType, web
 
 from smsnodes_hub.appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
-from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth import logins
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.batching import LaneClosed
 from smsnodes_hub.db import FAILED
@@ -158,7 +158,7 @@ async def _authenticate(
         return None
     throttle.success(auth.username, remote)
     if auth.token is None:
-        issued = await accounts.issue_session_token(pool, principal)
+        issued = await logins.issue_session_token(pool, principal)
         if issued is None:  # the password changed between the check and now
             await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
             return None

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from smsnodes_hub.auth import accounts, crypto
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.auth import accounts, crypto, logins
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from tests.support import PASSWORD
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
@@ -174,7 +174,7 @@ async def test_tampered_wrapped_key_refuses_login_without_crashing(pool, caplog)
     await pool.execute("UPDATE devices SET wrapped_key = $2 WHERE id = $1",
                        device_id, flipped(wrapped, 100))
 
-    with caplog.at_level(logging.WARNING, logger="smsnodes_hub.auth.accounts"):
+    with caplog.at_level(logging.WARNING, logger="smsnodes_hub.auth.logins"):
         assert await auth.login(pool, "phone-t", PASSWORD) is None
     warning = " ".join(r.getMessage() for r in caplog.records)
     assert "phone-t" in warning and "altered" in warning
@@ -210,7 +210,7 @@ async def test_tampered_token_row_refuses_token_login(pool) -> None:
         await accounts.create_device(conn, auth.kdf, CHEAP, "phone-k", PASSWORD)
     principal = await auth.login(pool, "phone-k", PASSWORD)
     assert principal is not None
-    token, _ = await accounts.issue_session_token(pool, principal)  # type: ignore[misc]
+    token, _ = await logins.issue_session_token(pool, principal)  # type: ignore[misc]
     via_token = await auth.login_token(pool, token)
     assert via_token is not None and via_token.data_key == principal.data_key
     wrapped = await pool.fetchval("SELECT wrapped_key FROM tokens")
