@@ -45,7 +45,7 @@ class SecuritySettings:
     argon2_memory_kib: int = 65536
     argon2_iterations: int = 3
     argon2_lanes: int = 4
-    kdf_concurrency: int = 2
+    kdf_concurrency: int = 0  # 0: one per core
     credential_cache_seconds: int = 300
     login_max_failures: int = 5
     login_lockout_seconds: int = 60
@@ -170,7 +170,7 @@ _CHECKS: dict[str, _Check] = {
     "security.argon2_memory_kib": _between(8, 4 * 1024 * 1024),
     "security.argon2_iterations": _between(1, 100),
     "security.argon2_lanes": _between(1, 64),
-    "security.kdf_concurrency": _between(1, 64),
+    "security.kdf_concurrency": _between(0, 64),
     "security.credential_cache_seconds": _between(0, 86400),
     "security.login_max_failures": _between(1, 1000),
     "security.login_lockout_seconds": _between(1, 86400),
