@@ -4,15 +4,19 @@ its tokens, and the session tokens handed to phones."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from hashlib import sha256
 
+import asyncpg
+
 from smsnodes_hub import storable
-from smsnodes_hub.auth import crypto
+from smsnodes_hub.auth import crypto, throttle
 from smsnodes_hub.auth.accounts import (
     MAX_SESSION_TOKENS,
     Executor,
@@ -21,6 +25,7 @@ from smsnodes_hub.auth.accounts import (
     password_wrap_aad,
     token_wrap_aad,
 )
+from smsnodes_hub.auth.throttle import DEVICE, LoginThrottle, Throttled, client_key
 
 log = logging.getLogger(__name__)
 
@@ -81,53 +86,124 @@ class CredentialCache:
 _DUMMY_SALT = b"\x00" * crypto.SALT_BYTES
 
 
-class Authenticator:
-    """Password and token logins for the HTTP API and the device socket."""
+_DEVICE_COLUMNS = """d.id, d.account_id, d.kdf_salt, d.kdf_memory_kib, d.kdf_iterations,
+       d.kdf_lanes, d.verifier, d.wrapped_key, d.credential_epoch"""
+_LOOKUP = f"SELECT {_DEVICE_COLUMNS} FROM devices d WHERE d.username = $1"  # noqa: S608
+# The same row and the throttle's verdict for this address, in one round trip; the device
+# columns are NULL for a username nobody has.
+_LOOKUP_THROTTLED = f"""SELECT r.wait, r.failures, {_DEVICE_COLUMNS}
+  FROM {throttle.VERDICT} r LEFT JOIN devices d ON d.username = $2"""  # noqa: S608
 
-    __slots__ = ("_in_flight", "cache", "kdf", "params")
+
+class _Turns:
+    """One at a time per key; a key's lock is dropped as soon as nobody holds or awaits it."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Authenticator:
+    """Password and token logins for the HTTP API and the device socket. With a `throttle`,
+    a password login that names its client `address` is throttled (throttle.py); without one
+    (the CLI), or without an address, it is only checked."""
+
+    __slots__ = ("_in_flight", "_turns", "cache", "kdf", "params", "throttle")
 
     def __init__(
-        self, kdf: crypto.PasswordKdf, params: crypto.KdfParams, cache: CredentialCache
+        self, kdf: crypto.PasswordKdf, params: crypto.KdfParams, cache: CredentialCache,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.kdf = kdf
         self.params = params
         self.cache = cache
-        # Password checks under way, by cache slot: a burst of requests with the same
-        # credentials (a script's first batch) shares one Argon2id run instead of one each.
-        self._in_flight: dict[bytes, asyncio.Future[Principal | None]] = {}
+        self.throttle = throttle
+        # Password checks under way, by cache slot and client: a burst of requests with the
+        # same credentials (a script's first batch) shares one Argon2id run instead of one
+        # each. Per client, since each client has its own throttle verdict.
+        self._in_flight: dict[tuple[bytes, str], asyncio.Future[Principal | None]] = {}
+        # Throttled checks of one username from one client take turns, so that a burst of
+        # guesses sent at once meets the lockout its first ones earn (each sees the failures
+        # before it), instead of all passing the verdict before any failure is counted.
+        self._turns = _Turns()
 
-    async def login(self, db: Executor, username: str, password: str) -> Principal | None:
-        """The principal for a right password, None for anything else. Pass a pool as `db`:
-        the check may outlive the caller that started it."""
+    async def login(
+        self, db: Executor, username: str, password: str, address: str | None = None
+    ) -> Principal | None:
+        """The principal for a right password, None for anything else; raises
+        throttle.Throttled when this client may not try this username yet. Pass a pool as
+        `db`: the check may outlive the caller that started it."""
+        guard = self.throttle if address is not None else None
         if not could_log_in(username, password):
+            if guard is not None and address is not None:
+                await guard.failure(db, DEVICE, username, address)
             return None
         cached = self.cache.get(username, password)
         if cached is not None:
+            if guard is not None and address is not None and guard.suspect(DEVICE, username):
+                # Failed somewhere lately: the verdict, before a right password is told apart
+                # from a wrong one (a cache hit answers faster than Argon2id).
+                found = await guard.verdict(db, DEVICE, username, address)
+                if found.wait is not None:
+                    raise Throttled(found.wait)
+                if found.failures:
+                    await guard.forget(db, DEVICE, username, address)
             return cached
-        slot = self.cache.slot(username, password)
-        check = self._in_flight.get(slot)
+        key = (self.cache.slot(username, password), client_key(address or ""))
+        check = self._in_flight.get(key)
         if check is None:
-            check = asyncio.ensure_future(self._check_password(db, username, password))
-            self._in_flight[slot] = check
-            check.add_done_callback(lambda done: self._settled(slot, done))
+            check = asyncio.ensure_future(
+                self._check_password(db, username, password, address if guard else None))
+            self._in_flight[key] = check
+            check.add_done_callback(lambda done: self._settled(key, done))
         # Shielded: one caller going away must not cancel the check the others wait for.
         return await asyncio.shield(check)
 
-    def _settled(self, slot: bytes, check: asyncio.Future[Principal | None]) -> None:
-        if self._in_flight.get(slot) is check:
-            del self._in_flight[slot]
+    def _settled(self, key: tuple[bytes, str],
+                 check: asyncio.Future[Principal | None]) -> None:
+        if self._in_flight.get(key) is check:
+            del self._in_flight[key]
         if not check.cancelled():
             check.exception()  # retrieved here too, in case every waiter went away
 
     async def _check_password(
-        self, db: Executor, username: str, password: str
+        self, db: Executor, username: str, password: str, address: str | None
     ) -> Principal | None:
-        row = await db.fetchrow(
-            """SELECT id, account_id, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes,
-                      verifier, wrapped_key, credential_epoch
-                 FROM devices WHERE username = $1""",
-            username,
-        )
+        if address is None or self.throttle is None:
+            return await self._verify(await db.fetchrow(_LOOKUP, username), username, password)
+        client = client_key(address)
+        async with self._turns.turn((client, username)):
+            row = await db.fetchrow(_LOOKUP_THROTTLED, DEVICE, username, client)
+            assert row is not None
+            if row["wait"] is not None:
+                raise Throttled(row["wait"])
+            principal = await self._verify(row if row["id"] is not None else None,
+                                           username, password)
+            if principal is None:
+                await self.throttle.failure(db, DEVICE, username, address)
+            elif row["failures"]:
+                await self.throttle.forget(db, DEVICE, username, address)
+            return principal
+
+    async def _verify(
+        self, row: asyncpg.Record | None, username: str, password: str
+    ) -> Principal | None:
         if row is None:
             await self.kdf.derive(password, _DUMMY_SALT, self.params)
             return None

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from smsnodes_hub import storable
 from smsnodes_hub.appkeys import AUTH, POOL
 from tests.api.test_errors import snapshot
+from tests.dashboard_support import add_operator, login
 from tests.support import NUMBER, PASSWORD, add_device, basic, ws_url
 from tests.wsclient import RawPhone
 
@@ -157,6 +158,16 @@ async def test_a_nul_in_a_frame_after_auth_is_an_error_frame(
     await phone.send({"type": "heartbeat", "ref": "hb", "battery": 50})
     assert await phone.recv_type("ok") == {"type": "ok", "ref": "hb"}
     await phone.close()
+
+
+@pytest.mark.parametrize(("name", "password"), [
+    (f"admin{NUL}", "operator password 1"), ("admin", f"operator password{NUL}")])
+async def test_a_nul_in_the_dashboard_login_is_a_wrong_password(
+    hub: TestClient, name: str, password: str
+) -> None:
+    await add_operator(hub, "admin", "operator password 1")
+    resp = await login(hub, name, password)
+    assert resp.status == 401 and "Wrong username or password" in await resp.text()
 
 
 def test_the_rule() -> None:
