@@ -89,8 +89,19 @@ class WebhookQueued:
     kind: ClassVar[str] = "webhook"
 
 
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """A login of this well-formed username failed (sql/013 `record_login_failure`): for
+    `seconds` its throttle state may refuse a login, so cached logins of it ask first."""
+
+    kind: ClassVar[str] = "login"
+    scope: str
+    seconds: int
+    username: str
+
+
 Event = (Work | Replaced | CredentialsChanged | TokenRevoked | Withdraw | PaceChanged
-         | Disconnect | WebhookQueued)
+         | Disconnect | WebhookQueued | LoginFailed)
 E = TypeVar("E", bound=Event)
 
 
@@ -108,6 +119,8 @@ def encode(event: Event) -> str:
             fields = (device, per_minute or 0)
         case WebhookQueued():
             fields = ()
+        case LoginFailed(scope, seconds, username):
+            fields = (scope, seconds, username)
     return ":".join((event.kind, *map(str, fields)))
 
 
@@ -133,6 +146,8 @@ def decode(payload: str) -> Event | None:
                 return Disconnect(int(device))
             case "webhook", []:
                 return WebhookQueued()
+            case "login", [scope, seconds, username] if username:
+                return LoginFailed(scope, int(seconds), username)
     except ValueError:
         pass
     log.warning("ignoring a bus payload this hub does not understand: %.80r", payload)

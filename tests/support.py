@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -106,6 +107,15 @@ async def add_device(
         kdf = PasswordKdf(1)
     async with pool.acquire() as conn:
         return await accounts.create_device(conn, kdf, params, username, password)
+
+
+def from_address(client: TestClient, address: str) -> aiohttp.ClientSession:
+    """A session to `client`'s hub whose connections come from `address` (any 127.x.y.z):
+    another client, as far as the hub can tell. Use it with `async with`."""
+    return aiohttp.ClientSession(
+        base_url=str(client.make_url("")),
+        connector=aiohttp.TCPConnector(local_addr=(address, 0)),
+    )
 
 
 def ws_url(client: TestClient) -> str:
