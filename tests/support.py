@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -144,6 +147,126 @@ async def send(client: Any, username: str = "shop-phone-1", *, priority: int = 1
     body = await resp.json()
     assert resp.status == 200, body
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """An account with one of everything a caller can name by id (seed_account)."""
+
+    username: str
+    device_id: int
+    message_id: int
+    inbound_id: int
+    webhook_id: int | None
+    api_token: str
+    api_token_id: int
+    session_token: str
+    session_token_id: int
+    idempotency_key: str
+
+    def auth(self) -> dict[str, str]:
+        return basic(self.username)
+
+
+async def seed_account(client: TestClient, username: str, *,
+                       webhook: dict[str, Any] | None = None) -> Seeded:
+    """A device account, through the real API and socket: a phone session (its token), a
+    webhook when `webhook` (the POST body) is given, then an inbound SMS (a delivery for a
+    webhook that listens to sms.received), a message sent with an Idempotency-Key (pushed to
+    the phone and left un-acked) and an API token. The phone hangs up at the end."""
+    from tests.wsclient import RawPhone  # wsclient is for the tests that need a raw phone
+
+    device_id = await add_device(client, username)
+    auth = basic(username)
+    webhook_id = None
+    if webhook is not None:
+        resp = await client.post("/api/webhooks", json=webhook, headers=auth)
+        assert resp.status == 201, await resp.text()
+        webhook_id = (await resp.json())["id"]
+    phone = await RawPhone.login(ws_url(client), username, PASSWORD)
+    try:
+        await phone.send({"type": "inbound", "ref": f"seed-{username}", "from": "+15550001",
+                          "message": f"hello {username}"})
+        assert (await phone.recv_type("ok"))["ref"] == f"seed-{username}"
+        key = f"seed-key-{username}"
+        resp = await client.post("/api/send-sms", headers={"Idempotency-Key": key}, json={
+            "deviceUsername": username, "password": PASSWORD, "phoneNumbers": [NUMBER],
+            "message": f"from {username}"})
+        assert resp.status == 200, await resp.text()
+        message_id = (await resp.json())["messageId"]
+        assert (await phone.recv_type("sms"))["id"] == message_id
+    finally:
+        await phone.close()
+    resp = await client.post("/api/tokens", json={"name": "seed"}, headers=auth)
+    assert resp.status == 201, await resp.text()
+    api = await resp.json()
+    listed = await get(client, "/api/tokens", auth)
+    session_id = next(t["id"] for t in listed["data"] if t["kind"] == "session")
+    inbound_id = (await get(client, "/api/inbound", auth))["data"][0]["id"]
+    return Seeded(username, device_id, message_id, inbound_id, webhook_id, api["token"],
+                  api["id"], phone.auth["token"], session_id, key)
+
+
+# -- Raw HTTP ----------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return orjson.loads(self.body)
+
+
+async def raw_request(host: str, port: int, head: bytes, body: bytes) -> Reply | None:
+    """One request on its own connection, sent as given (`head` is the request line and the
+    header lines, without the blank line); the answer read to the end. None when the hub
+    reset the connection before any answer arrived (it refused the request before reading
+    all of it, and the kernel threw away its answer with the unread bytes)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    received = bytearray()
+
+    async def read_all() -> None:
+        with contextlib.suppress(ConnectionError):
+            while piece := await reader.read(65536):
+                received.extend(piece)
+
+    reading = asyncio.create_task(read_all())
+    try:
+        writer.write(head + b"\r\n\r\n" + body)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()  # answered (413, 400) and closed before taking it all
+        await reading
+    finally:
+        reading.cancel()
+        writer.close()
+    raw = bytes(received)
+    if not raw:
+        return None
+    status_line, _, rest = raw.partition(b"\r\n")
+    header_block, _, payload = rest.partition(b"\r\n\r\n")
+    assert status_line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), raw[:200]
+    headers: dict[str, str] = {}
+    for line in header_block.split(b"\r\n"):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        payload = _unchunk(payload)
+    return Reply(int(status_line.split()[1]), headers, payload)
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += data[:size]
+        data = data[size + 2:]
+    return bytes(out)
 
 
 # -- Waiting -------------------------------------------------------------------------------

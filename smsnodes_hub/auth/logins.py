@@ -235,8 +235,7 @@ class Authenticator:
     ) -> Principal | None:
         """A session token (the phone's socket) or an API token (HTTP Bearer): each works
         only where it was issued for."""
-        if (not token.startswith(crypto.TOKEN_PREFIX) or len(token) > 200
-                or not storable.storable(token)):
+        if not plausible_token(token):
             return None
         keys = crypto.token_keys(token)
         row = await db.fetchrow(
@@ -260,6 +259,13 @@ class Authenticator:
             row["account_id"], row["device_id"], row["username"], data_key,
             row["credential_epoch"], row["id"],
         )
+
+
+def plausible_token(token: str) -> bool:
+    """Shaped like a token the hub issues: anything else logs nobody in, and is never hashed
+    (a header's 8-bit bytes arrive as lone surrogates, which UTF-8 cannot encode)."""
+    return (token.startswith(crypto.TOKEN_PREFIX) and len(token) <= 200
+            and storable.storable(token))
 
 
 def token_row(principal: Principal, token: str) -> tuple[bytes, bytes]:

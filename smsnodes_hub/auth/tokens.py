@@ -10,7 +10,7 @@ from datetime import datetime
 
 from smsnodes_hub.auth import crypto
 from smsnodes_hub.auth.accounts import Executor, Principal
-from smsnodes_hub.auth.logins import Authenticator, token_row
+from smsnodes_hub.auth.logins import Authenticator, plausible_token, token_row
 from smsnodes_hub.errors import Conflict
 
 MAX_NAME = 100
@@ -115,7 +115,7 @@ class BearerCache:
         self._entries: dict[bytes, _Cached] = {}
 
     async def login(self, auth: Authenticator, db: Executor, token: str) -> Principal | None:
-        if not token.startswith(crypto.TOKEN_PREFIX) or len(token) > 200:
+        if not plausible_token(token):
             return None
         key = crypto.token_keys(token).lookup
         now = time.monotonic()
