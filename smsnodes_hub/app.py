@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from smsnodes_hub import api, dashboard, db
-from smsnodes_hub.api.errors import json_errors
+from smsnodes_hub.api.errors import json_errors, quiet_malformed_requests
 from smsnodes_hub.appkeys import (
     AUTH,
     BEARER_CACHE,
@@ -47,6 +47,7 @@ def kdf_params(settings: Settings) -> KdfParams:
 def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.Application:
     """The hub as an aiohttp application on the database at `dsn`."""
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    quiet_malformed_requests()
     app[SETTINGS] = settings
     sec = settings.security
     throttle = LoginThrottle(Limits(

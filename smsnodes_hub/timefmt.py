@@ -25,8 +25,12 @@ def now_iso() -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp; one without an offset is taken as UTC."""
+    """Parse an ISO 8601 timestamp; one without an offset is taken as UTC. ValueError for
+    anything else, also for a time whose UTC falls off the calendar (year 1 at +01:00)."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text[:40]!r} is out of range in UTC") from None

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from smsnodes_hub.api import ratelimit
 from smsnodes_hub.api.body import TOO_LARGE
@@ -20,6 +22,7 @@ from smsnodes_hub.errors import (
     BodyTooLarge,
     HubError,
     InternalError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     Unavailable,
@@ -33,6 +36,7 @@ DATABASE_UNAVAILABLE = "Database unavailable"
 # a lost database. Anything else unexpected is a bug, answered with INTERNAL_ERROR.
 DATABASE_ERROR = "Database error"
 INTERNAL_ERROR = "Internal server error"
+UNREADABLE_BODY = "Request body cannot be read"
 # What a lost, refused or overloaded database raises, as opposed to a bug in a query. The
 # last three come from opening a connection: a database closed to connections (55000, e.g.
 # ALLOW_CONNECTIONS false), dropped (3D000), or refusing the hub's role (28000, 28P01).
@@ -75,6 +79,9 @@ def as_hub_error(request: web.Request, exc: Exception) -> HubError:
         return exc
     if isinstance(exc, web.HTTPException):
         return _from_http(exc)
+    if isinstance(exc, RequestPayloadError):
+        # The body does not match its Content-Encoding or its chunked framing.
+        return InvalidRequest(f"{UNREADABLE_BODY}: {_client_fault(exc)}")
     if isinstance(exc, DATABASE_DOWN):
         # Without the DSN or any secret: asyncpg's messages hold neither.
         log.warning("%s %s: database unavailable: %s: %s",
@@ -94,6 +101,40 @@ def _from_http(exc: web.HTTPException) -> HubError:
     error.status = exc.status
     error.code = _CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
     return error
+
+
+def _client_fault(exc: BaseException) -> str:
+    """What aiohttp's parser said about a malformed request, in one short line."""
+    cause = exc.__cause__ if isinstance(exc, RequestPayloadError) else exc
+    text = cause.message if isinstance(cause, HttpProcessingError) else str(cause)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return (lines[0] if lines else type(cause).__name__)[:200]
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp's HTTP parser refuses a request that is not HTTP/1.1 (a control byte in a
+    header, a header line over 8 KiB, a body that does not match its Content-Encoding) with
+    a plain 400 before any route sees it, and logs a traceback at ERROR for each (also for
+    a broken body nobody read): anyone could fill the log with them. Such a record becomes
+    one INFO line: the client's mistake, answered already, and no failure of the hub."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
+            record.msg, record.args = "malformed request: %s", (_client_fault(exc),)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            # Levels were checked before filters: check again for the new one.
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+_MALFORMED = MalformedRequests()
+
+
+def quiet_malformed_requests() -> None:
+    """Install MalformedRequests on aiohttp's server logger (once per process)."""
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED)
 
 
 @web.middleware

@@ -5,6 +5,7 @@ list every code."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from smsnodes_hub.device import store as devices
 from smsnodes_hub.messaging import messages, phones, sending, withdrawal
 from smsnodes_hub.webhooks import store as webhook_store
 from smsnodes_hub.webhooks.errors import TooManyWebhooks, WebhookError
-from tests.support import NUMBER, PASSWORD, ROOT, HubFactory, add_device, basic
+from tests.support import (
+    NUMBER,
+    PASSWORD,
+    ROOT,
+    HubFactory,
+    add_device,
+    basic,
+    raw_request,
+    until,
+)
 
 CODES = {cls.code: cls.status for cls in errors.ANSWERS}
 PUBLIC = "https://93.184.216.34/hooks/sms"  # a public address literal: never contacted here
@@ -80,6 +90,13 @@ CASES = [
     Case("webhooks.WebhookError", lambda hub: hub.post(
         "/api/webhooks", headers=basic("phone-e"), json={**HOOK, "url": "http://x.example"}),
         400, "url must use https:// (http:// needs webhooks.allow_http)", "invalid_request"),
+    Case("a time off the calendar in UTC (found by tests/fuzz)",
+         _send(scheduledAt="0001-01-01T00:00:00+01:00"), 400,
+         "scheduledAt must be an ISO 8601 timestamp, e.g. 2026-11-21T10:00:00Z",
+         "invalid_request"),
+    Case("a time off the calendar in a query", lambda hub: hub.get(
+        "/api/messages?until=9999-12-31T23:59:59-01:00", headers=basic("phone-e")),
+        400, "until must be an ISO 8601 timestamp", "invalid_request"),
     Case("a query parameter", lambda hub: hub.get(
         "/api/messages?status=lost", headers=basic("phone-e")),
         400, f"status must be one of {', '.join(messages.STATUSES)}", "invalid_request"),
@@ -106,6 +123,12 @@ CASES = [
          404, "Not found", "not_found"),
     Case("a wrong method", lambda hub: hub.put("/api/health", data=b"{}"),
          405, "Method not allowed", "method_not_allowed"),
+    Case("a body that does not match its Content-Encoding (found by tests/fuzz)",
+         lambda hub: hub.post("/api/webhooks", data=b"{}", headers={
+             **basic("phone-e"), "Content-Type": "application/json",
+             "Content-Encoding": "gzip", "Connection": "close"}),
+         400, "Request body cannot be read: Can not decode content-encoding: gzip",
+         "invalid_request"),
     Case("a body over 64 KiB", lambda hub: hub.post(
         "/api/webhooks", headers={**basic("phone-e"), "Content-Type": "application/json"},
         data=b'{"url": "' + b"u" * (64 * 1024) + b'"}'),
@@ -127,6 +150,28 @@ async def test_every_error_reaches_the_client_as_documented(
     assert "GET" in (await hub.put("/api/health", data=b"{}")).headers["Allow"]
     # None of them changed anything.
     assert await snapshot(pool) == before
+
+
+async def test_a_malformed_request_is_one_line_in_the_log_not_a_traceback(
+    hub: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's parser answers what is not HTTP (here a control byte in a header, and a
+    body nobody reads that does not inflate) itself, and would log a traceback at ERROR for
+    each: anybody could fill the log so (found by tests/fuzz)."""
+    await add_device(hub, "phone-e")
+    assert hub.server.port is not None
+    caplog.set_level(logging.INFO)
+    bad_header = await raw_request("127.0.0.1", hub.server.port, b"GET /api/health HTTP/1.1"
+                                   b"\r\nHost: hub\r\nX-Trace: a\x01b", b"")
+    assert bad_header is not None and bad_header.status == 400
+    unread = await raw_request("127.0.0.1", hub.server.port, b"DELETE /api/messages/1 HTTP/1.1"
+                               b"\r\nHost: hub\r\nConnection: close\r\nAuthorization: "
+                               + basic("phone-e")["Authorization"].encode()
+                               + b"\r\nContent-Encoding: gzip\r\nContent-Length: 2", b"{}")
+    assert unread is not None and unread.status == 404
+    await until(lambda: sum("malformed request" in r.getMessage() for r in caplog.records) == 2)
+    for record in caplog.records:
+        assert record.levelno < logging.ERROR and not record.exc_info, record.getMessage()
 
 
 async def test_conflicts_are_409(
