@@ -37,9 +37,14 @@ class Page:
         }
 
 
+MAX_DIGITS = 18  # every such number fits a bigint, and int() never meets its digit limit
+
+
 def plain_number(raw: str) -> bool:
-    # str.isdigit() alone also accepts "²" and other digits int() refuses.
-    return raw.isascii() and raw.isdigit()
+    """A whole number written plainly, of at most MAX_DIGITS digits: what int() may be given.
+    (str.isdigit() alone also accepts "²" and other digits int() refuses, and int() refuses
+    more than 4300 digits with a ValueError.)"""
+    return raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS
 
 
 def int_param(request: web.Request, name: str, default: int, high: int | None) -> int:

@@ -97,6 +97,9 @@ CASES = [
     Case("a time off the calendar in a query", lambda hub: hub.get(
         "/api/messages?until=9999-12-31T23:59:59-01:00", headers=basic("phone-e")),
         400, "until must be an ISO 8601 timestamp", "invalid_request"),
+    Case("a page number of 5,000 digits (found by tests/fuzz)", lambda hub: hub.get(
+        "/api/inbound?per_page=" + "9" * 5000, headers=basic("phone-e")),
+        400, "per_page must be a whole number from 1 to 100", "invalid_request"),
     Case("a query parameter", lambda hub: hub.get(
         "/api/messages?status=lost", headers=basic("phone-e")),
         400, f"status must be one of {', '.join(messages.STATUSES)}", "invalid_request"),

@@ -595,6 +595,9 @@ async def test_message_search_filters_and_pages(hub: TestClient) -> None:
     bad = await hub.get("/dashboard/messages?status=lost&from=yesterday")
     assert bad.status == 400
     assert "status must be one of the list" in await bad.text()
+    # Numbers int() cannot read (over 4300 digits) are no numbers here either: was a 500.
+    huge = await hub.get("/dashboard/messages?page=" + "9" * 5000)
+    assert huge.status == 200 and ids(await huge.text()) == ids(page1)
 
 
 async def test_message_page_shows_the_timeline_and_cancels(hub: TestClient) -> None:
