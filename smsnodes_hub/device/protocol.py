@@ -66,6 +66,10 @@ MAX_ERROR = 200
 MAX_SENDER = 100
 # PROTOCOL.md gives `signal` no range: phones send a 0-4 level, ASU or dBm (negative).
 SIGNAL_RANGE = (-200, 200)
+# Message ids are bigint; attempts are integer columns: a larger one names no attempt, and
+# must be refused here rather than fail the statement of a whole batch (was a 1013 close).
+MAX_ID = 2**62
+MAX_ATTEMPT = 2**31 - 1
 
 
 class FatalFrame(Exception):
@@ -155,13 +159,17 @@ def _ref(obj: dict[str, Any]) -> str | int | None:
 
 
 def _int(obj: dict[str, Any], key: str, ref: str | int | None, *, default: int | None = None,
-         low: int = 1, high: int = 2**62) -> int:
+         low: int = 1, high: int = MAX_ID) -> int:
     value = obj.get(key, default)
     if value is None:
         raise FrameError(f"{key} is required", ref)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise FrameError(f"{key} must be an integer from {low} to {high}", ref)
     return value
+
+
+def _attempt(obj: dict[str, Any], ref: str | int | None) -> int:
+    return _int(obj, "attempt", ref, default=1, high=MAX_ATTEMPT)
 
 
 def _str(obj: dict[str, Any], key: str, ref: str | int | None, *, limit: int,
@@ -256,7 +264,7 @@ def parse(obj: dict[str, Any]) -> Frame:
         raise FrameError(storable.describe(found), ref)
     kind = obj.get("type")
     if kind == "ack":
-        return Ack(ref, _int(obj, "id", ref), _int(obj, "attempt", ref, default=1))
+        return Ack(ref, _int(obj, "id", ref), _attempt(obj, ref))
     if kind == "status":
         status = obj.get("status")
         if status not in REPORT_STATUSES:
@@ -265,7 +273,7 @@ def parse(obj: dict[str, Any]) -> Frame:
         return Status(
             ref,
             _int(obj, "id", ref),
-            _int(obj, "attempt", ref, default=1),
+            _attempt(obj, ref),
             _number(obj, "to", ref),
             status,
             _time(obj, "at", ref, required=False),

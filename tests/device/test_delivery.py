@@ -296,6 +296,28 @@ async def test_reports_for_unknown_or_foreign_messages_are_refused(hub):
     await phone.close()
 
 
+async def test_an_attempt_beyond_any_attempt_is_an_error_frame(hub, pool):
+    """Attempts are integer columns: 2**31 names none, and is refused as a field of the frame
+    (found by tests/fuzz: it failed the batch's statement and closed the socket with 1013,
+    so the phone would send it again after every reconnect)."""
+    await add_device(hub, "shop-phone-1")
+    mine = await send(hub)
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    await phone.recv_sms(1)
+    error = "attempt must be an integer from 1 to 2147483647"
+    for frame in ({"type": "ack", "id": mine["messageId"], "attempt": 2**31, "ref": "a"},
+                  {"type": "status", "id": mine["messageId"], "attempt": 2**62, "ref": "s",
+                   "to": NUMBER, "status": "sent"}):
+        await phone.send(frame)
+        assert await phone.recv_type("error") == {"type": "error", "ref": frame["ref"],
+                                                  "error": error}
+    await phone.send({"type": "ack", "id": mine["messageId"], "ref": "ok"})
+    assert await phone.recv_type("ok") == {"type": "ok", "ref": "ok"}  # still open
+    assert await pool.fetchval("SELECT state FROM messages WHERE id = $1",
+                               mine["messageId"]) == "accepted"
+    await phone.close()
+
+
 async def test_ok_is_sent_only_after_commit(hub, pool, admin_dsn, database_url):
     await add_device(hub, "shop-phone-1")
     phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
