@@ -64,10 +64,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     counts = terminalreporter.config.stash.get(OUTCOMES, Counter())
     if not counts:
         return
+    write = terminalreporter.write_line
     terminalreporter.section(f"fuzz outcomes ({sum(counts.values())} requests and frames)")
     width = max(len(k) for k in counts)
     for outcome, n in sorted(counts.items()):
-        terminalreporter.write_line(f"{outcome:<{width}}  {n:>8}")
+        write(f"{outcome:<{width}}  {n:>8}")
+    # The same, by answer alone: HTTP status and error code, close codes, frame replies.
+    answers: Counter[str] = Counter()
+    for outcome, n in counts.items():
+        if outcome.startswith("http "):
+            answers["http " + outcome.split(" ", 3)[3]] += n
+        else:
+            side, _, what = outcome.partition(": ")  # "ws after auth: ack error"
+            kept = what if what.startswith(("close", "auth_ok")) else what.partition(" ")[2]
+            answers[f"{side}: {kept}"] += n
+    write("")
+    write("by answer:")
+    for answer, n in sorted(answers.items()):
+        write(f"  {answer:<{width - 2}}  {n:>8}")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from collections import Counter
 
 import asyncpg
 from aiohttp.test_utils import TestClient
+from hypothesis import settings
 
 from smsnodes_hub import errors
 from tests.api.test_errors import snapshot
@@ -23,6 +24,17 @@ UNWATCHED = ("hub_processes", "login_failures", "device_sessions")
 # by the login, before the request itself is judged.
 VOLATILE = {"tokens": ("last_used_at",), "devices": ("last_seen_at",)}
 REQUEST_TIMEOUT = 30.0
+# Each fuzz test's share of a run: its examples are the profile's max_examples times this
+# (scripts/fuzz divides the total asked for by their sum).
+WEIGHTS = {
+    "test_bodies": 1.5, "test_queries_and_ids": 1.0, "test_headers": 0.7,
+    "test_first_frames": 1.0, "test_frames_after_auth": 2.0,
+}
+
+
+def examples(test: str) -> settings:
+    """The number of examples for `test` (a name in WEIGHTS) under the loaded profile."""
+    return settings(max_examples=max(10, round(settings().max_examples * WEIGHTS[test])))
 
 
 class LogTrap(logging.Handler):

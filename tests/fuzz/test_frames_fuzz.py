@@ -17,10 +17,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType
-from hypothesis import given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import FuzzHub
+from tests.fuzz.harness import FuzzHub, examples
 from tests.fuzz.strategies import (
     LIMIT,
     NUL,
@@ -40,9 +40,6 @@ PROBE = "fuzz-probe"  # an unknown frame type: answered inline with an `error`
 PROBE_ID = 2**62  # an ack for a message that does not exist: answered through the lane
 REPLY_TIMEOUT = 15.0
 
-
-def examples(weight: float) -> settings:
-    return settings(max_examples=max(10, round(settings().max_examples * weight)))
 
 
 def ids(hub: FuzzHub) -> st.SearchStrategy[Any]:
@@ -135,7 +132,7 @@ async def close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
             return ws.close_code
 
 
-@examples(1.0)
+@examples("test_first_frames")
 @given(data=st.data())
 async def test_first_frames(fuzz_hub: FuzzHub, data: st.DataObject) -> None:
     hub = fuzz_hub
@@ -201,7 +198,7 @@ def phone() -> Phone:
     return Phone()
 
 
-@examples(2.0)
+@examples("test_frames_after_auth")
 @given(data=st.data())
 async def test_frames_after_auth(fuzz_hub: FuzzHub, phone: Phone, data: st.DataObject) -> None:
     hub = fuzz_hub

@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import FuzzHub, Reply, error_code
+from tests.fuzz.harness import FuzzHub, Reply, error_code, examples
 from tests.fuzz.strategies import (
     LIMIT,
     PACING_FIELDS,
@@ -44,10 +44,6 @@ PATH_GARBAGE = ["0", "-1", "00", "1.0", "+1", "%201", "1%00", "%00", "%ff", "%F0
 SEND = "/api/send-sms"
 _unique = itertools.count()
 
-
-def examples(weight: float) -> settings:
-    """The profile's number of examples, scaled for this test's share of the run."""
-    return settings(max_examples=max(10, round(settings().max_examples * weight)))
 
 
 def api_routes(hub: FuzzHub) -> list[tuple[str, str]]:
@@ -176,7 +172,7 @@ async def exchange(hub: FuzzHub, method: str, path: str, target: bytes,
     return reply
 
 
-@examples(1.5)
+@examples("test_bodies")
 @given(data=st.data())
 async def test_bodies(fuzz_hub: FuzzHub, data: st.DataObject) -> None:
     hub = fuzz_hub
@@ -204,7 +200,7 @@ async def test_bodies(fuzz_hub: FuzzHub, data: st.DataObject) -> None:
                    malformed=True, use_chunks=data.draw(st.integers(0, 7)) == 0)
 
 
-@examples(1.0)
+@examples("test_queries_and_ids")
 @given(data=st.data())
 async def test_queries_and_ids(fuzz_hub: FuzzHub, data: st.DataObject) -> None:
     hub = fuzz_hub
@@ -231,7 +227,7 @@ def compressed(body: bytes, encoding: bytes) -> bytes:
     return body
 
 
-@examples(0.7)
+@examples("test_headers")
 @given(data=st.data())
 async def test_headers(fuzz_hub: FuzzHub, data: st.DataObject) -> None:
     """Odd headers on any route: arbitrary bytes (NUL and 8-bit too), repeated ones, and
