@@ -88,7 +88,7 @@ class FuzzHub:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         assert pool is not None
         hub = cls(client, pool, mine, theirs, trap, outcomes)
-        hub.marks_query = await _marks_query(pool)
+        hub.marks_query = await marks_query(pool)
         assert client.server.port is not None
         hub.port = client.server.port
         return hub
@@ -140,7 +140,7 @@ class FuzzHub:
             return await raw_request(self.host, self.port, head, body)
 
 
-async def _marks_query(pool: asyncpg.Pool) -> str:
+async def marks_query(pool: asyncpg.Pool) -> str:
     """One statement over every watched table: its row count and the newest row version
     (xmin), or for a table with volatile columns a digest of the rest."""
     tables = [r[0] for r in await pool.fetch(
