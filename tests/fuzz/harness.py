@@ -20,9 +20,10 @@ CODES = {cls.code: cls.status for cls in errors.ANSWERS}
 # Written by the hub whatever the requests (heartbeats, presence) or, by design, by a
 # refused request (a wrong password is counted: tests/auth/test_throttle.py).
 UNWATCHED = ("hub_processes", "login_failures", "device_sessions")
-# Columns a refused request may touch: a token's or a phone's "last used" time is written
-# by the login, before the request itself is judged.
-VOLATILE = {"tokens": ("last_used_at",), "devices": ("last_seen_at",)}
+# Columns a refused request may touch, or the hub's clock: a token's or a phone's "last
+# used" time is written by the login, before the request itself is judged; a phone gone
+# for the grace period is announced offline on a timer.
+VOLATILE = {"tokens": ("last_used_at",), "devices": ("last_seen_at", "announced_online")}
 REQUEST_TIMEOUT = 30.0
 # Each fuzz test's share of a run: its examples are the profile's max_examples times this
 # (scripts/fuzz divides the total asked for by their sum).
