@@ -43,7 +43,9 @@ async def post_send_sms(request: web.Request) -> web.Response:
     address = request.remote or "unknown"
     decision: RateDecision | None = None
     try:
-        body = await read_json_object(request, allow_empty=True)
+        # An empty body is not a JSON object (HTTP-API.md): that is the error, not the
+        # missing credentials it also lacks.
+        body = await read_json_object(request)
         credentials = _credentials(request, body)
         draft = _validate(body)
         key = _idempotency_key(request)

@@ -176,6 +176,8 @@ def _numbers(n: int) -> list[str]:
 # (case, raw request body, words the error must contain)
 INVALID_FIELDS: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("not JSON", b"deviceUsername=phone-a&password=x", ("JSON",)),
+    ("empty body", b"", ("Request body must be a JSON object",)),
+    ("only whitespace", b" \n", ("Request body must be a JSON object",)),
     ("truncated JSON", b'{"deviceUsername": "phone-a", ', ("JSON",)),
     ("JSON array", orjson.dumps([body()]), ("JSON object",)),
     ("JSON string", b'"hello"', ("JSON object",)),
@@ -396,6 +398,9 @@ async def test_basic_authorization(hub: TestClient, pool: asyncpg.Pool) -> None:
     assert (no_colon.status, no_colon.json) == (400, MISSING)
     no_password = await post(hub, fields, headers=basic(b"phone-a:"))
     assert (no_password.status, no_password.json) == (400, MISSING)
+    # With good credentials in the header, an empty body is still no JSON object.
+    empty = await post(hub, raw=b"", headers=basic(f"phone-a:{PASSWORD}".encode()))
+    assert (empty.status, empty.json["error"]) == (400, "Request body must be a JSON object")
     assert await stored_rows(pool) == before
 
 

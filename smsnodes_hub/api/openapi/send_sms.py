@@ -111,9 +111,10 @@ def _send_sms(base: str) -> Json:
                 headers=RATE_HEADERS,
             ),
             "400": error(
-                "Missing credentials, or an invalid field (the message names it).",
+                "A body that is not a JSON object (an empty one too), missing credentials, "
+                "or an invalid field (the message names it).",
                 ("No username or password", MISSING_CREDENTIALS),
-                ("Not a JSON object", NOT_AN_OBJECT),
+                ("Not a JSON object, or empty", NOT_AN_OBJECT),
                 ("A bad phone number", 'phoneNumbers[1]: invalid phone number "call me": use '
                  "+ and 6 to 15 digits, or a short code of 3 to 8 digits"),
                 ("Text too long", f"message must be at most {MAX_TEXT} characters"),
