@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
+
 ENV_PREFIX = "SMSNODES_"
 
 
@@ -68,6 +70,11 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagingSettings:
+    default_region: str = ""  # empty: numbers without + are refused (short codes aside)
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookSettings:
     allow_http: bool = False
     allow_private: bool = False
@@ -106,6 +113,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    messaging: MessagingSettings = field(default_factory=MessagingSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
@@ -154,6 +162,13 @@ def _origin(value: Any) -> str | None:
     return "must be empty or an origin such as https://sms.example.org (no path)"
 
 
+def _region(value: Any) -> str | None:
+    if value == "" or value in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    return ("must be empty or a region code as libphonenumber knows it, in capitals, such "
+            "as NL, DE, GB or US")
+
+
 def _database_url(value: Any) -> str | None:
     if value == "" or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -180,6 +195,7 @@ _CHECKS: dict[str, _Check] = {
     "device.auth_timeout": _between(0.05, 600),
     "device.outbox_size": _between(8, 100000),
     "delivery.max_attempts": _between(1, 20),
+    "messaging.default_region": _region,
     "webhooks.timeout": _between(0.1, 60),
     "webhooks.retry_for_hours": _between(0.0001, 24 * 30),
     "webhooks.retry_backoff": _between(0.01, 86400),
