@@ -9,6 +9,7 @@ at start, and a bad one stops the start with a message naming the key.
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -85,6 +86,7 @@ class WebhookSettings:
     disable_after_hours: float = 72.0
     offline_grace: float = 60.0
     concurrency: int = 8
+    ca_file: str = ""  # PEM: CAs trusted for receivers besides the system's (a private CA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +326,7 @@ def _check_combinations(settings: Settings) -> None:
         value = getattr(settings.server, key)
         if value and not Path(value).is_file():
             raise ConfigError(f"config: server.{key}: file not found: {value}")
+    _check_ca_file(settings.webhooks.ca_file)
     if settings.delivery.retry_backoff_max < settings.delivery.retry_backoff:
         raise ConfigError(
             "config: delivery.retry_backoff_max: must not be less than delivery.retry_backoff"
@@ -337,3 +340,20 @@ def _check_combinations(settings: Settings) -> None:
         raise ConfigError(
             "config: security.argon2_memory_kib: must be at least 8 x security.argon2_lanes"
         )
+
+
+def _check_ca_file(path: str) -> None:
+    """webhooks.ca_file must hold PEM certificates, so that a typo or a key file in its
+    place stops the start rather than every delivery."""
+    if not path:
+        return
+    if not Path(path).is_file():
+        raise ConfigError(f"config: webhooks.ca_file: file not found: {path}")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    try:
+        context.load_verify_locations(cafile=path)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(
+            f"config: webhooks.ca_file: {path} holds no PEM certificate ({reason})"
+        ) from None

@@ -28,6 +28,7 @@ from smsnodes_hub.webhooks.targets import (
     PublicResolver,
     address_allowed,
     ip_literal,
+    trusted_cas,
 )
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,18 @@ UPDATE webhook_deliveries SET locked_until = NULL
 GONE_REASON = "the receiver answered 410 Gone"
 
 
+_NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+
+
+def untrusted(problem: Exception) -> str:
+    """A certificate that does not verify, in words: OpenSSL's reason, and the way out."""
+    reason = getattr(problem, "verify_message", None) or str(problem) or type(problem).__name__
+    if getattr(problem, "verify_code", None) in _NAME_MISMATCH:
+        return f"TLS: the receiver's certificate is not valid for the URL's host ({reason})"
+    return (f"TLS: the receiver's certificate is not trusted ({reason}); a private CA or a "
+            "self-signed certificate needs webhooks.ca_file")
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     started_at: datetime
@@ -192,7 +205,8 @@ class DeliveryWorker:
         # allow_private turns the address checks off, at connect time too: aiohttp's own
         # resolver then, or a receiver.lan registered under that setting never gets anything.
         resolver = None if self.settings.allow_private else PublicResolver()
-        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency)
+        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency,
+                                         ssl=trusted_cas(self.settings))
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
@@ -341,6 +355,8 @@ class DeliveryWorker:
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, AddressNotAllowed):
                 error = f"refused: {exc.os_error}"
+            elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                error = untrusted(exc.certificate_error)
             elif isinstance(exc, aiohttp.ClientSSLError):
                 error = "TLS handshake failed (certificate not valid for the host?)"
             else:
