@@ -87,6 +87,7 @@ class WebhookSettings:
     offline_grace: float = 60.0
     concurrency: int = 8
     ca_file: str = ""  # PEM: CAs trusted for receivers besides the system's (a private CA)
+    secret_key: str = ""  # empty: a random key in database.data_dir, made on first use
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +210,10 @@ _CHECKS: dict[str, _Check] = {
     "delivery.retry_backoff_max": _between(0.01, 86400),
     "limits.send_per_minute": _between(0, 10_000_000),
     "dashboard.session_lifetime_hours": _between(0.05, 24 * 90),
-    # Guessable secrets would make the cookie signature and the scrape token decoration.
+    # Guessable secrets would make the cookie signature, the scrape token and the seal on
+    # webhook secrets decoration.
     "dashboard.session_secret": _empty_or_long(32),
+    "webhooks.secret_key": _empty_or_long(32),
     "dashboard.metrics_token": _empty_or_long(16),
     "dashboard.refresh_seconds": _between(1, 3600),
     "dashboard.public_origin": _origin,
@@ -219,8 +222,9 @@ _CHECKS: dict[str, _Check] = {
 
 
 # Values never repeated in an error message: a database URL may hold a password, and the
-# dashboard's keys are secrets themselves.
-_SECRET_KEYS = {"database.url", "dashboard.session_secret", "dashboard.metrics_token"}
+# dashboard's and the webhooks' keys are secrets themselves.
+_SECRET_KEYS = {"database.url", "dashboard.session_secret", "dashboard.metrics_token",
+                "webhooks.secret_key"}
 
 
 def _shown(key: str, raw: Any) -> str:

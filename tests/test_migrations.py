@@ -37,9 +37,16 @@ async def recorded(conn: asyncpg.Connection) -> list[tuple[int, str, object]]:
     return [tuple(r) for r in rows]
 
 
+# Numbers given to migrations of branches not merged yet (011: another branch of issue 16's
+# time). Remove a number once its file is here; until then it is no gap.
+IN_FLIGHT = {11}
+
+
 def test_migration_files_are_numbered_in_order() -> None:
     found = db.migrations()
-    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    versions = [m.version for m in found]
+    assert versions == sorted(versions)
+    assert sorted({*versions, *IN_FLIGHT}) == list(range(1, max(versions) + 1))
     assert all(m.path.is_file() for m in found)
 
 

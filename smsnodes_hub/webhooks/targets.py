@@ -201,3 +201,15 @@ def trusted_cas(settings: WebhookSettings) -> ssl.SSLContext:
     if settings.ca_file:
         context.load_verify_locations(cafile=settings.ca_file)  # added, not instead
     return context
+
+
+_NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+
+
+def untrusted(problem: Exception) -> str:
+    """A certificate that does not verify, in words: OpenSSL's reason, and the way out."""
+    reason = getattr(problem, "verify_message", None) or str(problem) or type(problem).__name__
+    if getattr(problem, "verify_code", None) in _NAME_MISMATCH:
+        return f"TLS: the receiver's certificate is not valid for the URL's host ({reason})"
+    return (f"TLS: the receiver's certificate is not trusted ({reason}); a private CA or a "
+            "self-signed certificate needs webhooks.ca_file")
