@@ -47,6 +47,31 @@ async def test_a_frame_pushed_again_on_the_connection_or_after_a_reconnect_is_ac
         await hub.close()
 
 
+async def test_a_used_id_with_other_content_is_a_new_message_and_is_sent(fake, tmp_path):
+    # A hub whose database was replaced counts its ids from 1 again, while the phone's state
+    # still remembers the old hub's (1, 1): that is another message, not a repeat.
+    hub = await FakeHub().start()
+    try:
+        agent = Agent(hub.url, "phone-1", "termux", tmp_path / "state", fake.env(),
+                      tmp_path / "agent.log")
+        async with running(agent):
+            await hub.connected(1)
+            await hub.push(sms(1, 1, "from the old hub"))
+            await hub.wait_for("status", 1, id=1, attempt=1, status="sent")
+            await hub.drop()
+            await hub.connected(2)
+            await hub.push({**sms(1, 1, "from the new hub"), "createdAt": "2026-12-06T10:00:00Z"})
+            await hub.wait_for("ack", 2, id=1, attempt=1)
+            await hub.wait_for("status", 2, id=1, attempt=1, status="sent")
+            await hub.push({**sms(1, 1, "from the new hub"), "createdAt": "2026-12-06T10:00:00Z"})
+            await hub.wait_for("ack", 3, id=1, attempt=1)  # and that one's repeat is a repeat
+            await asyncio.sleep(0.5)
+        assert [s["text"] for s in fake.sent()] == ["from the old hub", "from the new hub"]
+        await agent.wait_log("differs from the one this phone had under that id")
+    finally:
+        await hub.close()
+
+
 async def test_the_real_hubs_second_push_of_an_unacked_frame_is_acked_and_not_sent(
         make_hub, fake, tmp_path):
     hub = await make_hub(SMSNODES_DEVICE_ACK_TIMEOUT="0.2")
