@@ -11,6 +11,7 @@ from smsnodes_hub.auth import accounts
 from smsnodes_hub.cli import devices, operators, serve, tokens, webhooks
 from smsnodes_hub.cli.common import EXIT_CONFIG, CliError, UsageError, fail, settings_for
 from smsnodes_hub.config import ConfigError
+from smsnodes_hub.keyfile import KeyFileError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         fail(exc)
         return EXIT_CONFIG
-    except (CliError, accounts.AccountError, db.DatabaseUnavailable) as exc:
+    except (CliError, accounts.AccountError, db.DatabaseUnavailable, KeyFileError) as exc:
         fail(exc)
         return 1
     except KeyboardInterrupt:
