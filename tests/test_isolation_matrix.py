@@ -21,12 +21,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
 
 from tests.dashboard_support import add_operator, login
 from tests.fuzz.harness import marks_query
 from tests.support import NUMBER, PASSWORD, HubFactory, Seeded, seed_account, until
+from tests.webhooks.receiver import LOCAL, Receiver
 
 KINDS = ("body password", "basic", "api token", "session token", "dashboard session")
 LOGS_IN = {"basic", "api token"}  # what authenticates an /api call (body password: send-sms)
@@ -304,25 +305,10 @@ def dashboard_routes(hub: TestClient, world: World) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-async def receiver(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> str:
-    """A webhook receiver on loopback that takes every delivery."""
-    app = web.Application()
-
-    async def take(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(status=204)
-
-    app.router.add_post("/hook", take)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    return str(server.make_url("/hook"))
-
-
-@pytest.fixture
-async def world(make_hub: HubFactory, receiver: str, pool: asyncpg.Pool) -> AsyncIterator[World]:
-    hub = await make_hub(SMSNODES_WEBHOOKS_ALLOW_HTTP="true",
-                         SMSNODES_WEBHOOKS_ALLOW_PRIVATE="true",
-                         SMSNODES_LIMITS_SEND_PER_MINUTE="0")
-    hook = {"url": receiver, "events": ["sms.received"]}
+async def world(make_hub: HubFactory, receiver: Receiver,
+                pool: asyncpg.Pool) -> AsyncIterator[World]:
+    hub = await make_hub(**LOCAL, SMSNODES_LIMITS_SEND_PER_MINUTE="0")
+    hook = {"url": receiver.url(), "events": ["sms.received"]}
     mine = await seed_account(hub, "caller-phone", webhook=hook)
     theirs = await seed_account(hub, "other-phone", webhook=hook)
     await until(lambda: pool.fetchval(
