@@ -26,7 +26,7 @@ from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf
 from smsnodes_hub.auth.keyring import KeyRing
 from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
 from smsnodes_hub.auth.tokens import BearerCache
-from smsnodes_hub.bus import Bus, CredentialsChanged, TokenRevoked
+from smsnodes_hub.bus import AccountChanged, Bus, CredentialsChanged, TokenRevoked
 from smsnodes_hub.config import Settings
 from smsnodes_hub.device.endpoint import device_socket
 from smsnodes_hub.device.hub import Hub
@@ -119,12 +119,18 @@ def _forget_revoked_logins(app: web.Application, events: Bus) -> None:
     def token_revoked(event: TokenRevoked) -> None:
         app[BEARER_CACHE].forget_token(event.token_id)
 
+    def account_changed(event: AccountChanged) -> None:
+        app[AUTH].cache.forget_account(event.account_id)
+        app[BEARER_CACHE].forget_account(event.account_id)
+        app[KEYRING].forget_account(event.account_id)
+
     async def missed_anything() -> None:
         app[AUTH].cache.clear()
         app[BEARER_CACHE].clear()
 
     events.subscribe(CredentialsChanged, credentials_changed)
     events.subscribe(TokenRevoked, token_revoked)
+    events.subscribe(AccountChanged, account_changed)
     events.on_resync(missed_anything)
 
 

@@ -53,6 +53,15 @@ class CredentialsChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountChanged:
+    """The account's own password changed, or the account was removed: cached logins of it
+    are void (its phones get CredentialsChanged each)."""
+
+    kind: ClassVar[str] = "account"
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRevoked:
     kind: ClassVar[str] = "token"
     token_id: int
@@ -89,8 +98,8 @@ class WebhookQueued:
     kind: ClassVar[str] = "webhook"
 
 
-Event = (Work | Replaced | CredentialsChanged | TokenRevoked | Withdraw | PaceChanged
-         | Disconnect | WebhookQueued)
+Event = (Work | Replaced | CredentialsChanged | AccountChanged | TokenRevoked | Withdraw
+         | PaceChanged | Disconnect | WebhookQueued)
 E = TypeVar("E", bound=Event)
 
 
@@ -102,6 +111,8 @@ def encode(event: Event) -> str:
             fields = (device, connection)
         case TokenRevoked(token):
             fields = (token,)
+        case AccountChanged(account):
+            fields = (account,)
         case Withdraw(device, message):
             fields = (device, message)
         case PaceChanged(device, per_minute):
@@ -125,6 +136,8 @@ def decode(payload: str) -> Event | None:
                 return CredentialsChanged(int(device))
             case "token", [token]:
                 return TokenRevoked(int(token))
+            case "account", [account]:
+                return AccountChanged(int(account))
             case "cancel", [device, message]:
                 return Withdraw(int(device), int(message))
             case "pace", [device, per_minute]:

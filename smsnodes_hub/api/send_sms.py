@@ -17,7 +17,7 @@ from smsnodes_hub.api.errors import as_hub_error, json_response
 from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.throttle import RateDecision, client_key
-from smsnodes_hub.errors import Conflict, HubError, InvalidRequest, RateLimited
+from smsnodes_hub.errors import Conflict, Forbidden, HubError, InvalidRequest, RateLimited
 from smsnodes_hub.messaging import idempotency, phones
 from smsnodes_hub.messaging.segments import analyze
 from smsnodes_hub.messaging.sending import Accepted, CredentialsChanged, Outgoing, store, submit
@@ -49,6 +49,8 @@ async def post_send_sms(request: web.Request) -> web.Response:
         key = _idempotency_key(request)
         try:
             principal = await _login(request, credentials)
+            if principal.is_account:
+                raise Forbidden("Sending needs a phone's credentials")
             if limiter.enabled:
                 decision = limiter.hit(("account", principal.account_id))
                 if not decision.allowed:
@@ -98,8 +100,12 @@ def _answer(accepted: Accepted, out: Outgoing) -> dict[str, Any]:
 
 def _forget_login(request: web.Request, principal: Principal) -> None:
     """After CredentialsChanged (answered 401): the cached login is stale."""
-    request.app[AUTH].cache.forget_device(principal.device_id)
-    request.app[BEARER_CACHE].forget_device(principal.device_id)
+    if principal.device_id is None:
+        request.app[AUTH].cache.forget_account(principal.account_id)
+        request.app[BEARER_CACHE].forget_account(principal.account_id)
+    else:
+        request.app[AUTH].cache.forget_device(principal.device_id)
+        request.app[BEARER_CACHE].forget_device(principal.device_id)
 
 
 async def _submit(request: web.Request, principal: Principal, out: Outgoing) -> Accepted:

@@ -112,7 +112,7 @@ class Window:
 
     @property
     def device_id(self) -> int:
-        return self.principal.device_id
+        return self.principal.phone_id
 
     @property
     def ready(self) -> bool:

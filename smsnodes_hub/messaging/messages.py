@@ -129,7 +129,7 @@ def new_message(
     else:
         state = "queued"
     return NewMessage(
-        principal.device_id, principal.credential_epoch, principal.account_id,
+        principal.phone_id, principal.credential_epoch, principal.account_id,
         principal.token_id, priority, state, principal.seal(text, TEXT_PURPOSE),
         [principal.seal(n, NUMBER_PURPOSE) for n in numbers],
         [principal.number_mac(n) for n in numbers],

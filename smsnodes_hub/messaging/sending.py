@@ -77,10 +77,9 @@ class Stored:
                 ))
                 return self.expected
             # The socket closed while we wrote: its requeue may have run before our commit.
-            await messages.requeue_connection(pool, self.principal.device_id, conn.id)
-            await hub.announce_work(self.principal.device_id)
-            return Accepted(self.message_id, hub.local(self.principal.device_id) is not None,
-                            False)
+            await messages.requeue_connection(pool, conn.device_id, conn.id)
+            await hub.announce_work(conn.device_id)
+            return Accepted(self.message_id, hub.local(conn.device_id) is not None, False)
         here = self.queued_here
         if here is not None and here.open:
             here.expect_work()
@@ -101,7 +100,7 @@ async def store(
     """Write the message. When the phone is connected here with a free slot and nothing can
     be waiting ahead of it, the row is written already dispatched to that connection, whose
     slot is held meanwhile: one round trip from request to frame."""
-    conn = hub.local(principal.device_id)
+    conn = hub.local(principal.phone_id)
     direct = conn is not None and out.scheduled_at is None and conn.can_push_directly()
     if direct:
         assert conn is not None

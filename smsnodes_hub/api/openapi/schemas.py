@@ -43,6 +43,9 @@ def schemas() -> Json:
         "createdAt": timestamp("When the token was created."),
         "lastUsedAt": timestamp("When the token last authenticated a request, or null "
                                  "if never.", nullable=True),
+        "device": {"type": ["string", "null"], "description": "The phone the token belongs "
+                   "to (its sends go to that phone), or null for a token of the account "
+                   "itself (its sends are routed to the account's phones)."},
     }
     token_required = ["id", "kind", "name", "createdAt", "lastUsedAt"]
     return {
