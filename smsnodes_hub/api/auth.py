@@ -10,7 +10,7 @@ from aiohttp import web
 
 from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, KEYRING, LOGIN_THROTTLE, POOL
 from smsnodes_hub.auth.accounts import Principal
-from smsnodes_hub.errors import INVALID_CREDENTIALS, RateLimited, Unauthorized
+from smsnodes_hub.errors import INVALID_CREDENTIALS, Forbidden, RateLimited, Unauthorized
 
 AUTH_REQUIRED = "Authentication required: use Authorization: Basic or Bearer"
 
@@ -66,6 +66,18 @@ async def token_login(request: web.Request, token: str) -> Principal:
         throttle.failure(None, address)
         raise Unauthorized(INVALID_CREDENTIALS)
     request.app[KEYRING].remember(principal)
+    return principal
+
+
+ACCOUNT_ONLY = ("This needs the account's credentials: Basic with the account's name and "
+                "password, or an account token")
+
+
+async def authenticate_account(request: web.Request) -> Principal:
+    """The caller, who must be an account (not one of its phones)."""
+    principal = await authenticate(request)
+    if not principal.is_account:
+        raise Forbidden(ACCOUNT_ONLY)
     return principal
 
 

@@ -3,6 +3,9 @@ PUT /api/device/pacing."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
 from smsnodes_hub.api.auth import authenticate
@@ -31,7 +34,12 @@ async def get_device(request: web.Request) -> web.Response:
     row = await devices.describe(request.app[POOL], phone_of(principal), PROCESS_STALE)
     if row is None:
         raise NotFound("Device not found")
-    return json_response({
+    return json_response(render(row))
+
+
+def render(row: asyncpg.Record) -> dict[str, Any]:
+    """A phone as GET /api/device shows it (GET /api/devices adds its load)."""
+    return {
         "id": row["id"],
         "username": row["username"],
         "online": row["connected_since"] is not None,
@@ -46,7 +54,7 @@ async def get_device(request: web.Request) -> web.Response:
         "signal": row["signal"],
         "telemetryAt": iso(row["telemetry_at"]),
         "pacing": {"perMinute": row["pace_per_minute"]},
-    })
+    }
 
 
 async def put_pacing(request: web.Request) -> web.Response:

@@ -191,7 +191,8 @@ async def remove_device(db: Executor, username: str) -> int:
     if row["whole_account"]:
         gone = await db.fetchval(
             """WITH gone AS (DELETE FROM accounts WHERE id = $1 RETURNING id)
-               SELECT gone.id FROM gone, pg_notify('smsnodes_hub', 'credentials:' || $2::bigint) AS c,
+               SELECT gone.id FROM gone,
+                      pg_notify('smsnodes_hub', 'credentials:' || $2::bigint) AS c,
                       pg_notify('smsnodes_hub', 'account:' || gone.id) AS a""",
             row["account_id"], row["id"],
         )

@@ -48,7 +48,8 @@ def schemas() -> Json:
                    "itself (its sends are routed to the account's phones)."},
     }
     token_required = ["id", "kind", "name", "createdAt", "lastUsedAt"]
-    return {
+    device_properties, device_required = _device_schema()
+    out: Json = {
         "Error": obj(
             {"error": {"type": "string", "description": "A human-readable reason. It never "
                        "contains a password. Match on the status code, not on this text, "
@@ -236,7 +237,36 @@ def schemas() -> Json:
                                           "device; null for no limit."}},
             ["perMinute"], "The device's pacing.",
         ),
-        "Device": obj(
+        "Device": obj(device_properties, device_required,
+                      "The authenticated device: presence, telemetry and pacing."),
+        "AccountDevice": obj(
+            {**device_properties,
+             "queued": {"type": "integer", "minimum": 0, "description": "Messages waiting "
+                        "for this phone (not pushed yet)."},
+             "inFlight": {"type": "integer", "minimum": 0, "description": "Messages pushed "
+                          "to it and not acked yet."},
+             "sentToday": {"type": "integer", "minimum": 0, "description": "Recipients it "
+                           "reported `sent` since midnight UTC."}},
+            [*device_required, "queued", "inFlight", "sentToday"],
+            "One phone of the account: what GET /api/device shows, and its load.",
+        ),
+        "AccountDeviceList": list_of("AccountDevice", "The account's phones, oldest first."),
+        "NewDeviceRequest": obj(
+            {"username": {"type": "string", "pattern": "^[A-Za-z0-9._-]{3,64}$",
+                          "description": "The phone's name: 3 to 64 letters, digits, `.`, "
+                                         "`_` or `-`; no account or phone may have it yet."},
+             "password": {"type": "string", "minLength": 8, "maxLength": 1024,
+                          "format": "password", "description": "The phone's own password "
+                          "(it logs in on /ws/device with these two)."}},
+            ["username", "password"], "A new phone of the authenticated account.",
+        ),
+        "RemovedDevice": gone("removed", "The phone can no longer log in."),
+    }
+    return out
+
+
+def _device_schema() -> tuple[Json, list[str]]:
+    return (
             {
                 "id": {"type": "integer"},
                 "username": {"type": "string"},
@@ -260,8 +290,6 @@ def schemas() -> Json:
             },
             ["id", "username", "online", "connectedSince", "lastSeenAt", "createdAt", "model",
              "app", "sims", "battery", "charging", "signal", "telemetryAt", "pacing"],
-            "The authenticated device: presence, telemetry and pacing.",
-        ),
-    }
+    )
 
 
