@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Simulated Android gateway phone(s) speaking the smsnodes-hub device protocol v1.
 
-The phone itself lives in the package (smsnodes_hub.phone.simulated), beside the real
-gateway agent ``smsnodes-phone``; this script keeps the names that tests and benchmarks
-import and a command line for running many simulated phones at once. It behaves as a
-careful phone app would: password login first, token login on every reconnect, acks keyed
-by (id, attempt), per-recipient status reports kept in an outbox until the hub answers
-``ok``, and exponential backoff with full jitter between reconnects.
+The phone itself lives in the agent's package (smsnodes_phone.simulated, in phone/),
+beside the real gateway agent ``smsnodes-phone``; this script keeps the names that tests
+and benchmarks import and a command line for running many simulated phones at once. It
+behaves as a careful phone app would: password login first, token login on every
+reconnect, acks keyed by (id, attempt), per-recipient status reports kept in an outbox
+until the hub answers ``ok``, and exponential backoff with full jitter between reconnects.
 
 Try the hub without a phone (prefer --password-stdin: argv is visible to other users)::
 
@@ -41,15 +41,15 @@ from typing import Any
 import aiohttp
 
 try:
-    import smsnodes_hub.phone  # noqa: F401  (installed, or run from the repository)
+    import smsnodes_phone  # noqa: F401  (installed, or run from the repository)
 except ModuleNotFoundError:  # python scripts/device_sim.py without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "phone"))
 
-from smsnodes_hub.phone.channel import EventSink
-from smsnodes_hub.phone.errors import AuthFailed, PhoneError
-from smsnodes_hub.phone.frames import utc_now
-from smsnodes_hub.phone.radio.sim import PhoneBehaviour
-from smsnodes_hub.phone.simulated import SimulatedPhone
+from smsnodes_phone.channel import EventSink
+from smsnodes_phone.errors import AuthFailed, PhoneError
+from smsnodes_phone.frames import utc_now
+from smsnodes_phone.radio.sim import PhoneBehaviour
+from smsnodes_phone.simulated import SimulatedPhone
 
 __all__ = ["AuthFailed", "PhoneBehaviour", "PhoneError", "SimulatedPhone", "utc_now"]
 

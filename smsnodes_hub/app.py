@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -19,14 +21,16 @@ from smsnodes_hub.appkeys import (
     POOL,
     SEND_LIMITER,
     SETTINGS,
+    TRUSTED_PROXIES,
     WEBHOOK_WORKER,
 )
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.auth.addresses import TrustedProxies
 from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf
 from smsnodes_hub.auth.keyring import KeyRing
-from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
+from smsnodes_hub.auth.throttle import Limits, LoginThrottle, RateLimiter
 from smsnodes_hub.auth.tokens import BearerCache
-from smsnodes_hub.bus import AccountChanged, Bus, CredentialsChanged, TokenRevoked
+from smsnodes_hub.bus import AccountChanged, Bus, CredentialsChanged, LoginFailed, TokenRevoked
 from smsnodes_hub.config import Settings
 from smsnodes_hub.device.endpoint import device_socket
 from smsnodes_hub.device.hub import Hub
@@ -45,7 +49,11 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     sec = settings.security
-    app[LOGIN_THROTTLE] = LoginThrottle(sec.login_max_failures, sec.login_lockout_seconds)
+    throttle = LoginThrottle(Limits(
+        sec.login_max_failures, sec.login_max_failures_per_username, sec.login_lockout_seconds
+    ))
+    app[LOGIN_THROTTLE] = throttle
+    app[TRUSTED_PROXIES] = TrustedProxies(settings.server.trusted_proxies)
     app[SEND_LIMITER] = RateLimiter(settings.limits.send_per_minute)
     app[BEARER_CACHE] = BearerCache(sec.credential_cache_seconds)
 
@@ -68,8 +76,14 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
         kdf = PasswordKdf(sec.kdf_concurrency)
         app[AUTH] = Authenticator(kdf, kdf_params(settings), CredentialCache(
             sec.credential_cache_seconds
-        ))
+        ), throttle)
+        # Failure records past their time are deleted by every process, now and then.
+        upkeep = asyncio.create_task(throttle.keep_pruning(app[POOL]),
+                                     name="login-throttle-upkeep")
         yield
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
         kdf.close()
 
     async def events(app: web.Application) -> AsyncIterator[None]:
@@ -127,10 +141,13 @@ def _forget_revoked_logins(app: web.Application, events: Bus) -> None:
     async def missed_anything() -> None:
         app[AUTH].cache.clear()
         app[BEARER_CACHE].clear()
+        # Also at start: which usernames failed lately, so cached logins of them ask first.
+        await app[LOGIN_THROTTLE].resync(app[POOL])
 
     events.subscribe(CredentialsChanged, credentials_changed)
     events.subscribe(TokenRevoked, token_revoked)
     events.subscribe(AccountChanged, account_changed)
+    events.subscribe(LoginFailed, app[LOGIN_THROTTLE].on_failed)
     events.on_resync(missed_anything)
 
 

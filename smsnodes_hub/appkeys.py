@@ -11,8 +11,9 @@ import asyncpg
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from smsnodes_hub.auth.accounts import Authenticator
+    from smsnodes_hub.auth.addresses import TrustedProxies
     from smsnodes_hub.auth.keyring import KeyRing
+    from smsnodes_hub.auth.logins import Authenticator
     from smsnodes_hub.auth.throttle import LoginThrottle, RateLimiter
     from smsnodes_hub.auth.tokens import BearerCache
     from smsnodes_hub.bus import Bus
@@ -30,6 +31,8 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 KEYRING: web.AppKey[KeyRing] = web.AppKey("keyring")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 SEND_LIMITER: web.AppKey[RateLimiter] = web.AppKey("send_limiter")
+# server.trusted_proxies: whose X-Forwarded-For names the client (auth/addresses.py).
+TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies")
 WEBHOOK_WORKER: web.AppKey[DeliveryWorker] = web.AppKey("webhook_worker")
 # Prometheus instruments (dashboard/metrics.py); the send path observes its latency there.
 METRICS: web.AppKey[HubMetrics] = web.AppKey("metrics")

@@ -98,8 +98,19 @@ class WebhookQueued:
     kind: ClassVar[str] = "webhook"
 
 
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """A login of this well-formed username failed (sql/013 `record_login_failure`): for
+    `seconds` its throttle state may refuse a login, so cached logins of it ask first."""
+
+    kind: ClassVar[str] = "login"
+    scope: str
+    seconds: int
+    username: str
+
+
 Event = (Work | Replaced | CredentialsChanged | AccountChanged | TokenRevoked | Withdraw
-         | PaceChanged | Disconnect | WebhookQueued)
+         | PaceChanged | Disconnect | WebhookQueued | LoginFailed)
 E = TypeVar("E", bound=Event)
 
 
@@ -119,6 +130,8 @@ def encode(event: Event) -> str:
             fields = (device, per_minute or 0)
         case WebhookQueued():
             fields = ()
+        case LoginFailed(scope, seconds, username):
+            fields = (scope, seconds, username)
     return ":".join((event.kind, *map(str, fields)))
 
 
@@ -146,6 +159,8 @@ def decode(payload: str) -> Event | None:
                 return Disconnect(int(device))
             case "webhook", []:
                 return WebhookQueued()
+            case "login", [scope, seconds, username] if username:
+                return LoginFailed(scope, int(seconds), username)
     except ValueError:
         pass
     log.warning("ignoring a bus payload this hub does not understand: %.80r", payload)

@@ -8,6 +8,7 @@ at start, and a bad one stops the start with a message naming the key.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ class ServerSettings:
     tls_cert: str = ""
     tls_key: str = ""
     shutdown_timeout: float = 10.0
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +48,10 @@ class SecuritySettings:
     argon2_memory_kib: int = 65536
     argon2_iterations: int = 3
     argon2_lanes: int = 4
-    kdf_concurrency: int = 2
+    kdf_concurrency: int = 0  # 0: one per core
     credential_cache_seconds: int = 300
     login_max_failures: int = 5
+    login_max_failures_per_username: int = 50
     login_lockout_seconds: int = 60
 
 
@@ -154,6 +158,15 @@ def _origin(value: Any) -> str | None:
     return "must be empty or an origin such as https://sms.example.org (no path)"
 
 
+def _networks(value: Any) -> str | None:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return f"must list IP addresses or networks such as 10.0.0.0/8 ({entry!r} is not)"
+    return None
+
+
 def _database_url(value: Any) -> str | None:
     if value == "" or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -170,9 +183,11 @@ _CHECKS: dict[str, _Check] = {
     "security.argon2_memory_kib": _between(8, 4 * 1024 * 1024),
     "security.argon2_iterations": _between(1, 100),
     "security.argon2_lanes": _between(1, 64),
-    "security.kdf_concurrency": _between(1, 64),
+    "security.kdf_concurrency": _between(0, 64),
     "security.credential_cache_seconds": _between(0, 86400),
     "security.login_max_failures": _between(1, 1000),
+    "security.login_max_failures_per_username": _between(1, 100000),
+    "server.trusted_proxies": _networks,
     "security.login_lockout_seconds": _between(1, 86400),
     "device.heartbeat": _between(1, 3600),
     "device.window": _between(1, 1000),
@@ -238,12 +253,18 @@ def _coerce(key: str, kind: type, raw: Any, from_env: bool) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"config: {key}: must be a number ({shown})")
+    if kind is tuple:
+        # A TOML array of strings, or in the environment one comma-separated string.
+        items = raw.split(",") if from_env and isinstance(raw, str) else raw
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            return tuple(item.strip() for item in items if item.strip())
+        raise ConfigError(f"config: {key}: must be a list of strings ({shown})")
     if isinstance(raw, str):
         return raw
     raise ConfigError(f"config: {key}: must be a string ({shown})")
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -5,6 +5,7 @@ Plain helpers live in tests/support.py."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from smsnodes_hub import db, embedded
 from smsnodes_hub.app import create_app
 from smsnodes_hub.config import Settings
+from tests.netguard import sitecustomize as netguard
 from tests.support import (
     ROOT,
     HubFactory,
@@ -30,6 +32,32 @@ from tests.support import (
 )
 
 sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def _stay_on_loopback() -> None:
+    """The network guard (tests/netguard/sitecustomize.py) in this process and, through
+    PYTHONPATH, in every Python subprocess that inherits the environment."""
+    fd, log = tempfile.mkstemp(prefix="smsnodes-netguard-", suffix=".log")
+    os.close(fd)
+    atexit.register(lambda: Path(log).unlink(missing_ok=True))
+    os.environ[netguard.LOG_ENV] = log
+    here = str(Path(netguard.__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [here, *filter(None, [os.environ.get("PYTHONPATH")])])
+    netguard.install()
+
+
+_stay_on_loopback()
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_left_the_machine() -> Iterator[None]:
+    # Refused connects raise where they happen, but the code under test may catch that (a
+    # webhook attempt records "cannot connect"): the test fails here anyway.
+    yield
+    refused = netguard.take_refusals()
+    if refused:
+        pytest.fail("\n".join(refused), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -133,6 +134,15 @@ async def add_phone(db_or_app: asyncpg.Pool | web.Application | TestClient, acco
     owner = await owners.login_account(pool, kdf, params, account, account_password)
     assert owner is not None, f"account {account!r} did not log in"
     return await owners.add_phone(pool, kdf, params, owner, username, password)
+
+
+def from_address(client: TestClient, address: str) -> aiohttp.ClientSession:
+    """A session to `client`'s hub whose connections come from `address` (any 127.x.y.z):
+    another client, as far as the hub can tell. Use it with `async with`."""
+    return aiohttp.ClientSession(
+        base_url=str(client.make_url("")),
+        connector=aiohttp.TCPConnector(local_addr=(address, 0)),
+    )
 
 
 def ws_url(client: TestClient) -> str:

@@ -22,6 +22,7 @@ EVERY_EVENT = [
     bus.PaceChanged(7, None),
     bus.Disconnect(7),
     bus.WebhookQueued(),
+    bus.LoginFailed("device", 3600, "shop-phone-1"),
 ]
 
 
@@ -37,10 +38,12 @@ def test_the_payloads_sql_builds_decode_to_the_same_events() -> None:
     assert bus.decode("token:9") == bus.TokenRevoked(9)
     assert bus.decode("pace:5:0") == bus.PaceChanged(5, None)
     assert bus.decode("webhook") == bus.WebhookQueued()
+    assert bus.decode("login:operator:60:admin") == bus.LoginFailed("operator", 60, "admin")
 
 
 @pytest.mark.parametrize("payload", ["", "work", "work:x", "work:1:2", "cancel:1", "nope:1",
-                                     "replace:1:not-a-uuid", "pace:a:b"])
+                                     "replace:1:not-a-uuid", "pace:a:b", "login:device:5:",
+                                     "login:device:x:phone"])
 def test_malformed_payloads_are_ignored_and_logged(payload: str, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="smsnodes_hub.bus"):
         assert bus.decode(payload) is None

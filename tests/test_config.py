@@ -185,3 +185,17 @@ async def test_cli_reads_config_toml_from_the_working_directory(tmp_path: Path) 
     write(tmp_path, "[server]\nport = 99999\n", "other.toml")
     line = await _config_failure(tmp_path, "device", "list", SMSNODES_CONFIG="other.toml")
     assert "server.port" in line
+
+
+def test_trusted_proxies_are_a_list_of_networks(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]\n')
+    assert load_settings(path, {}).server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
+    env = {"SMSNODES_SERVER_TRUSTED_PROXIES": " 192.0.2.1 , 2001:db8::/32,"}
+    assert load_settings(path, env).server.trusted_proxies == ("192.0.2.1", "2001:db8::/32")
+    assert load_settings(None, {"SMSNODES_SERVER_TRUSTED_PROXIES": ""}).server.trusted_proxies \
+        == ()
+    for bad in ('"10.0.0.1"', '["proxy.lan"]', "[1]"):
+        with pytest.raises(ConfigError, match=r"server\.trusted_proxies"):
+            load_settings(write(tmp_path, f"[server]\ntrusted_proxies = {bad}\n"), {})
+    with pytest.raises(ConfigError, match=r"10\.0\.0\.300"):
+        load_settings(None, {"SMSNODES_SERVER_TRUSTED_PROXIES": "10.0.0.300"})

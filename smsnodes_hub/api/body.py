@@ -1,4 +1,4 @@
-"""Request bodies: JSON objects of at most 64 KiB."""
+"""Request bodies: JSON objects of at most 64 KiB, holding only text PostgreSQL can store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from smsnodes_hub import storable
 from smsnodes_hub.errors import BodyTooLarge, InvalidRequest
 
 MAX_BODY = 64 * 1024
@@ -30,4 +31,8 @@ async def read_json_object(request: web.Request, *, allow_empty: bool = False) -
         raise InvalidRequest("Request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
+    # Anywhere in the body, even in a field the endpoint ignores: one rule, checked once.
+    found = storable.first_problem(body)
+    if found is not None:
+        raise InvalidRequest(storable.describe(found))
     return body

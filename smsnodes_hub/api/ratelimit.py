@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from smsnodes_hub.appkeys import SEND_LIMITER
+from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import RateDecision, client_key
 
 SEND_PATH = "/api/send-sms"
@@ -36,5 +37,5 @@ def stamp_unhandled(request: web.Request, response: web.StreamResponse) -> None:
     limiter = request.app.get(SEND_LIMITER)
     decision = None
     if limiter is not None and limiter.enabled:
-        decision = limiter.peek(("address", client_key(request.remote or "unknown")))
+        decision = limiter.peek(("address", client_key(client_address(request))))
     stamp(response, decision)

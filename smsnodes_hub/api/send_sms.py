@@ -16,6 +16,7 @@ from smsnodes_hub.api.body import read_json_object
 from smsnodes_hub.api.errors import as_hub_error, json_response
 from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER
 from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import RateDecision, client_key
 from smsnodes_hub.errors import Conflict, Forbidden, HubError, InvalidRequest, RateLimited
 from smsnodes_hub.messaging import idempotency, phones
@@ -40,7 +41,7 @@ class Credentials:
 
 async def post_send_sms(request: web.Request) -> web.Response:
     limiter = request.app[SEND_LIMITER]
-    address = request.remote or "unknown"
+    address = client_address(request)
     decision: RateDecision | None = None
     try:
         body = await read_json_object(request, allow_empty=True)
@@ -236,8 +237,6 @@ def _validate(body: dict[str, Any]) -> Draft:
         raise InvalidRequest("message is required")
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest("message must be a non-empty string")
-    if "\x00" in text:  # no SMS can carry it; PostgreSQL text could not store it either
-        raise InvalidRequest("message must not contain NUL characters")
     if len(text) > MAX_TEXT:
         raise InvalidRequest(f"message must be at most {MAX_TEXT} characters")
     priority = body.get("priority", 1)

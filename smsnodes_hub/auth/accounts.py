@@ -1,26 +1,20 @@
-"""Device accounts: creation, password checks, password changes, tokens, the credential cache.
+"""Device accounts: who a caller is (`Principal`), the rules for usernames and passwords, and
+creating, listing, removing and re-keying accounts. Logins are in `logins.py`.
 
 A successful login yields a `Principal`: who the caller is, plus the account's data key
 in memory (it is never stored unwrapped)."""
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import logging
-import os
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from hashlib import sha256
 from typing import Any
 
 import asyncpg
 
+from smsnodes_hub import storable
 from smsnodes_hub.auth import crypto
-
-log = logging.getLogger(__name__)
 
 # What a query runs on: the pool, a connection, or one lent by the pool.
 Executor = asyncpg.Connection | asyncpg.Pool | asyncpg.pool.PoolConnectionProxy
@@ -107,7 +101,18 @@ def check_password(password: Any) -> str:
         raise AccountError(f"password must be at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise AccountError(f"password must be at most {MAX_PASSWORD} characters")
+    why = storable.problem(password)
+    if why is not None:  # a login could not send it back (JSON, Basic): refused everywhere
+        raise AccountError(f"password {why}")
     return password
+
+
+def could_log_in(username: str, password: str) -> bool:
+    """False for credentials no account can have (a malformed username, a password the rules
+    above refuse, a NUL anywhere): such a login fails without a query or an Argon2id run,
+    which tells nobody anything, since the rules are public."""
+    return (USERNAME_RE.match(username) is not None and 0 < len(password) <= MAX_PASSWORD
+            and storable.storable(password))
 
 
 def password_wrap_aad(account_id: int, username: str) -> bytes:
@@ -305,224 +310,3 @@ async def rewrap_account(
                          RETURNING id)
            SELECT pg_notify('smsnodes_hub', 'token:' || id) FROM gone""", account_id)
     await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"account:{account_id}")
-
-
-# -- Logins -----------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _CacheEntry:
-    principal: Principal
-    expires: float
-
-
-class CredentialCache:
-    """Recently verified passwords, keyed by an HMAC of username and password under a
-    per-process random key, so the cache never holds a password or a reusable hash of one.
-    A wrong password never matches an entry; it always pays for Argon2id."""
-
-    __slots__ = ("_entries", "_key", "_ttl")
-
-    def __init__(self, ttl_seconds: float) -> None:
-        self._key = os.urandom(32)
-        self._ttl = ttl_seconds
-        self._entries: dict[bytes, _CacheEntry] = {}
-
-    def slot(self, username: str, password: str) -> bytes:
-        """The key of this username and password in the cache (and of their login in flight)."""
-        material = username.encode("utf-8") + b"\x00" + password.encode("utf-8")
-        return hmac.new(self._key, material, sha256).digest()
-
-    def get(self, username: str, password: str) -> Principal | None:
-        if self._ttl <= 0:
-            return None
-        slot = self.slot(username, password)
-        entry = self._entries.get(slot)
-        if entry is None:
-            return None
-        if entry.expires < time.monotonic():
-            del self._entries[slot]
-            return None
-        return entry.principal
-
-    def put(self, username: str, password: str, principal: Principal) -> None:
-        if self._ttl <= 0:
-            return
-        now = time.monotonic()
-        if len(self._entries) > 10_000:
-            self._entries = {k: v for k, v in self._entries.items() if v.expires >= now}
-        self._entries[self.slot(username, password)] = _CacheEntry(principal, now + self._ttl)
-
-    def forget_device(self, device_id: int) -> None:
-        self._entries = {
-            k: v for k, v in self._entries.items() if v.principal.device_id != device_id
-        }
-
-    def forget_account(self, account_id: int) -> None:
-        """The account's own password changed, or the account went: its logins are void
-        (its phones' too, to be simple: they cost one more password check)."""
-        self._entries = {
-            k: v for k, v in self._entries.items() if v.principal.account_id != account_id
-        }
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-# Basic credentials name the phone of that name when there is one, else the account of that
-# name (ACCOUNTS.md "Sending"): a migrated account shares its name with its first phone, and
-# its name keeps meaning the phone. `id` is NULL for the account.
-LOOKUP = """
-SELECT id, account_id, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes, verifier,
-       wrapped_key, credential_epoch
-  FROM (SELECT 0 AS k, d.id, d.account_id, d.kdf_salt, d.kdf_memory_kib, d.kdf_iterations,
-               d.kdf_lanes, d.verifier, d.wrapped_key, d.credential_epoch
-          FROM devices d WHERE d.username = $1
-        UNION ALL
-        SELECT 1, NULL::bigint, a.id, a.kdf_salt, a.kdf_memory_kib, a.kdf_iterations,
-               a.kdf_lanes, a.verifier, a.wrapped_key, a.credential_epoch
-          FROM accounts a WHERE a.name = $1) x
- ORDER BY k LIMIT 1
-"""
-
-# A fixed salt and cheap-to-store dummy verifier: a login for an unknown username still runs
-# Argon2id, so response time does not reveal which usernames exist.
-_DUMMY_SALT = b"\x00" * crypto.SALT_BYTES
-
-
-class Authenticator:
-    """Password and token logins for the HTTP API and the device socket."""
-
-    __slots__ = ("_in_flight", "cache", "kdf", "params")
-
-    def __init__(
-        self, kdf: crypto.PasswordKdf, params: crypto.KdfParams, cache: CredentialCache
-    ) -> None:
-        self.kdf = kdf
-        self.params = params
-        self.cache = cache
-        # Password checks under way, by cache slot: a burst of requests with the same
-        # credentials (a script's first batch) shares one Argon2id run instead of one each.
-        self._in_flight: dict[bytes, asyncio.Future[Principal | None]] = {}
-
-    async def login(self, db: Executor, username: str, password: str) -> Principal | None:
-        """The principal for a right password, None for anything else. Pass a pool as `db`:
-        the check may outlive the caller that started it."""
-        cached = self.cache.get(username, password)
-        if cached is not None:
-            return cached
-        slot = self.cache.slot(username, password)
-        check = self._in_flight.get(slot)
-        if check is None:
-            check = asyncio.ensure_future(self._check_password(db, username, password))
-            self._in_flight[slot] = check
-            check.add_done_callback(lambda done: self._settled(slot, done))
-        # Shielded: one caller going away must not cancel the check the others wait for.
-        return await asyncio.shield(check)
-
-    def _settled(self, slot: bytes, check: asyncio.Future[Principal | None]) -> None:
-        if self._in_flight.get(slot) is check:
-            del self._in_flight[slot]
-        if not check.cancelled():
-            check.exception()  # retrieved here too, in case every waiter went away
-
-    async def _check_password(
-        self, db: Executor, username: str, password: str
-    ) -> Principal | None:
-        row = await db.fetchrow(LOOKUP, username)
-        if row is None:
-            await self.kdf.derive(password, _DUMMY_SALT, self.params)
-            return None
-        params = crypto.KdfParams(row["kdf_memory_kib"], row["kdf_iterations"], row["kdf_lanes"])
-        keys = await self.kdf.derive(password, row["kdf_salt"], params)
-        if not crypto.verifier_matches(row["verifier"], keys.verifier):
-            return None
-        try:
-            data_key = crypto.unwrap_key(
-                keys.kek, row["wrapped_key"], password_wrap_aad(row["account_id"], username)
-            )
-        except crypto.DecryptionError:
-            # The password matched, so the stored row was altered or damaged: refuse the login
-            # like a wrong password (a 401, not a crash) and tell the operator.
-            log.warning(
-                "%s %r: the password is right but its stored data key does not open; the "
-                "row was altered or damaged (reset the password with --reset)",
-                "account" if row["id"] is None else "device", username,
-            )
-            return None
-        principal = Principal.build(
-            row["account_id"], row["id"], username, data_key, row["credential_epoch"]
-        )
-        self.cache.put(username, password, principal)
-        return principal
-
-    async def login_token(
-        self, db: Executor, token: str, kind: str = "session"
-    ) -> Principal | None:
-        """A session token (the phone's socket) or an API token (HTTP Bearer): each works
-        only where it was issued for."""
-        if not token.startswith(crypto.TOKEN_PREFIX) or len(token) > 200:
-            return None
-        keys = crypto.token_keys(token)
-        # A token of a phone (pinned) carries the phone's name and epoch; an account token
-        # (no device) the account's.
-        row = await db.fetchrow(
-            """WITH t AS (
-                   UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = $2
-                   RETURNING id, account_id, device_id, wrapped_key
-               )
-               SELECT t.id, t.account_id, t.device_id, t.wrapped_key,
-                      coalesce(d.username, a.name) AS username,
-                      coalesce(d.credential_epoch, a.credential_epoch) AS credential_epoch
-                 FROM t JOIN accounts a ON a.id = t.account_id
-                 LEFT JOIN devices d ON d.id = t.device_id""",
-            keys.lookup,
-            kind,
-        )
-        if row is None:
-            return None
-        try:
-            data_key = crypto.unwrap_key(
-                keys.kek, row["wrapped_key"], token_wrap_aad(row["account_id"])
-            )
-        except crypto.DecryptionError:
-            return None
-        return Principal.build(
-            row["account_id"], row["device_id"], row["username"], data_key,
-            row["credential_epoch"], row["id"],
-        )
-
-
-def token_row(principal: Principal, token: str) -> tuple[bytes, bytes]:
-    """(lookup, wrapped data key) for storing a freshly issued token of this principal."""
-    keys = crypto.token_keys(token)
-    return keys.lookup, crypto.wrap_key(
-        keys.kek, principal.data_key, token_wrap_aad(principal.account_id)
-    )
-
-
-async def issue_session_token(db: Executor, principal: Principal) -> tuple[str, int] | None:
-    """A new session token for the phone and its id; None when the credentials changed
-    since the login (the phone must not be handed a token that does not work)."""
-    token = crypto.new_token()
-    lookup, wrapped = token_row(principal, token)
-    token_id = await db.fetchval(
-        """WITH new AS (
-               INSERT INTO tokens (account_id, device_id, kind, lookup, wrapped_key)
-               SELECT $1, $2, 'session', $3, $4
-                 FROM devices WHERE id = $2 AND credential_epoch = $5
-               RETURNING id
-           ), pruned AS (
-               DELETE FROM tokens WHERE device_id = $2 AND kind = 'session' AND id NOT IN (
-                   SELECT id FROM tokens WHERE device_id = $2 AND kind = 'session'
-                   ORDER BY id DESC LIMIT $6)
-           )
-           SELECT id FROM new""",
-        principal.account_id,
-        principal.device_id,
-        lookup,
-        wrapped,
-        principal.credential_epoch,
-        MAX_SESSION_TOKENS - 1,
-    )
-    return None if token_id is None else (token, token_id)

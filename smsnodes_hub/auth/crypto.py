@@ -20,15 +20,14 @@ import base64
 import hmac
 import os
 import secrets
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from hashlib import sha256
 
+from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 SCHEME = "AES-256-GCM with user-derived keys"
@@ -59,24 +58,20 @@ def _hkdf(secret: bytes, info: bytes, salt: bytes | None = None) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=info).derive(secret)
 
 
-# cryptography's Argon2id (seen with cryptography 50.0.2 on OpenSSL 4.0.3) is not safe to
-# run in two threads at once: concurrent derivations hang for good or fail with a spurious
-# MemoryError (the hub stopped answering every login after two phones logged in together).
-# One process-wide lock, because the fault is in a process-wide library, not in any object.
-_ARGON2_LOCK = threading.Lock()
+def argon2id(secret: bytes, salt: bytes, params: KdfParams) -> bytes:
+    """Argon2id (version 0x13) of `secret`, 32 bytes: the reference implementation through
+    argon2-cffi, which releases the GIL, so runs in several threads proceed on several cores.
+    (cryptography's Argon2id, used before, gives the same bytes but had to take turns under
+    one lock: with several lanes in parallel threads it hung or raised MemoryError.)"""
+    return hash_secret_raw(
+        secret, salt, time_cost=params.iterations, memory_cost=params.memory_kib,
+        parallelism=params.lanes, hash_len=KEY_BYTES, type=Type.ID,
+    )
 
 
 def derive_password_keys(password: str, salt: bytes, params: KdfParams) -> PasswordKeys:
     """One Argon2id run, split into a verifier and a key-encryption key. CPU-bound."""
-    kdf = Argon2id(
-        salt=salt,
-        length=KEY_BYTES,
-        iterations=params.iterations,
-        lanes=params.lanes,
-        memory_cost=params.memory_kib,
-    )
-    with _ARGON2_LOCK:
-        master = kdf.derive(password.encode("utf-8"))
+    master = argon2id(password.encode("utf-8"), salt, params)
     return PasswordKeys(
         verifier=_hkdf(master, b"smsnodes-hub/v1/login-verifier"),
         kek=_hkdf(master, b"smsnodes-hub/v1/key-encryption-key"),
@@ -170,15 +165,27 @@ def b64(data: bytes) -> str:
 # -- Argon2id off the event loop ------------------------------------------------------------
 
 
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class PasswordKdf:
-    """Runs Argon2id in a small thread pool so the event loop never waits on it, and bounds
-    how many run at once so a burst of logins cannot exhaust memory."""
+    """Runs Argon2id in a thread pool so the event loop never waits on it: `concurrency`
+    runs at once (0: one per core), each on its own core, so that logins after an outage go
+    as fast as the machine allows; the bound keeps a burst of logins from exhausting memory
+    (each run takes `argon2_memory_kib`)."""
 
-    __slots__ = ("_executor", "_semaphore", "runs")
+    __slots__ = ("_executor", "_semaphore", "concurrency", "runs")
 
-    def __init__(self, concurrency: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
-        self._semaphore = asyncio.Semaphore(concurrency)
+    def __init__(self, concurrency: int = 0) -> None:
+        self.concurrency = concurrency or cpu_count()
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency,
+                                            thread_name_prefix="argon2")
+        self._semaphore = asyncio.Semaphore(self.concurrency)
         self.runs = 0
 
     async def derive(self, password: str, salt: bytes, params: KdfParams) -> PasswordKeys:

@@ -1,18 +1,46 @@
-"""Failed-login throttling and the per-account send rate limit (in memory, per process)."""
+"""Failed-login throttling, shared by every hub process through PostgreSQL (sql/013), and
+the per-account send rate limit (in memory, per process).
+
+A guesser slows only guesses. Failures are counted per (client address, username): after
+`per_address` of them that address may not try that username for `lockout` seconds,
+doubling with each further failure (at most a day). A username also has its own count over
+every address, with a higher limit (`per_username`), which refuses only addresses that
+failed for that username themselves: a botnet gets one guess per address, while the owner
+on a clean address still logs in. Another account, an API token, a session token, and the
+owner from another address are never refused because of someone's wrong passwords. Names
+no account can have (malformed, holding a NUL) count as one username per address.
+
+Where it costs: a login whose password is checked against the database (a cache miss, so
+an Argon2id run anyway) learns the verdict in the same statement as the device row. A login
+served by the credential cache costs nothing, unless its username failed somewhere in the
+last hour: every process hears of such failures (bus.LoginFailed) and then asks first.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from smsnodes_hub.auth.accounts import USERNAME_RE
+from smsnodes_hub.auth.accounts import USERNAME_RE, Executor
+from smsnodes_hub.bus import LoginFailed
+from smsnodes_hub.db import FAILED
 
-# Forget a failure record this long after its last failure (and after any lockout ends).
-_FORGET_AFTER = 3600.0
+log = logging.getLogger(__name__)
+
+DEVICE = "device"  # phones and API callers (their passwords)
+OPERATOR = "operator"  # the dashboard's operators
+NOBODY = ""  # the username key of names no account can have
+T = TypeVar("T")
+# Forget a failure record this long after its last failure (or the end of its lockout).
+FORGET_AFTER = 3600.0
+PRUNE_EVERY = 60.0  # seconds
 _MAX_ENTRIES = 100_000
-_MAX_LOCKOUT = 86400.0
 
 
 def client_key(address: str) -> str:
@@ -30,82 +58,134 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
-def _trackable(username: str | None) -> str | None:
-    # A name no account can have is not kept: the caller chooses its size (up to the body
-    # limit), and the address is counted anyway.
-    return username if username is not None and USERNAME_RE.fullmatch(username) else None
+def username_key(username: str | None) -> str:
+    # A name no account can have is not kept as given: the caller chooses it (up to the body
+    # limit, NUL included), and it could not log in anyway.
+    return username if username is not None and USERNAME_RE.match(username) else NOBODY
 
 
-@dataclass(slots=True)
-class _Failures:
-    count: int = 0
-    locked_until: float = 0.0
-    last: float = 0.0
+class Throttled(Exception):
+    """Too many failed logins: this one is not checked. `retry_after` is in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_address: int  # security.login_max_failures
+    per_username: int  # security.login_max_failures_per_username
+    lockout: float  # security.login_lockout_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    wait: int | None  # seconds until this login may be checked; None: now
+    failures: int  # this address's current failures for this username
+
+
+# The SQL of a verdict, for a statement that needs it beside other columns ($1 scope,
+# $2 username, $3 address): see logins.Authenticator.
+VERDICT = "login_refusal($1, $2, $3)"
 
 
 class LoginThrottle:
-    """Exponential lockouts per client address and per username.
+    """The rules above, for every scope. State is in the database; this object remembers
+    only which usernames failed lately (`suspect`), to know when a cached login must ask."""
 
-    After `max_failures` wrong passwords an address is locked out for `lockout` seconds,
-    doubling with every further failure. A username under attack is locked the same way,
-    but only for addresses that have failed before: the owner logging in from a clean
-    address (another network, the phone itself) still gets in, while each attacking address
-    gets at most `max_failures` guesses before its own lockout starts."""
+    __slots__ = ("_suspects", "limits")
 
-    __slots__ = ("_addresses", "_lockout", "_max", "_users")
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._suspects: dict[tuple[str, str], float] = {}
 
-    def __init__(self, max_failures: int, lockout_seconds: float) -> None:
-        self._max = max_failures
-        self._lockout = lockout_seconds
-        self._addresses: dict[str, _Failures] = {}
-        self._users: dict[str, _Failures] = {}
+    # -- Which usernames failed lately ------------------------------------------------------
 
-    def retry_after(self, username: str | None, address: str) -> int | None:
-        """Seconds to wait before this attempt may be checked, or None to go ahead."""
-        address, username = client_key(address), _trackable(username)
+    def suspect(self, scope: str, username: str) -> bool:
+        until = self._suspects.get((scope, username))
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._suspects[(scope, username)]
+            return False
+        return True
+
+    def on_failed(self, event: LoginFailed) -> None:
+        """A bus handler: some process counted a failure of this username."""
+        self._note(event.scope, event.username, event.seconds)
+
+    async def resync(self, db: Executor) -> None:
+        """After the bus was down (and at start): learn again which usernames failed."""
+        rows = await db.fetch(
+            """SELECT scope, username, extract(epoch FROM max(forget_at) - now()) AS left
+                 FROM login_failures WHERE username <> '' AND forget_at > now()
+                GROUP BY scope, username""")
+        for row in rows:
+            self._note(row["scope"], row["username"], float(row["left"]))
+
+    def _note(self, scope: str, username: str, seconds: float) -> None:
         now = time.monotonic()
-        by_address = self._live(self._addresses, address, now)
-        if by_address and by_address.locked_until > now:
-            return math.ceil(by_address.locked_until - now)
-        if username is not None and by_address is not None and by_address.count:
-            by_user = self._live(self._users, username, now)
-            if by_user and by_user.locked_until > now:
-                return math.ceil(by_user.locked_until - now)
-        return None
+        if len(self._suspects) >= _MAX_ENTRIES:
+            self._suspects = {k: v for k, v in self._suspects.items() if v >= now}
+        key = (scope, username)
+        self._suspects[key] = max(self._suspects.get(key, 0.0), now + seconds)
 
-    def failure(self, username: str | None, address: str) -> None:
-        address, username = client_key(address), _trackable(username)
-        now = time.monotonic()
-        self._bump(self._addresses, address, now)
-        if username is not None:
-            self._bump(self._users, username, now)
+    # -- The database -----------------------------------------------------------------------
 
-    def success(self, username: str | None, address: str) -> None:
-        address, username = client_key(address), _trackable(username)
-        self._addresses.pop(address, None)
-        if username is not None:
-            self._users.pop(username, None)
+    async def verdict(self, db: Executor, scope: str, username: str, address: str) -> Verdict:
+        row = await db.fetchrow(f"SELECT wait, failures FROM {VERDICT}",  # noqa: S608 - constant
+                                scope, username_key(username), client_key(address))
+        assert row is not None
+        return Verdict(row["wait"], row["failures"])
 
-    def _live(self, table: dict[str, _Failures], key: str, now: float) -> _Failures | None:
-        entry = table.get(key)
-        if entry is not None and now - max(entry.last, entry.locked_until) > _FORGET_AFTER:
-            del table[key]
-            return None
-        return entry
+    async def failure(self, db: Executor, scope: str, username: str, address: str) -> None:
+        """Count a failed login. Raises Throttled when it was refused meanwhile (another
+        process locked it out): not counted, and answered as refused."""
+        name = username_key(username)
+        wait = await db.fetchval(
+            "SELECT record_login_failure($1, $2, $3, $4, $5, $6, $7)",
+            scope, name, client_key(address), self.limits.per_address,
+            self.limits.per_username, self.limits.lockout, FORGET_AFTER,
+        )
+        if name:  # this process need not wait for its own notification
+            self._note(scope, name, FORGET_AFTER)
+        if wait is not None:
+            raise Throttled(wait)
 
-    def _bump(self, table: dict[str, _Failures], key: str, now: float) -> None:
-        if len(table) >= _MAX_ENTRIES:
-            self._prune(table, now)
-        entry = self._live(table, key, now) or table.setdefault(key, _Failures())
-        entry.count += 1
-        entry.last = now
-        if entry.count >= self._max:
-            doublings = min(entry.count - self._max, 30)
-            entry.locked_until = now + min(self._lockout * 2**doublings, _MAX_LOCKOUT)
+    async def forget(self, db: Executor, scope: str, username: str, address: str) -> None:
+        """A right password: this address's failures for the username are forgotten (the
+        username's own count runs out by itself: the owner's success must not reset what a
+        botnet has spent)."""
+        await db.execute(
+            "DELETE FROM login_failures WHERE scope = $1 AND username = $2 AND address = $3",
+            scope, username_key(username), client_key(address))
 
-    def _prune(self, table: dict[str, _Failures], now: float) -> None:
-        for key in [k for k, v in table.items() if now - max(v.last, v.locked_until) > 60]:
-            del table[key]
+    async def guarded(self, db: Executor, scope: str, username: str, address: str,
+                      check: Callable[[], Awaitable[T | None]]) -> T | None:
+        """`check()` (a password check: None for wrong) under the throttle, for logins
+        without a cache of their own (the dashboard's). Raises Throttled."""
+        found = await self.verdict(db, scope, username, address)
+        if found.wait is not None:
+            raise Throttled(found.wait)
+        result = await check()
+        if result is None:
+            await self.failure(db, scope, username, address)
+        elif found.failures:
+            await self.forget(db, scope, username, address)
+        return result
+
+    async def prune(self, db: Executor) -> None:
+        await db.execute("DELETE FROM login_failures WHERE forget_at <= now()")
+
+    async def keep_pruning(self, db: Executor, period: float = PRUNE_EVERY) -> None:
+        """Delete records past their time, forever (every process does; it is cheap)."""
+        while True:
+            try:
+                await self.prune(db)
+            except FAILED as exc:
+                log.warning("login throttle: old records not deleted: %s", exc)
+            await asyncio.sleep(period)
 
 
 @dataclass(frozen=True, slots=True)

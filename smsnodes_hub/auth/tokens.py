@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smsnodes_hub.auth import crypto
-from smsnodes_hub.auth.accounts import Authenticator, Executor, Principal, token_row
+from smsnodes_hub.auth.accounts import Executor, Principal
+from smsnodes_hub.auth.logins import Authenticator, token_row
 from smsnodes_hub.errors import Conflict
 
 MAX_NAME = 100

@@ -19,8 +19,9 @@ import asyncpg
 from smsnodes_hub import db, embedded
 from smsnodes_hub.app import kdf_params
 from smsnodes_hub.auth import accounts, owners
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache, Principal
+from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.crypto import PasswordKdf
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from smsnodes_hub.config import Settings, load_settings
 
 EXIT_CONFIG = 2

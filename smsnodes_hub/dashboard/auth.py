@@ -26,7 +26,6 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from smsnodes_hub.appkeys import POOL
-from smsnodes_hub.auth.throttle import LoginThrottle
 from smsnodes_hub.config import Settings
 from smsnodes_hub.dashboard import operator_queries
 from smsnodes_hub.dashboard.keys import DASHBOARD, OPERATOR
@@ -75,13 +74,14 @@ class Operator:
 
 class DashboardState:
     """Per-application dashboard state: the signing key (loaded on first use), cookie
-    settings, the dashboard's own login throttle and the rendered /docs pages."""
+    settings and the rendered /docs pages. (Operators' failed logins are throttled by the
+    hub's LoginThrottle, in a scope of their own.)"""
 
     __slots__ = ("_key", "_key_path", "_secret", "docs_pages", "lifetime", "origin", "refresh",
-                 "secure", "throttle")
+                 "secure")
 
     def __init__(self, settings: Settings) -> None:
-        dash, sec = settings.dashboard, settings.security
+        dash = settings.dashboard
         self._secret = dash.session_secret
         self._key_path = Path(settings.database.data_dir) / KEY_FILE
         self._key: bytes | None = None
@@ -92,9 +92,6 @@ class DashboardState:
         self.origin = origin_of(dash.public_origin) if dash.public_origin else None
         # An https:// public origin means the browser speaks TLS even if the hub does not.
         self.secure = settings.tls or (self.origin or "").startswith("https://")
-        # Its own instance: operators failing to log in do not lock out phones, nor the
-        # other way round.
-        self.throttle = LoginThrottle(sec.login_max_failures, sec.login_lockout_seconds)
         self.docs_pages: dict[str, str] = {}  # /docs as rendered, by base URL
 
     # -- Keys and signatures ----------------------------------------------------------------

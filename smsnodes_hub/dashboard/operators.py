@@ -7,7 +7,13 @@ from __future__ import annotations
 import asyncpg
 
 from smsnodes_hub.auth import crypto
-from smsnodes_hub.auth.accounts import AccountError, Executor, check_password, check_username
+from smsnodes_hub.auth.accounts import (
+    AccountError,
+    Executor,
+    check_password,
+    check_username,
+    could_log_in,
+)
 from smsnodes_hub.dashboard import operator_queries
 
 # A login for an unknown operator still pays for one Argon2id run, so the time taken does not
@@ -62,6 +68,8 @@ async def verify(
     password: str,
 ) -> int | None:
     """The operator's id for the right password, None for anything else."""
+    if not could_log_in(username, password):  # never a query for what cannot be stored
+        return None
     row = await operator_queries.operator_credentials(db, username)
     if row is None:
         await kdf.derive(password, _DUMMY_SALT, params)

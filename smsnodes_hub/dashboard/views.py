@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from smsnodes_hub.appkeys import AUTH
-from smsnodes_hub.auth.accounts import MAX_PASSWORD
+from smsnodes_hub.appkeys import AUTH, LOGIN_THROTTLE
+from smsnodes_hub.auth import throttle
+from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.dashboard import device_views, message_views, operator_queries, operators, queries
 from smsnodes_hub.dashboard.auth import safe_next, session_hash
 from smsnodes_hub.dashboard.chart import throughput_chart
@@ -65,27 +66,26 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_form(request, status=400, error="Enter your username and password.",
                            next_path=next_path)
     state = dashboard_state(request)
-    address = request.remote or "unknown"
-    wait = state.throttle.retry_after(username, address)
-    if wait is not None:
+    address = client_address(request)
+    auth = request.config_dict[AUTH]
+    pool = pool_of(request)
+    try:
+        # Operators have a scope of their own: their failures never refuse a phone.
+        operator_id = await request.config_dict[LOGIN_THROTTLE].guarded(
+            pool, throttle.OPERATOR, username, address,
+            lambda: operators.verify(pool, auth.kdf, auth.params, username, password))
+    except throttle.Throttled as exc:
         response = _login_form(
             request, status=429, next_path=next_path, username=username,
-            error=f"Too many failed logins. Try again in {wait} seconds.",
+            error=f"Too many failed logins. Try again in {exc.retry_after} seconds.",
         )
-        response.headers["Retry-After"] = str(wait)
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    auth = request.config_dict[AUTH]
-    operator_id = None
-    if len(password) <= MAX_PASSWORD:
-        operator_id = await operators.verify(pool_of(request), auth.kdf, auth.params, username,
-                                             password)
     if operator_id is None:
-        state.throttle.failure(username, address)
         # The address only: a password typed into the username field must not reach logs.
         log.info("dashboard: failed login from %s", address)
         return _login_form(request, status=401, error="Wrong username or password.",
                            next_path=next_path, username=username)
-    state.throttle.success(username, address)
     raw = os.urandom(32)
     await operator_queries.create_session(pool_of(request), operator_id, session_hash(raw),
                                           state.lifetime, address)

@@ -11,9 +11,11 @@ from dataclasses import replace
 
 from aiohttp import WSMsgType, web
 
-from smsnodes_hub.appkeys import AUTH, HUB, LOGIN_THROTTLE, POOL, SETTINGS
-from smsnodes_hub.auth import accounts
+from smsnodes_hub.appkeys import AUTH, HUB, POOL, SETTINGS
+from smsnodes_hub.auth import logins
 from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.addresses import client_address
+from smsnodes_hub.auth.throttle import Throttled
 from smsnodes_hub.batching import LaneClosed
 from smsnodes_hub.db import FAILED
 from smsnodes_hub.device import protocol
@@ -35,7 +37,7 @@ NOT_RECORDED: tuple[type[BaseException], ...] = (*FAILED, LaneClosed)
 async def device_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME, autoping=False)
     await ws.prepare(request)
-    remote = request.remote or "unknown"
+    remote = client_address(request)
     try:
         authenticated = await _authenticate(request, ws, remote)
     except FAILED as exc:
@@ -134,32 +136,28 @@ async def _authenticate(
         await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
         return None
 
-    throttle = request.app[LOGIN_THROTTLE]
-    retry_after = throttle.retry_after(auth.username, remote)
-    if retry_after is not None:
-        await _refuse(
-            ws, protocol.TOO_MANY_ATTEMPTS, CloseCode.TOO_MANY_ATTEMPTS, retry_after
-        )
-        return None
-
     authenticator = request.app[AUTH]
     pool = request.app[POOL]
-    if auth.token is not None:
-        principal = await authenticator.login_token(pool, auth.token)
-        token = auth.token
-    else:
-        assert auth.username is not None and auth.password is not None
-        principal = await authenticator.login(pool, auth.username, auth.password)
-        token = ""
+    try:
+        if auth.token is not None:  # not throttled, as over HTTP (api/auth.py)
+            principal = await authenticator.login_token(pool, auth.token)
+            token = auth.token
+        else:
+            assert auth.username is not None and auth.password is not None
+            principal = await authenticator.login(pool, auth.username, auth.password, remote)
+            token = ""
+    except Throttled as exc:
+        await _refuse(
+            ws, protocol.TOO_MANY_ATTEMPTS, CloseCode.TOO_MANY_ATTEMPTS, exc.retry_after
+        )
+        return None
     if principal is not None and principal.is_account:
         principal = None  # an account's own password is no phone's: it cannot connect
     if principal is None:
-        throttle.failure(auth.username, remote)
         await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
         return None
-    throttle.success(auth.username, remote)
     if auth.token is None:
-        issued = await accounts.issue_session_token(pool, principal)
+        issued = await logins.issue_session_token(pool, principal)
         if issued is None:  # the password changed between the check and now
             await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
             return None

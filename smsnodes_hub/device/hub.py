@@ -337,4 +337,4 @@ class Hub:
         return self.connections.get(device_id)
 
     async def connected_devices(self, db: asyncpg.Pool | asyncpg.Connection) -> int:
-        return await sessions.connected_devices(db)
+        return await sessions.connected_devices(db, self.process_id, list(self.connections))

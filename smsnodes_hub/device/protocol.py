@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from smsnodes_hub import storable
 from smsnodes_hub.messaging.phones import InvalidNumber, normalize
 from smsnodes_hub.timefmt import parse_iso, wire_time
 
@@ -143,8 +144,11 @@ def decode(data: bytes | str) -> dict[str, Any]:
 
 def _ref(obj: dict[str, Any]) -> str | int | None:
     ref = obj.get("ref")
-    if ref is None or (isinstance(ref, str) and 0 < len(ref) <= 200):
+    if ref is None or (isinstance(ref, str) and 0 < len(ref) <= 200
+                       and storable.storable(ref)):
         return ref
+    if isinstance(ref, str) and 0 < len(ref) <= 200:
+        raise FrameError(f"ref {storable.problem(ref)}")
     if isinstance(ref, int) and not isinstance(ref, bool):
         return ref
     raise FrameError("ref must be a string of 1 to 200 characters or an integer")
@@ -218,12 +222,14 @@ def parse_auth(obj: dict[str, Any]) -> Auth:
             raise FrameError("token must be a string")
     elif not isinstance(username, str) or not isinstance(password, str):
         raise FrameError("auth needs username and password, or token")
+    # Username, password and token are left to the login, which refuses (and counts) what no
+    # account can have, NUL characters included.
     info = obj.get("device")
     model = app = None
     sims = None
     if isinstance(info, dict):
-        model = info.get("model") if isinstance(info.get("model"), str) else None
-        app = info.get("app") if isinstance(info.get("app"), str) else None
+        model = _informative(info.get("model"))
+        app = _informative(info.get("app"))
         raw_sims = info.get("sims")
         if isinstance(raw_sims, int) and not isinstance(raw_sims, bool) and 0 <= raw_sims < 16:
             sims = raw_sims
@@ -237,9 +243,17 @@ def parse_auth(obj: dict[str, Any]) -> Auth:
     )
 
 
+def _informative(value: object) -> str | None:
+    """A description the phone may leave out: what cannot be stored is left out too."""
+    return value if isinstance(value, str) and storable.storable(value) else None
+
+
 def parse(obj: dict[str, Any]) -> Frame:
     """A frame after authentication. Raises FrameError (with the ref when there was one)."""
     ref = _ref(obj)
+    found = storable.first_problem(obj)
+    if found is not None:
+        raise FrameError(storable.describe(found), ref)
     kind = obj.get("type")
     if kind == "ack":
         return Ack(ref, _int(obj, "id", ref), _int(obj, "attempt", ref, default=1))

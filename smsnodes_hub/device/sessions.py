@@ -189,5 +189,16 @@ async def void_logins(db: Executor, logins: list[Login]) -> set[int]:
     ))
 
 
-async def connected_devices(db: asyncpg.Pool | asyncpg.Connection) -> int:
-    return int(await db.fetchval("SELECT count(*) FROM live_sessions($1)", PROCESS_STALE))
+async def connected_devices(
+    db: asyncpg.Pool | asyncpg.Connection, process_id: uuid.UUID, here: list[int]
+) -> int:
+    """The phones connected to any live process: those `here` (this process's sockets, which
+    it knows without asking), plus the live sessions of the others. This process's own rows
+    are not asked for: after a database outage longer than PROCESS_STALE its heartbeat is
+    stale until the next beat, yet its phones never left."""
+    others = await db.fetchval(
+        """SELECT count(*) FROM live_sessions($1)
+            WHERE process_id <> $2 AND NOT device_id = ANY($3::bigint[])""",
+        PROCESS_STALE, process_id, here,
+    )
+    return len(here) + int(others)

@@ -179,7 +179,9 @@ class SocketWriter:
 
     async def _bounded(self, write: Coroutine[object, object, object]) -> None:
         # A frame the phone does not take within a heartbeat means it is not reading.
-        await asyncio.wait_for(write, self.heartbeat)
+        # asyncio.timeout, not wait_for: wait_for wraps every frame in a task of its own.
+        async with asyncio.timeout(self.heartbeat):
+            await write
 
     async def _write(self, frame: WriterFrame) -> bool:
         """Write one frame; True when it was the close frame, the writer's last."""

@@ -20,6 +20,7 @@ from device_sim import SimulatedPhone
 
 from smsnodes_hub import embedded
 from smsnodes_hub.app import create_app
+from smsnodes_hub.appkeys import HUB
 from tests.support import PASSWORD, add_device, test_settings, ws_url
 
 SEED_FIELDS = {"status", "timestamp", "ssl", "encryption", "connectedDevices"}
@@ -68,6 +69,23 @@ async def test_connected_devices_drops_when_a_phone_leaves(hub) -> None:
     while (await (await hub.get("/api/health")).json())["connectedDevices"] != 0:
         assert time.monotonic() < deadline, "connectedDevices stayed at 1 after the phone left"
         await asyncio.sleep(0.05)
+
+
+async def test_a_stale_heartbeat_does_not_hide_this_process_phones(make_hub, pool) -> None:
+    # After a database outage longer than a heartbeat's life (15 s) the process's row stays
+    # stale until its next beat (up to 5 s more), though its phones never left: health said
+    # connectedDevices 0 meanwhile. Its own sockets are counted from memory; other processes'
+    # from their live sessions, each phone once.
+    first, second = await make_hub(), await make_hub()
+    await add_device(first, "phone-h1")
+    await add_device(first, "phone-h2")
+    async with SimulatedPhone(ws_url(first), "phone-h1", PASSWORD), \
+            SimulatedPhone(ws_url(second), "phone-h2", PASSWORD):
+        await pool.execute("UPDATE hub_processes SET heartbeat_at = now() - interval '1 minute'"
+                           " WHERE id = $1", first.app[HUB].process_id)
+        assert (await (await first.get("/api/health")).json())["connectedDevices"] == 2
+        # Seen from the other process, the stale one's phones are not known to be there.
+        assert (await (await second.get("/api/health")).json())["connectedDevices"] == 1
 
 
 async def test_unknown_api_route_and_method_answer_json(hub) -> None:

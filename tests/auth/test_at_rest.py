@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from smsnodes_hub import embedded
-from smsnodes_hub.auth import accounts, crypto
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.auth import accounts, crypto, logins
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from smsnodes_hub.messaging import inbound, messages
 from tests.support import PASSWORD
 
@@ -62,7 +62,7 @@ async def test_dump_reveals_no_password_key_text_or_number(pool, database_url: s
             await accounts.create_device(conn, auth.kdf, CHEAP, "at-rest-phone", PASSWORD)
         principal = await auth.login(pool, "at-rest-phone", PASSWORD)
         assert principal is not None
-        token, _ = await accounts.issue_session_token(pool, principal)  # type: ignore[misc]
+        token, _ = await logins.issue_session_token(pool, principal)  # type: ignore[misc]
         await messages.insert(pool, messages.new_message(
             principal, priority=3, text=TEXT, numbers=[NUMBER], dispatch_to=None,
             notify=False, local_online=False, stale_seconds=15,

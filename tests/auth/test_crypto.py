@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from smsnodes_hub.auth import accounts, crypto
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache
+from smsnodes_hub.auth import accounts, crypto, logins
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from tests.support import PASSWORD
 
 CHEAP = crypto.KdfParams(memory_kib=8, iterations=1, lanes=1)
@@ -174,7 +174,7 @@ async def test_tampered_wrapped_key_refuses_login_without_crashing(pool, caplog)
     await pool.execute("UPDATE devices SET wrapped_key = $2 WHERE id = $1",
                        device_id, flipped(wrapped, 100))
 
-    with caplog.at_level(logging.WARNING, logger="smsnodes_hub.auth.accounts"):
+    with caplog.at_level(logging.WARNING, logger="smsnodes_hub.auth.logins"):
         assert await auth.login(pool, "phone-t", PASSWORD) is None
     warning = " ".join(r.getMessage() for r in caplog.records)
     assert "phone-t" in warning and "altered" in warning
@@ -210,7 +210,7 @@ async def test_tampered_token_row_refuses_token_login(pool) -> None:
         await accounts.create_device(conn, auth.kdf, CHEAP, "phone-k", PASSWORD)
     principal = await auth.login(pool, "phone-k", PASSWORD)
     assert principal is not None
-    token, _ = await accounts.issue_session_token(pool, principal)  # type: ignore[misc]
+    token, _ = await logins.issue_session_token(pool, principal)  # type: ignore[misc]
     via_token = await auth.login_token(pool, token)
     assert via_token is not None and via_token.data_key == principal.data_key
     wrapped = await pool.fetchval("SELECT wrapped_key FROM tokens")
@@ -279,8 +279,9 @@ async def test_concurrent_logins_with_one_password_share_one_argon2id_run(pool) 
 
 
 def test_argon2id_runs_in_several_threads_at_once() -> None:
-    """Logins run Argon2id on a thread pool: two at once must both finish, with the same keys
-    as one alone (several lanes made cryptography's Argon2id hang or raise MemoryError)."""
+    """Logins run Argon2id on a thread pool, several at once (no lock any more): they must all
+    finish, with the same keys as one alone (several lanes in parallel threads made
+    cryptography's Argon2id hang or raise MemoryError; argon2-cffi has no such fault)."""
     params = crypto.KdfParams(memory_kib=8192, iterations=1, lanes=4)
     expected = crypto.derive_password_keys(PASSWORD, SALT, params)
     results: list[crypto.PasswordKeys] = []
@@ -301,3 +302,38 @@ def test_argon2id_runs_in_several_threads_at_once() -> None:
     assert not any(t.is_alive() for t in threads), "Argon2id hung in concurrent threads"
     assert errors == []
     assert results == [expected] * 12
+
+
+# Keys derived before the switch to argon2-cffi (cryptography's Argon2id, version 0x13), for
+# the password and salt below: existing accounts keep logging in only if these stay.
+VECTOR_PASSWORD = "correct horse battery \u2713"
+VECTOR_PARAMS = crypto.KdfParams(memory_kib=1024, iterations=2, lanes=2)
+VECTOR_MASTER = "2e7971289e73c3bec5c1149fd2c90f0bd5c31eb48ff920a98e00b89e97ecf305"
+VECTOR_VERIFIER = "7eb7299135a6ed32fc359b83a2979f8bfe9222336494fe8f73b6b9cceef71817"
+VECTOR_KEK = "e4456e861e32e3aa7ad43718aa4acaabf93af5f38c991d8962da829e08c27f65"
+
+
+def test_derived_keys_are_those_of_the_previous_implementation() -> None:
+    assert crypto.argon2id(VECTOR_PASSWORD.encode(), SALT, VECTOR_PARAMS).hex() == VECTOR_MASTER
+    keys = crypto.derive_password_keys(VECTOR_PASSWORD, SALT, VECTOR_PARAMS)
+    assert (keys.verifier.hex(), keys.kek.hex()) == (VECTOR_VERIFIER, VECTOR_KEK)
+    # And against that implementation itself (still installed: cryptography does AES-GCM and
+    # HKDF), for the default costs and the tests' cheap ones.
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    for params in (crypto.KdfParams(65536, 3, 4), CHEAP, crypto.KdfParams(4096, 1, 8)):
+        old = Argon2id(salt=SALT, length=32, iterations=params.iterations, lanes=params.lanes,
+                       memory_cost=params.memory_kib).derive(PASSWORD.encode())
+        assert crypto.argon2id(PASSWORD.encode(), SALT, params) == old, params
+
+
+def test_the_kdf_runs_one_derivation_per_core_by_default() -> None:
+    kdf = crypto.PasswordKdf()
+    try:
+        assert kdf.concurrency == crypto.cpu_count() >= 1
+    finally:
+        kdf.close()
+    kdf = crypto.PasswordKdf(3)
+    assert kdf.concurrency == 3
+    kdf.close()
+

@@ -16,8 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from smsnodes_hub.auth import accounts, crypto
-from smsnodes_hub.auth.accounts import Authenticator, CredentialCache, Principal
+from smsnodes_hub.auth import accounts, crypto, logins
+from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from smsnodes_hub.messaging import inbound, messages
 from tests.support import CHEAP_KDF_ENV, PASSWORD, with_database
 
@@ -160,7 +161,7 @@ async def test_list_shows_id_name_created_and_last_seen(cli: Cli, pool, auth) ->
 
 async def test_passwd_keeps_the_data_key_and_ends_old_credentials(cli: Cli, pool, auth) -> None:
     before = await make_device(pool, auth, "phone-p")
-    token, _ = await accounts.issue_session_token(pool, before)  # type: ignore[misc]
+    token, _ = await logins.issue_session_token(pool, before)  # type: ignore[misc]
     assert await auth.login_token(pool, token) is not None
     queued = await store_message(pool, before, "queued before the change")
 
@@ -180,8 +181,8 @@ async def test_passwd_keeps_the_data_key_and_ends_old_credentials(cli: Cli, pool
     body = await pool.fetchval("SELECT body FROM messages WHERE id = $1", queued)
     assert after.open(body, messages.TEXT_PURPOSE) == "queued before the change"
     # A login cached from before the change cannot mint working tokens any more.
-    assert await accounts.issue_session_token(pool, before) is None
-    fresh = await accounts.issue_session_token(pool, after)
+    assert await logins.issue_session_token(pool, before) is None
+    fresh = await logins.issue_session_token(pool, after)
     assert fresh is not None and await auth.login_token(pool, fresh[0]) is not None
 
 
@@ -190,7 +191,7 @@ async def test_passwd_reset_starts_a_new_key_and_deletes_stored_data(
 ) -> None:
     before = await make_device(pool, auth, "phone-r")
     other = await make_device(pool, auth, "phone-other")
-    token, _ = await accounts.issue_session_token(pool, before)  # type: ignore[misc]
+    token, _ = await logins.issue_session_token(pool, before)  # type: ignore[misc]
     await store_message(pool, before, "unreadable after a reset")
     await inbound.store_inbound(pool, before, "ref-1", "+15550001111", "hi",
                                  datetime.now(UTC))
@@ -218,7 +219,7 @@ async def test_passwd_reset_starts_a_new_key_and_deletes_stored_data(
 async def test_remove_deletes_the_device_and_its_account(cli: Cli, pool, auth) -> None:
     gone = await make_device(pool, auth, "phone-gone")
     await make_device(pool, auth, "phone-stays")
-    await accounts.issue_session_token(pool, gone)
+    await logins.issue_session_token(pool, gone)
     await store_message(pool, gone, "goes with the device")
 
     run = await cli("device", "remove", "phone-gone")

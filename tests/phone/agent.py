@@ -1,4 +1,4 @@
-"""Running `python -m smsnodes_hub.phone` as a real process, and reading the hub over HTTP."""
+"""Running `python -m smsnodes_phone` as a real process, and reading the hub over HTTP."""
 
 from __future__ import annotations
 
@@ -9,26 +9,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support import PASSWORD, ROOT, basic, get, send, until
+from tests.phone.fakes import FakeRadio
+from tests.support import PASSWORD, ROOT, basic, get, send, until, ws_url
 
 FAST = ["--poll-interval", "0.2", "--backoff-initial", "0.2", "--backoff-max", "0.5",
         "--telemetry-interval", "30"]
 
 
+AGENT = [sys.executable, "-m", "smsnodes_phone"]
+
+
 class Agent:
     def __init__(self, url: str, username: str, radio: str, state_dir: Path,
-                 env: dict[str, str], log: Path, *extra: str) -> None:
-        self.argv = [sys.executable, "-m", "smsnodes_hub.phone", "--url", url,
+                 env: dict[str, str], log: Path, *extra: str,
+                 launcher: list[str] = AGENT, cwd: Path = ROOT) -> None:
+        self.argv = [*launcher, "--url", url,
                      "--username", username, "--radio", radio, "--state-dir", str(state_dir),
                      "--password-stdin", *FAST, *extra]
         self.env = env
         self.log = log
+        self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, password: str = PASSWORD) -> Agent:
         with self.log.open("a") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=ROOT, env=self.env, stdin=asyncio.subprocess.PIPE,
+                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.PIPE,
                 stdout=out, stderr=out)
         assert self.proc.stdin is not None
         self.proc.stdin.write(password.encode() + b"\n")
@@ -61,6 +67,13 @@ class Agent:
             await self.proc.wait()
 
 
+def agent_for(hub: Any, fake: FakeRadio, tmp_path: Path, radio: str, *extra: str,
+              name: str = "phone-1") -> Agent:
+    """An agent for account ``name`` of ``hub``, with the fake tools on its PATH."""
+    return Agent(ws_url(hub), name, radio, tmp_path / "state", fake.env(),
+                 tmp_path / "agent.log", *extra)
+
+
 async def send_to(client: Any, username: str, numbers: list[str], text: str) -> int:
     return int((await send(client, username, numbers=numbers, text=text))["messageId"])
 
@@ -69,11 +82,18 @@ async def wait_statuses(client: Any, username: str, msg_id: int, want: dict[str,
                         timeout: float = 15.0) -> dict[str, Any]:
     """Poll GET /api/messages/{id} until each recipient has the wanted status."""
 
+    seen: list[dict[str, Any]] = []
+
     async def reached() -> dict[str, Any] | None:
         body = await get(client, f"/api/messages/{msg_id}", basic(username))
+        seen[:] = [body]
         return body if {r["to"]: r["status"] for r in body["recipients"]} == want else None
 
-    return await until(reached, timeout, f"message {msg_id}: statuses never became {want}")
+    try:
+        return await until(reached, timeout)
+    except AssertionError:
+        raise AssertionError(f"message {msg_id}: statuses never became {want}; the hub "
+                             f"last said {seen[0] if seen else None}") from None
 
 
 async def inbound(client: Any, username: str) -> list[dict[str, Any]]:

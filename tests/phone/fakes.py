@@ -3,9 +3,14 @@ real ones print (shapes from termux-api's SmsInboxAPI/BatteryStatusAPI/Telephony
 mmcli's JSON output), with their failure styles. They keep their world in FAKE_RADIO_DIR:
 
 - sent.jsonl: one line per SMS really handed to the radio (tool, number, slot, text);
-- control.json: {"fail": {number: error text}, "slow": {number: seconds}};
+- control.json: {"fail": {number: error text, or a list of them used up one per try},
+  "slow": {number: seconds}, "deviceinfo": {what termux-telephony-deviceinfo says instead},
+  "ghosts": [SMS numbers mmcli lists but cannot read]};
 - inbox.json (termux): the SMS database termux-sms-list reads;
-- mm/N.json (mmcli): ModemManager's SMS objects, by number.
+- mm/N.json (mmcli): ModemManager's SMS objects, by number;
+- signal.json (mmcli): the modem's extended signal: {"extended": bool, "rate": seconds of
+  ModemManager's polling (0: off, no readings), "setup_error": text or null, "readings":
+  {technology: {key: value}}}.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 COMMON = r'''
 import json, os, sys, time
@@ -26,6 +33,16 @@ def control():
 def record(entry):
     with (ROOT / "sent.jsonl").open("a") as fh:
         fh.write(json.dumps(entry) + "\n")
+def failure(number):
+    """The error this try at `number` fails with, or None; a list is used up in order."""
+    ctl = control()
+    error = ctl.get("fail", {}).get(number)
+    if isinstance(error, list):
+        if not error:
+            return None
+        error = error.pop(0)
+        (ROOT / "control.json").write_text(json.dumps(ctl))
+    return error
 '''
 
 TERMUX_SMS_SEND = COMMON + r'''
@@ -39,9 +56,8 @@ if "-n" not in opts:
     print("termux-sms-send: no recipient number given"); sys.exit(1)
 text = " ".join(rest) if rest else sys.stdin.read()
 number = opts["-n"]
-ctl = control()
-time.sleep(ctl.get("slow", {}).get(number, 0))
-error = ctl.get("fail", {}).get(number)
+time.sleep(control().get("slow", {}).get(number, 0))
+error = failure(number)
 if error:
     # What Termux:API does without the permission: JSON on stdout, exit code 0.
     print(json.dumps({"error": error}))
@@ -69,16 +85,15 @@ print(json.dumps({"present": True, "technology": "Li-ion", "health": "GOOD",
                   "scale": 100}, indent=2))
 '''
 
-TERMUX_DEVICEINFO = r'''
-import json
-print(json.dumps({"data_enabled": "true", "data_activity": "none", "data_state": "connected",
+TERMUX_DEVICEINFO = COMMON + r'''
+print(json.dumps({**{"data_enabled": "true", "data_activity": "none", "data_state": "connected",
                   "device_id": None, "device_software_version": "01", "phone_count": 2,
                   "phone_type": "gsm", "network_operator": "20801",
                   "network_operator_name": "Orange F", "network_country_iso": "fr",
                   "network_type": "lte", "network_roaming": False, "sim_country_iso": "fr",
                   "sim_operator": "20801", "sim_operator_name": "Orange F",
                   "sim_serial_number": None, "sim_subscriber_id": None,
-                  "sim_state": "ready"}, indent=2))
+                  "sim_state": "ready"}, **control().get("deviceinfo", {})}, indent=2))
 '''
 
 TERMUX_CELLINFO = r'''
@@ -120,11 +135,42 @@ def blank(number, text, pdu, state):
                            "service-category": "--", "delivery-report": "--",
                            "message-reference": "--", "timestamp": "--",
                            "delivery-state": "--", "discharge-timestamp": "--"}}}
+def signal_world():
+    path = ROOT / "signal.json"
+    world = {"extended": True, "rate": 0, "setup_error": None,
+             "readings": {"lte": {"rsrp": "-112.00", "rsrq": "-11.00", "rssi": "-80.00",
+                                  "snr": "8.20"}}}
+    return path, {**world, **(json.loads(path.read_text()) if path.exists() else {})}
+SIGNAL_KEYS = {"5g": ["error-rate", "rsrp", "rsrq", "rssi", "snr"],
+               "cdma1x": ["ecio", "error-rate", "rssi"],
+               "evdo": ["ecio", "error-rate", "io", "rssi", "sinr"],
+               "gsm": ["error-rate", "rssi"],
+               "lte": ["error-rate", "rsrp", "rsrq", "rssi", "snr"],
+               "umts": ["ecio", "error-rate", "rscp", "rssi"]}
 opts = {}
 for a in args:
     k, _, v = a.partition("=")
     opts[k] = v
-if "-m" in args and len(args) == 2:  # modem status
+if "--signal-get" in opts or "--signal-setup" in opts:
+    path, world = signal_world()
+    if not world["extended"]:
+        fail("error: modem has no extended signal capabilities")
+    if "--signal-setup" in opts:
+        if world["setup_error"]:
+            fail("error: couldn't setup signal quality information polling: "
+                 f"'{world['setup_error']}'")
+        world["rate"] = int(opts["--signal-setup"])
+        path.write_text(json.dumps(world))
+        print("Successfully setup signal quality information polling")
+    else:
+        # ModemManager has readings only while it polls; mmcli prints "--" for the rest.
+        signal = {tech: {k: (world["readings"].get(tech, {}).get(k, "--")
+                             if world["rate"] else "--") for k in keys}
+                  for tech, keys in SIGNAL_KEYS.items()}
+        signal["refresh"] = {"rate": str(world["rate"])}
+        signal["threshold"] = {"error-rate": "no", "rssi": "0"}
+        print(json.dumps({"modem": {"signal": signal}}, sort_keys=True, separators=(",", ":")))
+elif "-m" in args and len(args) == 2:  # modem status
     print(json.dumps({"modem": {"dbus-path": "/org/freedesktop/ModemManager1/Modem/0",
         "generic": {"manufacturer": "huawei", "model": "E3372", "state": "registered",
                     "signal-quality": {"recent": "yes", "value": "67"},
@@ -139,7 +185,8 @@ elif "--messaging-create-sms" in opts:
         "requested" if props.get("delivery-report-request") == "yes" else "not requested")
     print("Successfully created new SMS: " + new_object(sms))
 elif "--messaging-list-sms" in opts:
-    paths = [PREFIX + str(n) for n in objects()]
+    # "ghosts": listed, then gone when read, as an SMS deleted meanwhile.
+    paths = [PREFIX + str(n) for n in sorted([*objects(), *control().get("ghosts", [])])]
     if as_json:
         print(json.dumps({"modem.messaging.sms": paths}))
     else:
@@ -151,9 +198,8 @@ elif "--messaging-delete-sms" in opts:
 elif "-s" in args and "--send" in args:
     f, sms = load(args[args.index("-s") + 1])
     number = sms["sms"]["content"]["number"]
-    ctl = control()
-    time.sleep(ctl.get("slow", {}).get(number, 0))
-    error = ctl.get("fail", {}).get(number)
+    time.sleep(control().get("slow", {}).get(number, 0))
+    error = failure(number)
     if error:
         fail(f"error: couldn't send the SMS: '{error}'")
     reference = str(100 + len(objects()))
@@ -203,10 +249,30 @@ class FakeRadio:
         env["FAKE_RADIO_DIR"] = str(self.world)
         return env
 
-    def control(self, fail: dict[str, str] | None = None,
-                slow: dict[str, float] | None = None) -> None:
-        (self.world / "control.json").write_text(
-            json.dumps({"fail": fail or {}, "slow": slow or {}}))
+    def put_on_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The tools for a radio driven in the test's own process."""
+        for key in ("PATH", "FAKE_RADIO_DIR"):
+            monkeypatch.setenv(key, self.env()[key])
+
+    def control(self, fail: dict[str, str | list[str]] | None = None,
+                slow: dict[str, float] | None = None,
+                deviceinfo: dict[str, Any] | None = None,
+                ghosts: list[int] | None = None) -> None:
+        (self.world / "control.json").write_text(json.dumps(
+            {"fail": fail or {}, "slow": slow or {}, "deviceinfo": deviceinfo or {},
+             "ghosts": ghosts or []}))
+
+    def signal(self, **world: Any) -> dict[str, Any]:
+        """Change the modem's extended signal (keys of signal.json); returns it whole."""
+        path = self.world / "signal.json"
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update(world)
+        path.write_text(json.dumps(current))
+        return current
+
+    def signal_rate(self) -> int:
+        path = self.world / "signal.json"
+        return int(json.loads(path.read_text()).get("rate", 0)) if path.exists() else 0
 
     def sent(self) -> list[dict[str, Any]]:
         path = self.world / "sent.jsonl"

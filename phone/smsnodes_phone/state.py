@@ -2,7 +2,8 @@
 
 - the token file: the session token of the latest ``auth_ok`` and nothing else;
 - the state file (JSON): the (id, attempt) keys already taken, the SMS stored but not yet
-  sent (a restart resumes them, skipping recipients already done), the outbox of reports
+  sent (a restart resumes them, skipping recipients already done and reporting the one
+  the radio had when the agent stopped as interrupted), the outbox of reports
   and inbound SMS not yet confirmed by ``ok``, sent SMS waiting for a delivery report, and
   the inbound high-water mark.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,12 +13,15 @@ class RadioError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """One recipient's outcome. ``handle`` names the sent SMS when the radio can later
-    tell whether it was delivered (the modem's SMS object)."""
+    """One recipient's outcome. ``error`` is what the ``failed`` report carries: a transient
+    result name of ``results`` (the hub retries it) or the tool's own text (it does not);
+    with a name, ``detail`` keeps the tool's words for the log. ``handle`` names the sent
+    SMS when the radio can later tell whether it was delivered (the modem's SMS object)."""
 
     ok: bool
     error: str | None = None
     handle: str | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,7 @@ class DeliveryReport:
     handle: str
     delivered: bool  # False: the network gave up (reported as failed)
     error: str | None = None
+    cleanup: tuple[str, ...] = ()  # what forget_delivery() removes (the modem's SMS paths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +68,16 @@ class Radio:
     """What the gateway needs from a radio. Sends come one at a time."""
 
     name = "radio"
+    #: where the radio says what the agent's log should show (set by the gateway)
+    on_note: Callable[[str], None] | None = None
     #: seconds between polls for received SMS and delivery reports
     poll_interval = 5.0
     #: received SMS carry increasing ``seq`` numbers (a high-water mark works)
     sequential = False
+
+    def note(self, text: str) -> None:
+        if self.on_note is not None:
+            self.on_note(text)
 
     async def device_info(self) -> DeviceInfo:
         return DeviceInfo()
@@ -85,6 +96,9 @@ class Radio:
     async def poll_deliveries(self, handles: list[str]) -> list[DeliveryReport]:
         """Delivery outcomes known now for these sent SMS."""
         return []
+
+    async def forget_delivery(self, report: DeliveryReport) -> None:
+        """``report`` waits in the outbox now; a modem may delete what it came from."""
 
     async def telemetry(self) -> Telemetry:
         return Telemetry()

@@ -192,8 +192,9 @@ class PhoneSession(FrameChannel):
                     f"(connected={self.connected}, close_codes={self.close_codes}, "
                     f"{self._progress()}, outbox={self.outbox_size})"
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, WAIT_POLL))
+            with contextlib.suppress(TimeoutError):  # not wait_for: see radio/proc.py
+                async with asyncio.timeout(min(remaining, WAIT_POLL)):
+                    await self._changed.wait()
 
     def _progress(self) -> str:
         return f"frames={self._frame_seq}"

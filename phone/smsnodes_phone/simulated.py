@@ -185,9 +185,11 @@ class SimulatedPhone(PhoneSession):
     ) -> None:
         ref = str(uuid.uuid4()) if self.behaviour.use_refs else None
         frame = status_frame(ref, msg_id, attempt, to, status, error)
-        self.reports.append(frame)
         self._event(f"status id={msg_id} attempt={attempt} to={to} {status}")
         if ref is not None:
             await self.send_reliably(frame)
         else:
             await self.send(frame)  # fire and forget: lost if offline, like a naive app
+        # Only now, in the outbox: tests wait for "len(reports) == n and outbox_size == 0"
+        # to mean every report was confirmed, which a report not yet queued would break.
+        self.reports.append(frame)

@@ -2,12 +2,14 @@
 
 - An sms frame is stored in the state file, then acked; a repeated (id, attempt) is acked
   again and never sent twice. One worker sends the stored SMS one recipient at a time, in
-  the order they came (the hub's priority order), and resumes them after a restart.
+  the order they came (the hub's priority order), and resumes them after a restart; the
+  recipient the radio had when the agent stopped is reported failed, not sent again.
 - Nothing starts after ``expiresAt`` or after a ``cancel`` for its id (the hub ends such a
   recipient itself, so none is reported).
-- Each recipient gets ``sent`` or ``failed`` (with the radio's error text), and
-  ``delivered`` when the radio learns of a delivery receipt. Reports wait in the outbox,
-  kept in the state file too, until the hub answers ``ok``.
+- Each recipient gets ``sent`` or ``failed`` (a transient result name the hub retries, or
+  the radio's own error text: see results.py), and ``delivered`` when the radio learns of
+  a delivery receipt. Reports wait in the outbox, kept in the state file too, until the
+  hub answers ``ok``.
 - Received SMS are polled and forwarded, each with a ``ref`` of its own; the high-water
   mark only passes an SMS once the hub has stored it.
 - Battery and signal go out as a ``heartbeat`` frame after each connect and periodically.
@@ -31,6 +33,7 @@ from .session import PhoneSession
 from .state import AgentState, write_token
 
 DELIVERY_GIVE_UP = 3 * 24 * 3600.0  # a receipt that has not come in three days never will
+INTERRUPTED = "interrupted: the agent stopped while sending; it may or may not have gone out"
 
 
 class Gateway(PhoneSession):
@@ -51,6 +54,7 @@ class Gateway(PhoneSession):
         )
         self._outbox.on_change = self._outbox_changed
         self.radio = radio
+        radio.on_note = lambda text: self._event(f"radio: {text}")
         self.state = state
         self.token_path = token_path
         self.telemetry_interval = telemetry_interval
@@ -136,11 +140,14 @@ class Gateway(PhoneSession):
             job = self._queue[0]
             try:
                 await self._send_job(job)
-            finally:
-                self._queue.popleft()
-                if job in self.state.jobs:
-                    self.state.jobs.remove(job)
-                self.state.save()
+            except asyncio.CancelledError:
+                raise  # the agent is stopping: the job stays stored, a restart resumes it
+            except Exception as exc:  # a bug: drop this job rather than stall all after it
+                self._event(f"crashed sending id={job['frame'].get('id')}: {exc!r}")
+            self._queue.popleft()
+            if job in self.state.jobs:
+                self.state.jobs.remove(job)
+            self.state.save()
 
     async def _send_job(self, job: dict[str, Any]) -> None:
         frame = job["frame"]
@@ -155,9 +162,19 @@ class Gateway(PhoneSession):
             if job["cancelled"]:
                 self._event(f"id={msg_id} cancelled; not sending to the rest")
                 return
+            if job.get("sending") == to:
+                # The agent stopped while the radio had it: it may have gone out, so it is
+                # not sent again (nor retried by the hub: the error is no result name).
+                if not self._reported(msg_id, attempt, to):
+                    await self._report(msg_id, attempt, str(to), "failed", INTERRUPTED)
+                job["done"].append(to)
+                self.state.save()
+                continue
             if expires is not None and datetime.now(UTC) > expires:
                 self._event(f"id={msg_id} attempt={attempt} expired; not sending")
                 return  # never start after expiresAt; the hub expires it itself
+            job["sending"] = to
+            self.state.save()
             try:
                 result = await self.radio.send(str(to), text, slot)
             except RadioError as exc:
@@ -169,9 +186,16 @@ class Gateway(PhoneSession):
                         "id": msg_id, "attempt": attempt, "to": to, "since": time.time()}
                 await self._report(msg_id, attempt, str(to), "sent")
             else:
+                if result.detail:  # the report carries a result name; the tool's words go here
+                    self._event(f"radio: sending to {to} failed: {result.detail}")
                 await self._report(msg_id, attempt, str(to), "failed", result.error)
             job["done"].append(to)
             self.state.save()
+
+    def _reported(self, msg_id: int, attempt: int, to: str) -> bool:
+        """A report about this recipient waits in the outbox (the stop came after it)."""
+        return any(f.get("type") == "status" and f.get("id") == msg_id
+                   and f.get("attempt") == attempt and f.get("to") == to for f in self._outbox)
 
     async def _report(
         self, msg_id: int, attempt: int, to: str, status: str, error: str | None = None
@@ -251,7 +275,12 @@ class Gateway(PhoneSession):
             if info is None:
                 continue
             status = "delivered" if report.delivered else "failed"
+            # The report is in the outbox (and the state file) before the radio forgets.
             await self._report(info["id"], info["attempt"], info["to"], status, report.error)
+            try:
+                await self.radio.forget_delivery(report)
+            except RadioError as exc:
+                self._event(f"radio: {exc}")
         now = time.time()
         for handle, info in list(deliveries.items()):
             if now - float(info.get("since", now)) > DELIVERY_GIVE_UP:
@@ -262,8 +291,9 @@ class Gateway(PhoneSession):
 
     async def _telemetry(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._live_event.wait(), self.telemetry_interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see radio/proc.py
+                async with asyncio.timeout(self.telemetry_interval):
+                    await self._live_event.wait()
             self._live_event.clear()
             try:
                 frame = (await self.radio.telemetry()).frame()

@@ -12,25 +12,51 @@ Facts of the tools this module relies on (Termux:API's SmsSendAPI and SmsInboxAP
 - ``termux-sms-list -t inbox -l N`` prints the newest N SMS as a JSON array, oldest first,
   each with ``_id`` (Android's increasing row id), ``number``/``address``, ``body`` and
   ``received`` ("yyyy-MM-dd HH:mm:ss", the phone's local time).
+- ``termux-sms-send`` hands the SMS to Android without asking for the radio's result, so a
+  phone out of coverage would "send" into nothing. Before sending on the default SIM, the
+  radio asks ``termux-telephony-deviceinfo``: a GSM-family phone registered on no network
+  (``network_operator`` empty, ``network_type`` "unknown": Android's TelephonyManager) is
+  reported ``RESULT_ERROR_NO_SERVICE`` without sending, which the hub retries later; a SIM
+  that is absent or locked is reported as such, for good. Every failure of the tool itself
+  (no permission, Termux:API missing, no answer) is reported with its text, not retried.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from ..frames import iso, utc_now
+from ..results import NO_SERVICE
 from .base import DeviceInfo, InboundSms, Radio, RadioError, SendResult, Telemetry
 from .proc import parse_json, run_tool
 
 SEND_TIMEOUT = 60.0
 QUERY_TIMEOUT = 20.0
 LIST_LIMIT = 100
+SERVICE_FRESH = 10.0  # seconds an "in service" answer is trusted; "no service" is asked again
+SIM_UNUSABLE = frozenset({"absent", "pin_required", "puk_required", "network_locked"})
 
 
 def _tool_error(payload: Any) -> str | None:
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         return str(payload["error"])
+    return None
+
+
+def cannot_send(info: Any) -> SendResult | None:
+    """The failure to report instead of sending, when ``termux-telephony-deviceinfo`` says
+    the default SIM cannot send now; None when it can, or when the answer tells nothing."""
+    if not isinstance(info, dict) or info.get("phone_type") != "gsm":
+        return None  # no answer, or CDMA, whose network operator Android calls unreliable
+    sim_state = info.get("sim_state")
+    if sim_state in SIM_UNUSABLE:
+        return SendResult(ok=False, error=f"the SIM cannot send: sim_state {sim_state}")
+    if (sim_state == "ready" and info.get("network_operator") == ""
+            and info.get("network_type") == "unknown"):
+        return SendResult(ok=False, error=NO_SERVICE,
+                          detail="termux-telephony-deviceinfo: registered on no network")
     return None
 
 
@@ -50,25 +76,43 @@ class TermuxRadio(Radio):
 
     def __init__(self, poll_interval: float = 5.0) -> None:
         self.poll_interval = poll_interval
+        self._sims = 1
+        self._in_service_until = 0.0  # time.monotonic() until which no check is needed
+
+    async def _device_info(self) -> Any:
+        return parse_json(
+            await run_tool(["termux-telephony-deviceinfo"], timeout=QUERY_TIMEOUT),
+            "termux-telephony-deviceinfo",
+        )
 
     async def device_info(self) -> DeviceInfo:
         try:
-            info = parse_json(
-                await run_tool(["termux-telephony-deviceinfo"], timeout=QUERY_TIMEOUT),
-                "termux-telephony-deviceinfo",
-            )
+            info = await self._device_info()
         except RadioError:
             return DeviceInfo(model="Android (Termux)")
         sims = info.get("phone_count") if isinstance(info, dict) else None
         operator = info.get("network_operator_name") if isinstance(info, dict) else None
         extra = {"operator": operator} if isinstance(operator, str) and operator else {}
-        return DeviceInfo(
-            model="Android (Termux)",
-            sims=sims if isinstance(sims, int) and sims > 0 else 1,
-            extra=extra,
-        )
+        self._sims = sims if isinstance(sims, int) and sims > 0 else 1
+        return DeviceInfo(model="Android (Termux)", sims=self._sims, extra=extra)
+
+    async def _check_service(self) -> SendResult | None:
+        if time.monotonic() < self._in_service_until:
+            return None
+        try:
+            refusal = cannot_send(await self._device_info())
+        except RadioError:
+            return None  # no answer (READ_PHONE_STATE not granted?): send and see
+        if refusal is None:
+            self._in_service_until = time.monotonic() + SERVICE_FRESH
+        return refusal
 
     async def send(self, number: str, text: str, sim: int | None) -> SendResult:
+        # deviceinfo describes the default SIM: another slot's SIM is not judged by it.
+        if sim is None or self._sims == 1:
+            refusal = await self._check_service()
+            if refusal is not None:
+                return refusal
         argv = ["termux-sms-send", "-n", number]
         if sim is not None:
             argv += ["-s", str(sim - 1)]

@@ -5,7 +5,9 @@
   has no escaping, so a text with both kinds of quote cannot go in ``text=...``); it prints
   the new SMS object's path. Then ``mmcli -s PATH --send``; a failure is a non-zero exit
   and ``error: couldn't send the SMS: '...'`` on stderr, reported as ``failed`` with that
-  text. ``mmcli -s PATH -J`` then gives the SMS's ``message-reference``.
+  text, or, for a failure that leaves nothing sent and usually passes, with the result name
+  the hub retries (mm_errors.py). ``mmcli -s PATH -J`` then gives the SMS's
+  ``message-reference``.
 - Delivery: the network's status report arrives as an SMS of ``pdu-type`` "status-report"
   with the same ``message-reference`` and a ``delivery-state``; "completed-*" is
   ``delivered``, "error-*" and "temporary-fatal-error-*" are ``failed``, "temporary-error-*"
@@ -15,7 +17,10 @@
   "deliver" in ``state`` "received" are forwarded and deleted from the modem once the hub
   has stored them (a SIM's storage is small). Their ``ref`` is derived from the SMS itself
   (number, SMSC time stamp, text), because ModemManager renumbers its objects on restart.
-- Signal: ``mmcli -m ANY -J``'s ``signal-quality`` (percent), mapped to 0..4 bars.
+- Signal: ``mmcli -m ANY --signal-get -J``'s readings as Android's 0..4 bars; when
+  ModemManager's polling is off, the radio turns it on once with ``--signal-setup``, and
+  until readings come (or when the modem has none) ``mmcli -m ANY -J``'s
+  ``signal-quality`` percent is used (mm_signal.py).
 """
 
 from __future__ import annotations
@@ -27,20 +32,16 @@ from typing import Any
 
 from ..frames import iso, parse_time, utc_now
 from .base import DeliveryReport, DeviceInfo, InboundSms, Radio, RadioError, SendResult, Telemetry
+from .mm_errors import send_failure
+from .mm_signal import bars_from_quality, bars_from_readings, polling_off
+from .mm_signal import get as _get
 from .proc import ToolResult, parse_json, run_tool
 
 SMS_PATH = re.compile(r"/org/freedesktop/ModemManager1/SMS/\d+")
 SEND_TIMEOUT = 120.0
 QUERY_TIMEOUT = 20.0
-UNSET = "--"  # what mmcli's JSON prints for a value it does not have
-
-
-def _get(tree: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(tree, dict):
-            return None
-        tree = tree.get(key)
-    return None if tree == UNSET else tree
+SIGNAL_RATE = 30  # seconds between ModemManager's signal readings, when the radio sets it
+NO_EXTENDED_SIGNAL = "no extended signal capabilities"  # mmcli, for a modem without them
 
 
 def _quote(value: str) -> str:
@@ -68,6 +69,8 @@ class ModemRadio(Radio):
         self.modem = modem
         self.poll_interval = poll_interval
         self._kinds: dict[str, str] = {}  # SMS path -> pdu-type, for objects seen already
+        self._signal_get = True  # False once the modem said it has no extended signal
+        self._signal_setup_tried = False
 
     async def _mmcli(
         self, *args: str, stdin: str | None = None, timeout: float = QUERY_TIMEOUT
@@ -82,6 +85,24 @@ class ModemRadio(Radio):
         if not isinstance(info, dict):
             raise RadioError(f"mmcli -s {path}: no sms object in its answer")
         return info
+
+    async def _listed_sms(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """The listed SMS objects that may be of pdu-type ``kind``, with their properties.
+
+        One deleted between the listing and its reading (the sender drops a failed one) is
+        skipped, not an error: it must not cost the poll everything found before it."""
+        found = []
+        for path in await self._listing():
+            if self._kinds.get(path, kind) != kind:
+                continue
+            try:
+                info = await self._sms(path)
+            except RadioError:
+                continue
+            self._kinds[path] = str(_get(info, "properties", "pdu-type"))
+            if self._kinds[path] == kind:
+                found.append((path, info))
+        return found
 
     async def _delete(self, path: str) -> None:
         await self._mmcli("-m", self.modem, f"--messaging-delete-sms={path}")
@@ -108,13 +129,14 @@ class ModemRadio(Radio):
         )
         found = SMS_PATH.search(created.stdout)
         if created.code != 0 or found is None:
-            return SendResult(ok=False, error=created.error_text())
+            return send_failure(created)
         path = found.group(0)
         self._kinds[path] = "submit"
         sent = await self._mmcli("-s", path, "--send", timeout=SEND_TIMEOUT)
         if sent.code != 0:
-            await self._delete(path)
-            return SendResult(ok=False, error=sent.error_text())
+            with contextlib.suppress(RadioError):
+                await self._delete(path)
+            return send_failure(sent)
         reference = None
         with contextlib.suppress(RadioError):
             reference = _get(await self._sms(path), "properties", "message-reference")
@@ -127,13 +149,8 @@ class ModemRadio(Radio):
 
     async def poll_inbound(self, mark: int | None) -> list[InboundSms]:
         found: list[InboundSms] = []
-        for path in await self._listing():
-            if self._kinds.get(path, "deliver") != "deliver":
-                continue
-            info = await self._sms(path)
-            kind = _get(info, "properties", "pdu-type")
-            self._kinds[path] = str(kind)
-            if kind != "deliver" or _get(info, "properties", "state") != "received":
+        for path, info in await self._listed_sms("deliver"):
+            if _get(info, "properties", "state") != "received":
                 continue
             number = str(_get(info, "content", "number") or "")
             text = str(_get(info, "content", "text") or "")
@@ -156,23 +173,18 @@ class ModemRadio(Radio):
             await self._delete(sms.handle)
 
     async def poll_deliveries(self, handles: list[str]) -> list[DeliveryReport]:
+        # Nothing is deleted here: forget_delivery() does it once the outcome is in the
+        # outbox, so an outcome is never lost with its status report.
         wanted = {h.partition("#")[2]: h for h in handles if h.partition("#")[2]}
         reports: dict[str, DeliveryReport] = {}
-        for path in await self._listing():
-            if self._kinds.get(path, "status-report") != "status-report":
-                continue
-            info = await self._sms(path)
-            kind = str(_get(info, "properties", "pdu-type"))
-            self._kinds[path] = kind
-            if kind != "status-report":
-                continue
+        for path, info in await self._listed_sms("status-report"):
             handle = wanted.get(str(_get(info, "properties", "message-reference")))
             state = _get(info, "properties", "delivery-state")
             outcome = delivery_outcome(state)
             if handle is None or outcome is None:
                 continue
-            reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state))
-            await self._delete(path)
+            reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state),
+                                             cleanup=(path, handle.partition("#")[0]))
         for handle in handles:
             if handle in reports:
                 continue
@@ -183,19 +195,44 @@ class ModemRadio(Radio):
                 continue
             outcome = delivery_outcome(state)
             if outcome is not None:
-                reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state))
-        for report in reports.values():
-            await self._delete(report.handle.partition("#")[0])
+                reports[handle] = DeliveryReport(handle, outcome, None if outcome else str(state),
+                                                 cleanup=(path,))
         return list(reports.values())
 
+    async def forget_delivery(self, report: DeliveryReport) -> None:
+        for path in report.cleanup:
+            await self._delete(path)
+
     async def telemetry(self) -> Telemetry:
+        bars = None
+        if self._signal_get:
+            with contextlib.suppress(RadioError):
+                bars = await self._signal_readings()
+        if bars is None:
+            try:
+                bars = bars_from_quality(await self._json("-m", self.modem))
+            except RadioError:
+                return Telemetry()
+        return Telemetry(signal=bars)
+
+    async def _signal_readings(self) -> int | None:
+        answer = await self._mmcli("-m", self.modem, "--signal-get", "-J")
+        if answer.code != 0:
+            if NO_EXTENDED_SIGNAL in answer.error_text():
+                self._signal_get = False
+                self.note(f"modem {self.modem} has no extended signal readings: "
+                          "signal comes from its signal quality")
+            return None
         try:
-            status = await self._json("-m", self.modem)
+            readings = parse_json(answer, "mmcli --signal-get")
         except RadioError:
-            return Telemetry()
-        value = _get(status, "modem", "generic", "signal-quality", "value")
-        try:
-            percent = int(str(value))
-        except ValueError:
-            return Telemetry()
-        return Telemetry(signal=max(0, min(4, percent // 20)))
+            return None
+        if not polling_off(readings):
+            self._signal_setup_tried = False  # polling off again later: ModemManager restarted
+        elif not self._signal_setup_tried:
+            self._signal_setup_tried = True  # once, not at every heartbeat if it is refused
+            setup = await self._mmcli("-m", self.modem, f"--signal-setup={SIGNAL_RATE}")
+            if setup.code != 0:
+                self.note(f"mmcli --signal-setup failed, signal comes from the signal "
+                          f"quality: {setup.error_text()}")
+        return bars_from_readings(readings)

@@ -38,7 +38,10 @@ async def run_tool(argv: list[str], *, stdin: str | None = None, timeout: float)
         raise RadioError(f"{argv[0]} is not executable: {exc}") from exc
     data = stdin.encode() if stdin is not None else None
     try:
-        out, err = await asyncio.wait_for(proc.communicate(data), timeout)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that comes
+        # as the tool finishes, and an agent told to stop then carries on polling for ever.
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate(data)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

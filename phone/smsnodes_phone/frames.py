@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from .results import MAX_ERROR
+
 Frame = dict[str, Any]
 
 PROTOCOL_VERSION = 1
@@ -79,8 +81,8 @@ def status_frame(
     if ref is not None:
         frame["ref"] = ref
     frame.update(id=msg_id, attempt=attempt, to=to, status=status, at=utc_now())
-    if error is not None:
-        frame["error"] = error
+    if error:  # the hub refuses an empty or over-long error, and the report with it
+        frame["error"] = error if len(error) <= MAX_ERROR else error[: MAX_ERROR - 1] + "…"
     return frame
 
 
