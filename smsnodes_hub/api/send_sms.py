@@ -30,6 +30,8 @@ MAX_AHEAD = timedelta(days=366)  # the furthest a message may be scheduled or ke
 MISSING_CREDENTIALS = "Username and password are required"
 INVALID_CREDENTIALS = errors.INVALID_CREDENTIALS
 RATE_LIMITED = errors.RATE_LIMITED
+SIMS = (1, 2)  # the SIM slots a phone may be told to send from
+SIM_INVALID = "sim must be 1 or 2 (the phone's SIM slot)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +205,7 @@ class Draft:
     scheduled_at: datetime | None
     expires_at: datetime | None
     ttl: int | None
+    sim: int | None = None
 
     def at(self, now: datetime) -> Outgoing:
         """The message to store, after the checks against `now`."""
@@ -225,7 +228,8 @@ class Draft:
                 raise InvalidRequest("expiresAt must be within a year from now")
             if scheduled_at is not None and expires_at <= scheduled_at:
                 raise InvalidRequest("expiresAt must be after scheduledAt")
-        return Outgoing(self.text, self.numbers, self.priority, scheduled_at, expires_at)
+        return Outgoing(self.text, self.numbers, self.priority, scheduled_at, expires_at,
+                        self.sim)
 
 
 def _validate(body: dict[str, Any]) -> Draft:
@@ -252,7 +256,10 @@ def _validate(body: dict[str, Any]) -> Draft:
             raise InvalidRequest("ttl and expiresAt cannot be used together")
         if type(ttl) is not int or not 1 <= ttl <= MAX_AHEAD.total_seconds():
             raise InvalidRequest("ttl must be a whole number of seconds from 1 to 31622400")
-    return Draft(text, numbers, priority, scheduled_at, expires_at, ttl)
+    sim = body.get("sim")
+    if sim is not None and (type(sim) is not int or sim not in SIMS):
+        raise InvalidRequest(SIM_INVALID)
+    return Draft(text, numbers, priority, scheduled_at, expires_at, ttl, sim)
 
 
 def _timestamp(body: dict[str, Any], name: str) -> datetime | None:

@@ -43,6 +43,7 @@ def frame_from_row(row: asyncpg.Record, principal: Principal) -> bytes:
         row["priority"],
         row["created_at"],
         row["expires_at"],
+        row["sim"],
     )
 
 

@@ -39,10 +39,11 @@ WITH input AS (
     SELECT i.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
       FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
                   $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
-                  $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[])
+                  $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[],
+                  $19::smallint[])
            WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
                                 recipient_count, dispatch_to, scheduled_at, expires_at,
-                                notify, local_online, token_id, n)
+                                notify, local_online, token_id, sim, n)
      -- The credentials the caller used are still those of the device (and the token
      -- still exists): a password change or a revoked token since they were cached stops it.
      WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = i.device_id
@@ -52,11 +53,11 @@ WITH input AS (
     -- Every recipient is pending, so the overall status is the message's state.
     INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
                           recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at)
+                          expires_at, sim)
     OVERRIDING SYSTEM VALUE
     SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
            dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at
+           expires_at, sim
       FROM input
     RETURNING id, created_at
 ), rcp AS (
@@ -104,6 +105,7 @@ class NewMessage:
     notify: bool
     local_online: bool
     stale_seconds: float
+    sim: int | None = None
 
 
 def new_message(
@@ -118,6 +120,7 @@ def new_message(
     stale_seconds: float,
     scheduled_at: datetime | None = None,
     expires_at: datetime | None = None,
+    sim: int | None = None,
 ) -> NewMessage:
     """A new message: `scheduled` when it has a future time, `dispatched` to `dispatch_to`
     when the caller already holds a free slot on the device's live connection, `queued`
@@ -133,7 +136,7 @@ def new_message(
         principal.token_id, priority, state, principal.seal(text, TEXT_PURPOSE),
         [principal.seal(n, NUMBER_PURPOSE) for n in numbers],
         [principal.number_mac(n) for n in numbers],
-        dispatch_to, scheduled_at, expires_at, notify, local_online, stale_seconds,
+        dispatch_to, scheduled_at, expires_at, notify, local_online, stale_seconds, sim,
     )
 
 
@@ -157,6 +160,7 @@ async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted
         rcp_n, positions, [x for m in batch for x in m.numbers],
         [x for m in batch for x in m.macs],
         max((m.stale_seconds for m in batch), default=0.0),
+        [m.sim for m in batch],
     )
     return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None, r["online"])
             for r in rows]
@@ -194,12 +198,13 @@ WITH input AS (
     UPDATE messages m SET state = 'dispatched', status = 'dispatched',
            dispatched_to = picked.connection_id, dispatched_at = now()
       FROM picked WHERE m.id = picked.id
-    RETURNING picked.n, m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at
+    RETURNING picked.n, m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at, m.sim
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt)
     SELECT id, 'dispatched', attempt FROM upd
 )
 SELECT upd.n, upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.expires_at,
+       upd.sim,
        ARRAY(SELECT r.number FROM recipients r
               WHERE r.message_id = upd.id AND r.attempt = upd.attempt
               ORDER BY r.position) AS numbers

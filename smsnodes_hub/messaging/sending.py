@@ -27,6 +27,7 @@ class Outgoing:
     priority: int
     scheduled_at: datetime | None = None
     expires_at: datetime | None = None
+    sim: int | None = None  # the SIM slot to send from; None: the phone's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class Stored:
             if conn.open:
                 conn.push(self.message_id, 1, sms_frame(
                     self.message_id, 1, out.numbers, out.text, out.priority, self.created_at,
-                    out.expires_at,
+                    out.expires_at, out.sim,
                 ))
                 return self.expected
             # The socket closed while we wrote: its requeue may have run before our commit.
@@ -113,7 +114,7 @@ async def store(
             # started after our last look at the process table.
             notify=conn is None,
             local_online=conn is not None, stale_seconds=PROCESS_STALE,
-            scheduled_at=out.scheduled_at, expires_at=out.expires_at,
+            scheduled_at=out.scheduled_at, expires_at=out.expires_at, sim=out.sim,
         )
         # Alone, the insert shares a commit with the sends that arrive with it; inside the
         # caller's transaction (an idempotency key) it runs there.

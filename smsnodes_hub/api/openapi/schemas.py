@@ -49,6 +49,47 @@ def schemas() -> Json:
     }
     token_required = ["id", "kind", "name", "createdAt", "lastUsedAt"]
     device_properties, device_required = _device_schema()
+    send_sms_request: Json = {
+        "type": "object",
+        "description": "At most 64 KiB of JSON. Give `deviceUsername` and `password` "
+                       "here (the SMS Nodes way) unless an `Authorization` header "
+                       "authenticates the request; other fields are ignored.",
+        "required": ["phoneNumbers", "message"],
+        "properties": {
+            "deviceUsername": {"type": "string", "minLength": 1, "description":
+                               "The device account that sends (required unless an "
+                               "Authorization header is given)."},
+            "password": {"type": "string", "minLength": 1, "format": "password",
+                         "description": "Its password (required unless an "
+                                        "Authorization header is given)."},
+            "phoneNumbers": {
+                "type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
+                "items": {"type": "string"},
+                "description": "1 to 100 recipients. Spaces, dashes, dots and "
+                               "parentheses are removed; then each must be `+` and 6 to "
+                               "15 digits, or a short code of 3 to 8 digits. Duplicates "
+                               "after cleaning are sent once. A bad entry refuses the "
+                               "whole request with a 400 naming it.",
+            },
+            "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
+                        "description": "The text: 1 to 1600 characters (code points). "
+                                       "Long texts are sent as concatenated SMS."},
+            "priority": {"type": ["integer", "null"], "minimum": 1, "maximum": 5,
+                         "default": 1, "description": "1 (default, lowest) to 5 "
+                         "(highest). A JSON integer; null means 1. Waiting messages "
+                         "go to the phone highest priority first, oldest first."},
+            "scheduledAt": moment("Extension: not pushed to the phone before this "
+                                   "moment (ISO 8601; without an offset it is UTC), "
+                                   "at most a year ahead. A moment already past means "
+                                   "now."),
+            "expiresAt": moment("Extension: never sent after this moment (in the "
+                                 "future, at most a year ahead, after `scheduledAt`); "
+                                 "recipients not yet sent by then end `expired`."),
+            "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_AHEAD_SECONDS,
+                    "description": "Extension: seconds from now, the same as "
+                                   "`expiresAt` (give one, not both)."},
+        },
+    }
     out: Json = {
         "Error": obj(
             {"error": {"type": "string", "description": "A human-readable reason. It never "
@@ -58,47 +99,15 @@ def schemas() -> Json:
                       "the error, e.g. `not_found`; the `error` text is for humans."}},
             ["error"], "Every error of every /api/ endpoint.",
         ),
-        "SendSmsRequest": {
-            "type": "object",
-            "description": "At most 64 KiB of JSON. Give `deviceUsername` and `password` "
-                           "here (the SMS Nodes way) unless an `Authorization` header "
-                           "authenticates the request; other fields are ignored.",
-            "required": ["phoneNumbers", "message"],
-            "properties": {
-                "deviceUsername": {"type": "string", "minLength": 1, "description":
-                                   "The device account that sends (required unless an "
-                                   "Authorization header is given)."},
-                "password": {"type": "string", "minLength": 1, "format": "password",
-                             "description": "Its password (required unless an "
-                                            "Authorization header is given)."},
-                "phoneNumbers": {
-                    "type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
-                    "items": {"type": "string"},
-                    "description": "1 to 100 recipients. Spaces, dashes, dots and "
-                                   "parentheses are removed; then each must be `+` and 6 to "
-                                   "15 digits, or a short code of 3 to 8 digits. Duplicates "
-                                   "after cleaning are sent once. A bad entry refuses the "
-                                   "whole request with a 400 naming it.",
-                },
-                "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
-                            "description": "The text: 1 to 1600 characters (code points). "
-                                           "Long texts are sent as concatenated SMS."},
-                "priority": {"type": ["integer", "null"], "minimum": 1, "maximum": 5,
-                             "default": 1, "description": "1 (default, lowest) to 5 "
-                             "(highest). A JSON integer; null means 1. Waiting messages "
-                             "go to the phone highest priority first, oldest first."},
-                "scheduledAt": moment("Extension: not pushed to the phone before this "
-                                       "moment (ISO 8601; without an offset it is UTC), "
-                                       "at most a year ahead. A moment already past means "
-                                       "now."),
-                "expiresAt": moment("Extension: never sent after this moment (in the "
-                                     "future, at most a year ahead, after `scheduledAt`); "
-                                     "recipients not yet sent by then end `expired`."),
-                "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_AHEAD_SECONDS,
-                        "description": "Extension: seconds from now, the same as "
-                                       "`expiresAt` (give one, not both)."},
-            },
-        },
+        "SendSmsRequest": send_sms_request,
+        # The operation's body: SendSmsRequest (the SMS Nodes fields and the hub's first
+        # extensions, kept as it was) and the fields of accounts with several phones.
+        "SendSms": {**send_sms_request, "properties": {
+            **send_sms_request["properties"],
+            "sim": {"type": ["integer", "null"], "enum": [1, 2, None], "description":
+                    "Extension: the SIM slot the phone sends from, 1 or 2 (carried in the "
+                    "`sms` frame; a phone with one SIM ignores it)."},
+        }},
         "SendSmsResponse": obj(
             {
                 "message": {"type": "string", "enum": ["SMS queued successfully",
