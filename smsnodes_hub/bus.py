@@ -36,6 +36,15 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolWork:
+    """The account's pool holds work (routed messages no phone could take, or taken from a
+    phone that left): every process holding a phone of the account lets it claim."""
+
+    kind: ClassVar[str] = "pool"
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Replaced:
     """The device logged in again elsewhere: every other socket of it closes."""
 
@@ -109,8 +118,8 @@ class LoginFailed:
     username: str
 
 
-Event = (Work | Replaced | CredentialsChanged | AccountChanged | TokenRevoked | Withdraw
-         | PaceChanged | Disconnect | WebhookQueued | LoginFailed)
+Event = (Work | PoolWork | Replaced | CredentialsChanged | AccountChanged | TokenRevoked
+         | Withdraw | PaceChanged | Disconnect | WebhookQueued | LoginFailed)
 E = TypeVar("E", bound=Event)
 
 
@@ -122,7 +131,7 @@ def encode(event: Event) -> str:
             fields = (device, connection)
         case TokenRevoked(token):
             fields = (token,)
-        case AccountChanged(account):
+        case AccountChanged(account) | PoolWork(account):
             fields = (account,)
         case Withdraw(device, message):
             fields = (device, message)
@@ -151,6 +160,8 @@ def decode(payload: str) -> Event | None:
                 return TokenRevoked(int(token))
             case "account", [account]:
                 return AccountChanged(int(account))
+            case "pool", [account]:
+                return PoolWork(int(account))
             case "cancel", [device, message]:
                 return Withdraw(int(device), int(message))
             case "pace", [device, per_minute]:

@@ -104,6 +104,11 @@ def schemas() -> Json:
         # extensions, kept as it was) and the fields of accounts with several phones.
         "SendSms": {**send_sms_request, "properties": {
             **send_sms_request["properties"],
+            "device": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9._-]{3,64}$",
+                       "description": "Extension: with the account's credentials, pin the "
+                       "message to this phone of the account (without it the hub chooses the "
+                       "phone); a name the account does not own is a 400. With a phone's "
+                       "credentials only that phone's own name is accepted."},
             "sim": {"type": ["integer", "null"], "enum": [1, 2, None], "description":
                     "Extension: the SIM slot the phone sends from, 1 or 2 (carried in the "
                     "`sms` frame; a phone with one SIM ignores it)."},
@@ -117,7 +122,9 @@ def schemas() -> Json:
                 "messageId": {"type": "integer", "description": "The message's id, for "
                               "GET and DELETE /api/messages/{id}."},
                 "deviceOnline": {"type": "boolean", "description": "The device has a live "
-                                 "connection now (to any hub process sharing the database)."},
+                                 "connection now (to any hub process sharing the database); "
+                                 "for a routed send (the account's credentials), some phone "
+                                 "of the account has."},
                 "sentImmediately": {"type": "boolean", "description": "The message was "
                                     "pushed to that connection during this request."},
                 "segments": {"type": "integer", "minimum": 1, "description": "Extension: "
@@ -129,6 +136,11 @@ def schemas() -> Json:
                 "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"], "description":
                              "Extension: GSM-7 (160 characters in one SMS, 153 per part) or "
                              "UCS-2 (70, 67 per part) when a character is outside GSM 03.38."},
+                "device": {"type": ["string", "null"], "description": "Extension: the phone "
+                           "chosen now: the phone itself for a phone's credentials or "
+                           "`device`; for the account's (routed) the one the hub chose, null "
+                           "while no phone of the account can take it (it waits in the "
+                           "account's pool)."},
             },
             ["message", "messageId", "deviceOnline", "sentImmediately"],
             "The message is safely stored. `deviceOnline: false` is not an error: the phone "
@@ -186,6 +198,9 @@ def schemas() -> Json:
                           "(present only then)."},
                 "reportedAt": timestamp("The phone's own time of a status report, when it "
                                          "gave one (`at` is the hub's clock)."),
+                "device": {"type": ["string", "null"], "description": "On a `dispatched` "
+                           "event only: the phone the attempt was pushed to (null if that "
+                           "phone was removed since)."},
             },
             ["status", "to", "at", "attempt"], "One step of a message's timeline.",
         ),
