@@ -11,6 +11,7 @@ from smsnodes_hub.api import (
     inbound,
     messages,
     openapi,
+    quota,
     send_sms,
     tokens,
     webhooks,
@@ -31,6 +32,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/devices", devices.add_device)
     app.router.add_get("/api/devices", devices.list_devices)
     app.router.add_delete("/api/devices/{id}", devices.remove_device)
+    app.router.add_get("/api/quota", quota.get_quota)
     app.router.add_get("/api/inbound", inbound.list_inbound)
     app.router.add_get("/api/inbound/{id}", inbound.get_inbound)
     app.router.add_post("/api/webhooks", webhooks.create_webhook)

@@ -99,6 +99,9 @@ def _answer(accepted: Accepted, out: Outgoing) -> dict[str, Any]:
         "segmentsPerRecipient": segmentation.segments,
         "encoding": segmentation.encoding,
         "device": accepted.device,
+        # As NEXSMS does, only where the account has a quota.
+        **({"remainingQuota": accepted.remaining_quota}
+           if accepted.remaining_quota is not None else {}),
     }
 
 

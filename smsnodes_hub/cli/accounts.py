@@ -1,5 +1,5 @@
-"""`smsnodes-hub account add | list | passwd | remove`: accounts that own several phones
-(docs/accounts.md). Their phones are added with `device add NAME --account ACCOUNT`."""
+"""`smsnodes-hub account add | list | passwd | remove | quota`: accounts that own several
+phones (docs/accounts.md). Their phones are added with `device add NAME --account ACCOUNT`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import argparse
 
 import asyncpg
 
+from smsnodes_hub.api.pagination import plain_number
 from smsnodes_hub.app import kdf_params
 from smsnodes_hub.auth import owners
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.cli.common import (
+    CliError,
     current_password,
     new_password,
     password_options,
@@ -21,6 +23,7 @@ from smsnodes_hub.cli.common import (
     with_kdf,
 )
 from smsnodes_hub.config import Settings
+from smsnodes_hub.messaging import quotas
 
 _STDIN_HELP = ("read passwords from standard input, one a line (for passwd: the current "
                "password, then the new one)")
@@ -52,6 +55,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "remove", help="delete an account with its phones, tokens, webhooks and messages")
     remove.add_argument("name")
     remove.set_defaults(handler=_remove)
+
+    quota = actions.add_parser(
+        "quota", help="limit the SMS an account sends a day (UTC) and a month (an SMS is "
+                      "one recipient times the text's segments); without limits, show them")
+    quota.add_argument("name")
+    quota.add_argument("--daily", metavar="N|off", help="SMS a day at most, or off")
+    quota.add_argument("--monthly", metavar="N|off", help="SMS a month at most, or off")
+    quota.set_defaults(handler=_quota)
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
@@ -91,6 +102,35 @@ def _passwd(args: argparse.Namespace, settings: Settings) -> int:
         print(f"password changed for account {args.name!r}; its own tokens no longer work")
 
     return with_kdf(settings, work)
+
+
+def _limit(raw: str | None, current: int | None, flag: str) -> int | None:
+    if raw is None:
+        return current
+    value = raw.strip().lower()
+    if value in ("off", "none", "0"):
+        return None
+    if plain_number(value) and 1 <= int(value) <= quotas.MAX_QUOTA:
+        return int(value)
+    raise CliError(f"{flag} must be a whole number from 1 to {quotas.MAX_QUOTA}, or off")
+
+
+def _quota(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> None:
+        account_id = await owners.account_id_of(conn, args.name)
+        now = await quotas.current(conn, account_id)
+        if args.daily is not None or args.monthly is not None:
+            daily = _limit(args.daily, now.daily.limit if now.daily else None, "--daily")
+            monthly = _limit(args.monthly, now.monthly.limit if now.monthly else None,
+                             "--monthly")
+            await quotas.set_limits(conn, account_id, daily, monthly)
+            now = await quotas.current(conn, account_id)
+        for label, period in (("daily", now.daily), ("monthly", now.monthly)):
+            shown = (f"{period.used} of {period.limit} used, {period.remaining} left, resets "
+                     f"{when(period.resets_at)} UTC" if period else "no limit")
+            print(f"account {args.name!r} {label}: {shown}")
+
+    return with_connection(settings, work)
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:

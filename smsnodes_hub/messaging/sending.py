@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NoReturn
 
 import asyncpg
 
@@ -17,7 +18,8 @@ from smsnodes_hub.device.hub import Hub
 from smsnodes_hub.device.protocol import sms_frame
 from smsnodes_hub.device.sessions import PROCESS_STALE
 from smsnodes_hub.errors import INVALID_CREDENTIALS, InvalidRequest, Unauthorized
-from smsnodes_hub.messaging import messages
+from smsnodes_hub.messaging import messages, quotas
+from smsnodes_hub.messaging.segments import analyze
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Accepted:
     sent_immediately: bool
     scheduled: bool = False
     device: str | None = None  # the phone chosen now; None while no phone can take it
+    remaining_quota: int | None = None  # SMS left of the account's quota (None: no quota)
 
 
 class UnknownDevice(InvalidRequest):
@@ -69,12 +72,14 @@ class Stored:
     # The phone is here but the message waits in the queue behind others (or for a slot).
     queued_here: DeviceConnection | None = field(default=None)
     device: str | None = None  # the phone's name (None: in the account's pool)
+    remaining_quota: int | None = None
 
     @property
     def expected(self) -> Accepted:
         """The answer as it will be if the push goes as planned (for idempotency replays)."""
         return Accepted(self.message_id, self.device_online, self.reserved is not None,
-                        self.outgoing.scheduled_at is not None, self.device)
+                        self.outgoing.scheduled_at is not None, self.device,
+                        self.remaining_quota)
 
     async def push(self, hub: Hub, pool: asyncpg.Pool) -> Accepted:
         """Call after the commit: send the frame, or let the connection claim from the queue."""
@@ -92,13 +97,13 @@ class Stored:
             await messages.requeue_connection(pool, conn.device_id, conn.id)
             await hub.announce_work(conn.device_id)
             return Accepted(self.message_id, hub.local(conn.device_id) is not None, False,
-                            device=self.device)
+                            device=self.device, remaining_quota=self.remaining_quota)
         here = self.queued_here
         if here is not None and here.open:
             here.expect_work()
             await here.pump()
             return Accepted(self.message_id, True, here.was_pushed(self.message_id),
-                            device=self.device)
+                            device=self.device, remaining_quota=self.remaining_quota)
         return self.expected
 
     def abandon(self) -> None:
@@ -130,6 +135,7 @@ async def store(
             notify=conn is None,
             local_online=conn is not None, stale_seconds=PROCESS_STALE,
             scheduled_at=out.scheduled_at, expires_at=out.expires_at, sim=out.sim,
+            segments=analyze(out.text).segments,
         )
         # Alone, the insert shares a commit with the sends that arrive with it; inside the
         # caller's transaction (an idempotency key) it runs there.
@@ -142,14 +148,21 @@ async def store(
     if stored.id is None:
         if direct and conn is not None:
             conn.reserved -= 1
-        raise CredentialsChanged
-    assert stored.created_at is not None
+        _refused(stored)
+    assert stored.created_at is not None and stored.id is not None
     return Stored(
         stored.id, stored.created_at, stored.device_online, out, principal,
         reserved=conn if direct else None,
         queued_here=conn if not direct and out.scheduled_at is None else None,
-        device=principal.username,
+        device=principal.username, remaining_quota=stored.remaining_quota,
     )
+
+
+def _refused(stored: messages.Inserted) -> NoReturn:
+    """Why the statement stored nothing: a quota, or credentials changed since cached."""
+    if stored.over_quota is not None:
+        raise quotas.exceeded(stored.over_quota)
+    raise CredentialsChanged
 
 
 async def _store_for_account(hub: Hub, db: Executor, principal: Principal,
@@ -178,6 +191,7 @@ async def _store_for_account(hub: Hub, db: Executor, principal: Principal,
             notify=out.device is not None and named is None,
             local_online=named is not None, stale_seconds=PROCESS_STALE,
             scheduled_at=out.scheduled_at, expires_at=out.expires_at, sim=out.sim,
+            segments=analyze(out.text).segments,
             device_name=out.device, offers=tuple((c.device_id, c.id) for c in offered),
             process_id=hub.process_id,
         )
@@ -196,12 +210,13 @@ async def _store_for_account(hub: Hub, db: Executor, principal: Principal,
     if stored.id is None:
         if chosen is not None:
             chosen.reserved -= 1
-        raise CredentialsChanged
-    assert stored.created_at is not None
+        _refused(stored)
+    assert stored.created_at is not None and stored.id is not None
     waiting_here = (hub.local(stored.device_id)
                     if chosen is None and due and stored.device_id is not None else None)
     return Stored(stored.id, stored.created_at, stored.device_online, out, principal,
-                  reserved=chosen, queued_here=waiting_here, device=stored.device)
+                  reserved=chosen, queued_here=waiting_here, device=stored.device,
+                  remaining_quota=stored.remaining_quota)
 
 
 async def submit(

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from smsnodes_hub.auth.accounts import Executor, Principal
 
@@ -39,7 +40,46 @@ class Inserted:
     device: str | None = None  # that phone's name (routed sends)
     dispatched_to: uuid.UUID | None = None  # the connection it was written dispatched to
     unknown_device: bool = False  # `device` named no phone of the account: nothing stored
+    remaining_quota: int | None = None  # SMS left of the quota after this one (None: none)
+    over_quota: str | None = None  # "day" or "month": refused, it would pass that quota
 
+
+# Quotas (sql/017): the rows of `{source}` of accounts with a quota, counted in batch order
+# against the account's counter, which is locked (racing sends elsewhere wait for this
+# statement, then see its count). A row that does not fit is refused, and counts no more;
+# one after it that would fit alone is refused too (rare: a batch of one account's sends
+# that ends just at its quota). `remaining` is what is left after the row, of the smaller
+# period.
+_QUOTA = """
+quota AS (
+    SELECT q.account_id, q.daily, q.monthly,
+           CASE WHEN q.day = (now() AT TIME ZONE 'UTC')::date
+                THEN q.day_used ELSE 0 END AS day_used,
+           CASE WHEN q.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
+                THEN q.month_used ELSE 0 END AS month_used
+      FROM quotas q WHERE q.account_id IN (SELECT account_id FROM {source})
+     ORDER BY q.account_id
+       FOR NO KEY UPDATE
+), verdict AS (
+    SELECT x.n, x.account_id, x.sms,
+           (q.daily IS NULL OR q.day_used + x.cum <= q.daily) AS day_ok,
+           (q.monthly IS NULL OR q.month_used + x.cum <= q.monthly) AS month_ok,
+           least(q.daily - q.day_used - x.cum, q.monthly - q.month_used - x.cum) AS remaining
+      FROM (SELECT s.n, s.account_id, s.sms,
+                   sum(s.sms) OVER (PARTITION BY s.account_id ORDER BY s.n) AS cum
+              FROM {source} s WHERE s.account_id IN (SELECT account_id FROM quota)) x
+      JOIN quota q USING (account_id)
+), used AS (
+    UPDATE quotas q SET day = (now() AT TIME ZONE 'UTC')::date,
+           month = date_trunc('month', now() AT TIME ZONE 'UTC')::date,
+           day_used = u.day_used + u.sms, month_used = u.month_used + u.sms
+      FROM (SELECT v.account_id, sum(v.sms) AS sms, min(c.day_used) AS day_used,
+                   min(c.month_used) AS month_used
+              FROM verdict v JOIN quota c USING (account_id)
+             WHERE v.day_ok AND v.month_ok GROUP BY v.account_id) u
+     WHERE q.account_id = u.account_id
+    RETURNING 1
+)"""
 
 _RECIPIENTS_AND_EVENTS = """
 rcp AS (
@@ -62,41 +102,47 @@ rcp AS (
 # Set-based: one input row per message, its recipients flattened beside (`rcp_n` names
 # each one's message). Ids are drawn first so that every input row knows its own.
 _INSERT = f"""
-WITH input AS (
-    SELECT i.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+WITH checked AS (
+    SELECT i.*
       FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
                   $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
                   $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[],
-                  $19::smallint[])
+                  $19::smallint[], $20::integer[], $21::smallint[])
            WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
                                 recipient_count, dispatch_to, scheduled_at, expires_at,
-                                notify, local_online, token_id, sim, n)
+                                notify, local_online, token_id, sim, sms, segments, n)
      -- The credentials the caller used are still those of the device (and the token
      -- still exists): a password change or a revoked token since they were cached stops it.
      WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = i.device_id
                                              AND d.credential_epoch = i.epoch)
        AND (i.token_id IS NULL OR EXISTS (SELECT 1 FROM tokens t WHERE t.id = i.token_id))
+), {_QUOTA.format(source="checked")}, input AS (
+    SELECT c.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+      FROM checked c LEFT JOIN verdict v ON v.n = c.n
+     WHERE v.n IS NULL OR (v.day_ok AND v.month_ok)
 ), msg AS (
     -- Every recipient is pending, so the overall status is the message's state.
     INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
                           recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at, sim)
+                          expires_at, sim, segments)
     OVERRIDING SYSTEM VALUE
     SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
            dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at, sim
+           expires_at, sim, segments
       FROM input
     RETURNING id, created_at
 ), {_RECIPIENTS_AND_EVENTS}, wake AS (
     SELECT pg_notify('smsnodes_hub', 'work:' || device_id)  -- bus.Work, once a device
       FROM (SELECT DISTINCT device_id FROM input WHERE notify AND state = 'queued') d
 )
-SELECT (SELECT count(*) FROM wake) AS notified, i.n, input.id, now() AS created_at,
-       i.device_id, input.dispatch_to,
+SELECT (SELECT count(*) FROM wake) AS notified, (SELECT count(*) FROM used) AS counted,
+       i.n, input.id, now() AS created_at, i.device_id, input.dispatch_to,
+       v.remaining, NOT v.day_ok AS over_day, NOT v.month_ok AS over_month,
        i.local_online OR EXISTS (SELECT 1 FROM live_sessions($18) s
                                   WHERE s.device_id = i.device_id) AS online
   FROM unnest($1::bigint[], $12::boolean[]) WITH ORDINALITY AS i(device_id, local_online, n)
   LEFT JOIN input ON input.n = i.n
+  LEFT JOIN verdict v ON v.n = i.n
  ORDER BY i.n
 """  # noqa: S608 - fixed fragments
 
@@ -106,16 +152,17 @@ SELECT (SELECT count(*) FROM wake) AS notified, i.n, input.id, now() AS created_
 # connections of this process that hold a free slot for it: the row is written dispatched
 # to the chosen phone's, if it is among them. $25 is this process.
 _INSERT_ROUTED = f"""
-WITH raw AS (
+WITH checked AS (
     SELECT i.*
       FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
                   $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
                   $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[],
-                  $19::smallint[], $20::boolean[], $21::text[])
+                  $19::smallint[], $26::integer[], $27::smallint[], $20::boolean[],
+                  $21::text[])
            WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
                                 recipient_count, dispatch_to, scheduled_at, expires_at,
-                                notify, local_online, token_id, sim, account_auth,
-                                device_name, n)
+                                notify, local_online, token_id, sim, sms, segments,
+                                account_auth, device_name, n)
      WHERE CASE WHEN i.account_auth
                 THEN EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.account_id
                                                         AND a.credential_epoch = i.epoch)
@@ -123,9 +170,16 @@ WITH raw AS (
                                                        AND d.credential_epoch = i.epoch)
            END
        AND (i.token_id IS NULL OR EXISTS (SELECT 1 FROM tokens t WHERE t.id = i.token_id))
+), known AS (
+    -- A `device` the account does not own stores nothing and counts nothing.
+    SELECT c.*, d.id AS named_id FROM checked c
+      LEFT JOIN devices d ON d.account_id = c.account_id AND d.username = c.device_name
+     WHERE c.device_name IS NULL OR d.id IS NOT NULL
+), {_QUOTA.format(source="known")}, raw AS (
+    SELECT k.* FROM known k LEFT JOIN verdict v ON v.n = k.n
+     WHERE v.n IS NULL OR (v.day_ok AND v.month_ok)
 ), named AS (
-    SELECT r.n, d.id AS device_id FROM raw r
-      JOIN devices d ON d.account_id = r.account_id AND d.username = r.device_name
+    SELECT r.n, r.named_id AS device_id FROM raw r WHERE r.named_id IS NOT NULL
 ), ask AS (
     -- Routed rows due now, numbered in their account: the k-th takes the k-th slot.
     SELECT r.n, r.account_id, row_number() OVER (PARTITION BY r.account_id ORDER BY r.n) AS k
@@ -159,7 +213,7 @@ WITH raw AS (
     SELECT * FROM unnest($22::integer[], $23::bigint[], $24::uuid[]) AS o(n, device_id, conn)
 ), input AS (
     SELECT r.n, r.account_id, r.priority, r.body, r.recipient_count, r.scheduled_at,
-           r.expires_at, r.sim, r.notify, r.local_online,
+           r.expires_at, r.sim, r.segments, r.notify, r.local_online,
            r.account_auth AND r.device_name IS NULL AS routed, t.device_id,
            CASE WHEN o.conn IS NOT NULL THEN 'dispatched' ELSE r.state END AS state,
            coalesce(r.dispatch_to, o.conn) AS dispatch_to,
@@ -175,11 +229,11 @@ WITH raw AS (
 ), msg AS (
     INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
                           recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at, sim, routed)
+                          expires_at, sim, routed, segments)
     OVERRIDING SYSTEM VALUE
     SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
            dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at, sim, routed
+           expires_at, sim, routed, segments
       FROM input
     RETURNING id
 ), {_RECIPIENTS_AND_EVENTS}, locked AS (
@@ -206,10 +260,13 @@ WITH raw AS (
                     ELSE i.notify END) w
 )
 SELECT (SELECT count(*) FROM wake) AS notified, (SELECT count(*) FROM touch) AS touched,
+       (SELECT count(*) FROM used) AS counted,
        i.n, input.id, now() AS created_at, input.device_id, d.username AS device,
-       input.dispatch_to,
-       i.device_name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM named WHERE named.n = i.n)
-           AS unknown_device,
+       input.dispatch_to, v.remaining, NOT v.day_ok AS over_day,
+       NOT v.month_ok AS over_month,
+       i.device_name IS NOT NULL
+           AND EXISTS (SELECT 1 FROM checked c WHERE c.n = i.n)
+           AND NOT EXISTS (SELECT 1 FROM known k WHERE k.n = i.n) AS unknown_device,
        CASE WHEN input.routed
             THEN EXISTS (SELECT 1 FROM live_sessions($18) s
                            JOIN devices o ON o.id = s.device_id
@@ -219,6 +276,7 @@ SELECT (SELECT count(*) FROM wake) AS notified, (SELECT count(*) FROM touch) AS 
        END AS online
   FROM unnest($21::text[]) WITH ORDINALITY AS i(device_name, n)
   LEFT JOIN input ON input.n = i.n
+  LEFT JOIN verdict v ON v.n = i.n
   LEFT JOIN devices d ON d.id = input.device_id
  ORDER BY i.n
 """  # noqa: S608 - fixed fragments
@@ -245,6 +303,7 @@ class NewMessage:
     local_online: bool
     stale_seconds: float
     sim: int | None = None
+    segments: int = 1  # SMS per recipient: what the quota counts, times the recipients
     # The account's own send: routed, unless `device_name` pins it to that phone.
     account_auth: bool = False
     device_name: str | None = None
@@ -266,6 +325,7 @@ def new_message(
     scheduled_at: datetime | None = None,
     expires_at: datetime | None = None,
     sim: int | None = None,
+    segments: int = 1,
     device_name: str | None = None,
     offers: tuple[tuple[int, uuid.UUID], ...] = (),
     process_id: uuid.UUID | None = None,
@@ -285,7 +345,7 @@ def new_message(
         [principal.seal(n, NUMBER_PURPOSE) for n in numbers],
         [principal.number_mac(n) for n in numbers],
         dispatch_to, scheduled_at, expires_at, notify, local_online, stale_seconds, sim,
-        principal.is_account, device_name, offers, process_id,
+        segments, principal.is_account, device_name, offers, process_id,
     )
 
 
@@ -311,10 +371,12 @@ async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted
         max((m.stale_seconds for m in batch), default=0.0),
         [m.sim for m in batch],
     ]
+    counts = [[len(m.numbers) * m.segments for m in batch], [m.segments for m in batch]]
     if not any(m.account_auth for m in batch):
-        rows = await db.fetch(_INSERT, *args)
+        rows = await db.fetch(_INSERT, *args, *counts)
         return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None,
-                         r["online"], r["device_id"], None, r["dispatch_to"])
+                         r["online"], r["device_id"], None, r["dispatch_to"], False,
+                         r["remaining"], _over(r))
                 for r in rows]
     offers = [(n, device_id, conn) for n, m in enumerate(batch, start=1)
               for device_id, conn in m.offers]
@@ -323,11 +385,21 @@ async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted
         [m.account_auth for m in batch], [m.device_name for m in batch],
         [o[0] for o in offers], [o[1] for o in offers], [o[2] for o in offers],
         next((m.process_id for m in batch if m.process_id is not None), None),
+        *counts,
     )
     return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None,
                      r["online"], r["device_id"], r["device"], r["dispatch_to"],
-                     r["unknown_device"])
+                     r["unknown_device"], r["remaining"], _over(r))
             for r in rows]
+
+
+def _over(row: Any) -> str | None:
+    """Which quota refused the row: the month's when both did (it resets later)."""
+    if row["over_month"]:
+        return "month"
+    if row["over_day"]:
+        return "day"
+    return None
 
 
 async def insert(db: Executor, message: NewMessage) -> Inserted:

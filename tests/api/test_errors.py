@@ -247,7 +247,7 @@ async def test_every_api_route_family_answers_errors_with_a_code(hub: TestClient
         _, _, code = await error_of(resp)
         families.setdefault(path.split("/")[2], set()).add(code)
     assert set(families) == {"health", "send-sms", "messages", "tokens", "device", "devices",
-                             "inbound", "webhooks", "openapi.json"}
+                             "quota", "inbound", "webhooks", "openapi.json"}
     assert all(families.values())
 
 

@@ -526,6 +526,7 @@ async def test_live_responses_validate_against_the_document(make_hub, receiver) 
                     headers=basic("acme"))
     await live.call("DELETE", "/api/devices/{id}", 404, path=f"/api/devices/{added['id']}",
                     headers=basic("acme"))
+    await live.call("GET", "/api/quota", 200, headers=basic("acme"))
 
     covered = {(m.upper(), p) for p, m, _op in operations(doc)} - {
         (m, p) for m, p, _s in live.checked}

@@ -136,6 +136,9 @@ def schemas() -> Json:
                 "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"], "description":
                              "Extension: GSM-7 (160 characters in one SMS, 153 per part) or "
                              "UCS-2 (70, 67 per part) when a character is outside GSM 03.38."},
+                "remainingQuota": {"type": "integer", "description": "Extension, only when "
+                                   "the account has a quota: the SMS it may still send, of "
+                                   "the smaller of today's and this month's (as NEXSMS)."},
                 "device": {"type": ["string", "null"], "description": "Extension: the phone "
                            "chosen now: the phone itself for a phone's credentials or "
                            "`device`; for the account's (routed) the one the hub chose, null "
@@ -285,6 +288,19 @@ def schemas() -> Json:
             ["username", "password"], "A new phone of the authenticated account.",
         ),
         "RemovedDevice": gone("removed", "The phone can no longer log in."),
+        "QuotaPeriod": {
+            "type": ["object", "null"], "description": "One period's quota; null: no limit.",
+            "required": ["limit", "used", "remaining", "resetsAt"],
+            "properties": {
+                "limit": {"type": "integer", "minimum": 1, "description": "SMS at most."},
+                "used": {"type": "integer", "minimum": 0, "description": "SMS counted so "
+                         "far in this period."},
+                "remaining": {"type": "integer", "minimum": 0},
+                "resetsAt": timestamp("When the period starts again (UTC)."),
+            },
+        },
+        "Quota": obj({"daily": ref("QuotaPeriod"), "monthly": ref("QuotaPeriod")},
+                     ["daily", "monthly"], "The account's quota of SMS."),
     }
     return out
 

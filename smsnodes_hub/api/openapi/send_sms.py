@@ -136,7 +136,12 @@ def _send_sms(base: str) -> Json:
                          headers=RATE_HEADERS),
             "413": too_large(headers=RATE_HEADERS),
             "429": error("The account's send limit is used up, the client address sent too "
-                         "many refused requests, or it is locked out after failed logins.",
+                         "many refused requests, or it is locked out after failed logins; "
+                         "or (extension) the send would pass the account's daily or monthly "
+                         "quota: `{\"error\": \"Quota exceeded\", \"code\": "
+                         "\"quota_exceeded\"}`, `Retry-After` the seconds until that period "
+                         "resets (midnight UTC, or the first day of the month); nothing is "
+                         "stored.",
                          ("Rate limited", RATE_LIMITED), headers=limited),
             "405": error("A method other than POST.", ("Wrong method", "Method not allowed"),
                          headers={**RATE_HEADERS, "Allow": header("Allow")}),

@@ -14,6 +14,7 @@ from smsnodes_hub.api.openapi import (
     inbound,
     messages,
     meta,
+    quota,
     send_sms,
     tokens,
     webhooks,
@@ -33,8 +34,8 @@ class PathGroup(Protocol):
 
 
 # In the document's order, of tags and of paths.
-GROUPS: tuple[PathGroup, ...] = (send_sms, health, messages, tokens, device, devices, inbound,
-                                 webhooks, meta)
+GROUPS: tuple[PathGroup, ...] = (send_sms, health, messages, tokens, device, devices, quota,
+                                 inbound, webhooks, meta)
 
 DESCRIPTION = """\
 A self-hosted SMS gateway: Android phones connected over WebSockets send the SMS; scripts and
