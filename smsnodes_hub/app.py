@@ -35,6 +35,7 @@ from smsnodes_hub.config import Settings
 from smsnodes_hub.device.endpoint import device_socket
 from smsnodes_hub.device.hub import Hub
 from smsnodes_hub.webhooks.delivery import DeliveryWorker
+from smsnodes_hub.webhooks.hubkey import HubKeys
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
 
     async def webhook_worker(app: web.Application) -> AsyncIterator[None]:
         # After the hub: it needs the keyring, and stops before the hub and the pool go.
-        worker = DeliveryWorker(settings.webhooks, app[POOL], app[KEYRING], app[BUS])
+        worker = DeliveryWorker(settings.webhooks, app[POOL], app[KEYRING], app[BUS],
+                                HubKeys(settings))
         app[WEBHOOK_WORKER] = worker
         await worker.start()
         yield

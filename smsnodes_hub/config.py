@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import phonenumbers
 
 ENV_PREFIX = "SMSNODES_"
 
@@ -72,6 +75,11 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagingSettings:
+    default_region: str = ""  # empty: numbers without + are refused (short codes aside)
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookSettings:
     allow_http: bool = False
     allow_private: bool = False
@@ -82,6 +90,8 @@ class WebhookSettings:
     disable_after_hours: float = 72.0
     offline_grace: float = 60.0
     concurrency: int = 8
+    ca_file: str = ""  # PEM: CAs trusted for receivers besides the system's (a private CA)
+    secret_key: str = ""  # empty: a random key in database.data_dir, made on first use
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    messaging: MessagingSettings = field(default_factory=MessagingSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
@@ -167,6 +178,13 @@ def _networks(value: Any) -> str | None:
     return None
 
 
+def _region(value: Any) -> str | None:
+    if value == "" or value in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    return ("must be empty or a region code as libphonenumber knows it, in capitals, such "
+            "as NL, DE, GB or US")
+
+
 def _database_url(value: Any) -> str | None:
     if value == "" or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -195,6 +213,7 @@ _CHECKS: dict[str, _Check] = {
     "device.auth_timeout": _between(0.05, 600),
     "device.outbox_size": _between(8, 100000),
     "delivery.max_attempts": _between(1, 20),
+    "messaging.default_region": _region,
     "webhooks.timeout": _between(0.1, 60),
     "webhooks.retry_for_hours": _between(0.0001, 24 * 30),
     "webhooks.retry_backoff": _between(0.01, 86400),
@@ -206,8 +225,10 @@ _CHECKS: dict[str, _Check] = {
     "delivery.retry_backoff_max": _between(0.01, 86400),
     "limits.send_per_minute": _between(0, 10_000_000),
     "dashboard.session_lifetime_hours": _between(0.05, 24 * 90),
-    # Guessable secrets would make the cookie signature and the scrape token decoration.
+    # Guessable secrets would make the cookie signature, the scrape token and the seal on
+    # webhook secrets decoration.
     "dashboard.session_secret": _empty_or_long(32),
+    "webhooks.secret_key": _empty_or_long(32),
     "dashboard.metrics_token": _empty_or_long(16),
     "dashboard.refresh_seconds": _between(1, 3600),
     "dashboard.public_origin": _origin,
@@ -216,8 +237,9 @@ _CHECKS: dict[str, _Check] = {
 
 
 # Values never repeated in an error message: a database URL may hold a password, and the
-# dashboard's keys are secrets themselves.
-_SECRET_KEYS = {"database.url", "dashboard.session_secret", "dashboard.metrics_token"}
+# dashboard's and the webhooks' keys are secrets themselves.
+_SECRET_KEYS = {"database.url", "dashboard.session_secret", "dashboard.metrics_token",
+                "webhooks.secret_key"}
 
 
 def _shown(key: str, raw: Any) -> str:
@@ -329,6 +351,7 @@ def _check_combinations(settings: Settings) -> None:
         value = getattr(settings.server, key)
         if value and not Path(value).is_file():
             raise ConfigError(f"config: server.{key}: file not found: {value}")
+    _check_ca_file(settings.webhooks.ca_file)
     if settings.delivery.retry_backoff_max < settings.delivery.retry_backoff:
         raise ConfigError(
             "config: delivery.retry_backoff_max: must not be less than delivery.retry_backoff"
@@ -342,3 +365,20 @@ def _check_combinations(settings: Settings) -> None:
         raise ConfigError(
             "config: security.argon2_memory_kib: must be at least 8 x security.argon2_lanes"
         )
+
+
+def _check_ca_file(path: str) -> None:
+    """webhooks.ca_file must hold PEM certificates, so that a typo or a key file in its
+    place stops the start rather than every delivery."""
+    if not path:
+        return
+    if not Path(path).is_file():
+        raise ConfigError(f"config: webhooks.ca_file: file not found: {path}")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    try:
+        context.load_verify_locations(cafile=path)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(
+            f"config: webhooks.ca_file: {path} holds no PEM certificate ({reason})"
+        ) from None

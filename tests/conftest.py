@@ -30,6 +30,7 @@ from tests.support import (
     drop_database,
     test_settings,
 )
+from tests.webhooks.receiver import Receiver, serve_receiver
 
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -142,3 +143,9 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 def settings_with(settings: Settings, **sections: Any) -> Settings:
     return replace(settings, **sections)
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Any) -> Receiver:
+    """The user's webhook receiver: plain HTTP on 127.0.0.1 (tests/webhooks/receiver.py)."""
+    return await serve_receiver(aiohttp_server)

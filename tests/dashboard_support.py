@@ -4,13 +4,9 @@ reverse proxy on real sockets."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +17,9 @@ from yarl import URL
 from smsnodes_hub.appkeys import AUTH, POOL
 from smsnodes_hub.auth import crypto
 from smsnodes_hub.dashboard import operators
+from tests.support import Certificate, self_signed
+
+__all__ = ["Certificate", "self_signed"]  # re-exported: the dashboard tests import them here
 
 HubFactory = Callable[..., Awaitable[TestClient]]
 
@@ -137,48 +136,6 @@ def element(html: str, element_id: str, tag: str = "tr") -> str:
 
 
 # -- TLS and a reverse proxy, on real sockets -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Certificate:
-    cert: Path
-    key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, self.key)
-        return context
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.cert))
-
-
-def self_signed(folder: Path) -> Certificate:
-    """A certificate for 127.0.0.1, valid for a day, that clients are told to trust."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = Certificate(folder / "cert.pem", folder / "key.pem")
-    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return paths
 
 
 UPSTREAM = web.AppKey("upstream", URL)

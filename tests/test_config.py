@@ -104,6 +104,10 @@ def test_unknown_key_or_section_is_rejected(tmp_path: Path, text: str, named: st
     ({"SMSNODES_SECURITY_ARGON2_LANES": "4", "SMSNODES_SECURITY_ARGON2_MEMORY_KIB": "16"},
      "security.argon2_memory_kib"),
     ({"DATABASE_URL": "mysql://root:hunter2@db/x"}, "database.url"),
+    ({"SMSNODES_WEBHOOKS_SECRET_KEY": "hunter2 is too short"}, "webhooks.secret_key"),
+    ({"SMSNODES_MESSAGING_DEFAULT_REGION": "nl"}, "messaging.default_region"),
+    ({"SMSNODES_MESSAGING_DEFAULT_REGION": "Netherlands"}, "messaging.default_region"),
+    ({"SMSNODES_MESSAGING_DEFAULT_REGION": "ZZ"}, "messaging.default_region"),
 ])
 def test_invalid_environment_value_names_the_key(env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -37,15 +37,10 @@ async def recorded(conn: asyncpg.Connection) -> list[tuple[int, str, object]]:
     return [tuple(r) for r in rows]
 
 
-# Numbers handed out to branches not merged yet (issue 16 has 012). Once it is merged,
-# this is empty again and the numbers have no gap.
-RESERVED = {12}
-
-
 def test_migration_files_are_numbered_in_order() -> None:
     found = db.migrations()
-    expected = [n for n in range(1, len(found) + len(RESERVED) + 1) if n not in RESERVED]
-    assert [m.version for m in found] == expected
+    versions = [m.version for m in found]
+    assert versions == list(range(1, len(versions) + 1))
     assert all(m.path.is_file() for m in found)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +61,15 @@ def decode(data: str) -> Frame | None:
     except orjson.JSONDecodeError:
         return None
     return frame if isinstance(frame, dict) else None
+
+
+def sms_fingerprint(frame: Frame) -> str:
+    """What makes a repeat of an sms frame a repeat: the hub sends the same (id, attempt)
+    again with the same recipients, text and creation time. The same pair with other
+    content is another message (a hub whose database was replaced counts from 1 again)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(orjson.dumps([frame.get("to"), frame.get("message"), frame.get("createdAt")]))
+    return digest.hexdigest()
 
 
 def sms_key(frame: Frame) -> tuple[int, int] | None:

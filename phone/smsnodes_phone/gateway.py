@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .frames import Frame, inbound_frame, parse_time, sms_key, status_frame
+from .frames import Frame, inbound_frame, parse_time, sms_fingerprint, sms_key, status_frame
 from .outbox import Outbox
 from .radio.base import InboundSms, Radio, RadioError, SendResult
 from .session import PhoneSession
@@ -58,7 +58,9 @@ class Gateway(PhoneSession):
         self.state = state
         self.token_path = token_path
         self.telemetry_interval = telemetry_interval
-        self._seen = {(k[0], k[1]) for k in state.seen}
+        # (id, attempt) -> the frame's fingerprint; None for keys saved before there was one.
+        self._seen: dict[tuple[int, int], str | None] = {
+            (k[0], k[1]): (k[2] if len(k) > 2 else None) for k in state.seen}
         self._queue: deque[dict[str, Any]] = deque(state.jobs)
         self._work = asyncio.Event()
         self._work.set()
@@ -91,11 +93,19 @@ class Gateway(PhoneSession):
             self._event(f"ignored malformed sms frame id={frame.get('id')!r}")
             return
         msg_id, attempt = key
-        if key not in self._seen:
+        fingerprint = sms_fingerprint(frame)
+        known = key in self._seen
+        if known and self._seen[key] not in (None, fingerprint):
+            # Not a repeat: another message under a used pair (the hub's database was
+            # replaced, or this state belongs to another hub). Dropping it would lose it.
+            self._event(f"sms id={msg_id} attempt={attempt} differs from the one this phone "
+                        f"had under that id: a new message (was the hub's database reset?)")
+            known = False
+        if not known:
             # Stored durably first: the ack promises the hub that this phone has it.
             job = {"frame": frame, "done": [], "cancelled": False}
-            self._seen.add(key)
-            self.state.seen.append([msg_id, attempt])
+            self._seen[key] = fingerprint
+            self.state.seen.append([msg_id, attempt, fingerprint])
             self.state.jobs.append(job)
             self.state.save()
             self._queue.append(job)

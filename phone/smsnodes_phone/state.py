@@ -62,7 +62,7 @@ class AgentState:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.existed = False
-        self.seen: list[list[int]] = []
+        self.seen: list[list[Any]] = []  # [id, attempt, fingerprint]
         self.jobs: list[dict[str, Any]] = []
         self.outbox: list[Frame] = []
         self.deliveries: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,7 @@ from aiohttp import web
 from smsnodes_hub.api.auth import authenticate
 from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.api.pagination import page_params, path_id, time_param
-from smsnodes_hub.appkeys import HUB, POOL
+from smsnodes_hub.appkeys import HUB, POOL, SETTINGS
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.crypto import DecryptionError
 from smsnodes_hub.errors import InvalidRequest, NotFound
@@ -121,7 +121,9 @@ async def list_messages(request: web.Request) -> web.Response:
     mac = None
     if recipient is not None:
         try:
-            mac = principal.number_mac(phones.normalize(recipient))
+            region = request.app[SETTINGS].messaging.default_region or None
+            # Read as send-sms reads recipients, so "0612345678" finds +31612345678.
+            mac = principal.number_mac(phones.recipient(recipient, "to", region))
         except phones.InvalidNumber:
             raise InvalidRequest("to must be a phone number") from None
     filters = history.MessageFilter(

@@ -14,7 +14,7 @@ from smsnodes_hub.api import ratelimit
 from smsnodes_hub.api.auth import basic_credentials, bearer_token, password_login, token_login
 from smsnodes_hub.api.body import read_json_object
 from smsnodes_hub.api.errors import as_hub_error, json_response
-from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER
+from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER, SETTINGS
 from smsnodes_hub.auth.accounts import USERNAME_RE, Principal
 from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import RateDecision, client_key
@@ -47,9 +47,11 @@ async def post_send_sms(request: web.Request) -> web.Response:
     address = client_address(request)
     decision: RateDecision | None = None
     try:
-        body = await read_json_object(request, allow_empty=True)
+        # An empty body is not a JSON object (HTTP-API.md): that is the error, not the
+        # missing credentials it also lacks.
+        body = await read_json_object(request)
         credentials = _credentials(request, body)
-        draft = _validate(body)
+        draft = _validate(body, request.app[SETTINGS].messaging.default_region or None)
         key = _idempotency_key(request)
         try:
             principal = await _login(request, credentials)
@@ -248,10 +250,10 @@ class Draft:
                         self.sim, self.device)
 
 
-def _validate(body: dict[str, Any]) -> Draft:
+def _validate(body: dict[str, Any], region: str | None) -> Draft:
     if "phoneNumbers" not in body:
         raise InvalidRequest("phoneNumbers is required")
-    numbers = phones.normalize_list(body["phoneNumbers"])  # InvalidNumber is a 400
+    numbers = phones.normalize_list(body["phoneNumbers"], region)  # InvalidNumber is a 400
     text = body.get("message")
     if text is None:
         raise InvalidRequest("message is required")

@@ -13,7 +13,7 @@ from smsnodes_hub.api.auth import authenticate
 from smsnodes_hub.api.body import read_json_object
 from smsnodes_hub.api.errors import json_response
 from smsnodes_hub.api.pagination import plain_number
-from smsnodes_hub.appkeys import POOL
+from smsnodes_hub.appkeys import BEARER_CACHE, POOL
 from smsnodes_hub.auth import tokens
 from smsnodes_hub.errors import InvalidRequest, NotFound
 from smsnodes_hub.timefmt import iso
@@ -55,4 +55,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     if not await tokens.revoke_token(request.app[POOL], principal.device_id, token_id,
                                      principal.account_id):
         raise NotFound(f"Token {token_id} not found")
+    # This process forgets it now, not when its own NOTIFY comes back: a request that
+    # follows the answer must not pass on the cached login (other processes rely on it).
+    request.app[BEARER_CACHE].forget_token(token_id)
     return json_response({"id": token_id, "revoked": True})

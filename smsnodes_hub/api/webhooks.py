@@ -44,7 +44,8 @@ async def create_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS].webhooks
     events = webhooks.check_events(body.get("events"))
     url = await webhooks.check_url(body.get("url"), settings)
-    hook, secret = await webhooks.create(request.app[POOL], principal, url, events)
+    hook, secret = await webhooks.create(request.app[POOL], principal, url, events,
+                                         request.app[WEBHOOK_WORKER].keys.require())
     return json_response({**describe(hook), "secret": secret}, status=201)
 
 

@@ -1,9 +1,9 @@
 """Which accounts' data keys this process holds in memory right now, and for how long.
 
-Webhook payloads carry decrypted text and numbers and are signed with a secret sealed under
-the data key, so a delivery can only be made while the key is in memory: while the
-account's phone is connected to this process, or for a while after the owner's script
-authenticated. Keys are never written anywhere."""
+Webhook payloads carry the decrypted text and numbers only while the account's key is in
+memory: while the account's phone is connected to this process, or for a while after the
+owner's script authenticated; without it they are sent without them (webhooks/payloads.py).
+Keys are never written anywhere."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from smsnodes_hub.cli import accounts as account_commands
 from smsnodes_hub.cli import devices, operators, serve, tokens, webhooks
 from smsnodes_hub.cli.common import EXIT_CONFIG, CliError, UsageError, fail, settings_for
 from smsnodes_hub.config import ConfigError
+from smsnodes_hub.keyfile import KeyFileError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         fail(exc)
         return EXIT_CONFIG
-    except (CliError, accounts.AccountError, db.DatabaseUnavailable) as exc:
+    except (CliError, accounts.AccountError, db.DatabaseUnavailable, KeyFileError) as exc:
         fail(exc)
         return 1
     except KeyboardInterrupt:

@@ -17,6 +17,8 @@ from smsnodes_hub.cli.common import (
     with_kdf,
 )
 from smsnodes_hub.config import Settings
+from smsnodes_hub.keyfile import KeyFileError
+from smsnodes_hub.webhooks.hubkey import HubKeys
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,14 +68,16 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
     async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
         events = webhooks.check_events(args.event)
         url = await webhooks.check_url(args.url, settings.webhooks)
-        # The password opens the account's data key, which seals the signing secret.
+        # The password opens the account's data key, which seals the signing secret (and
+        # the hub's key seals a second copy, for deliveries while no account key is here).
         principal = await login(conn, kdf, settings, args.device, password)
-        hook, secret = await webhooks.create(conn, principal, url, events)
+        hook, secret = await webhooks.create(conn, principal, url, events,
+                                             HubKeys(settings).require())
         print(f"created webhook {hook.id} for {args.device!r}: {url} ({', '.join(events)})")
         print("signing secret (shown only now):")
         print(secret)
 
-    return with_kdf(settings, work, errors=(webhooks.WebhookError,))
+    return with_kdf(settings, work, errors=(webhooks.WebhookError, KeyFileError))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

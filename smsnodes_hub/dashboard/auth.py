@@ -13,9 +13,6 @@ import base64
 import binascii
 import hmac
 import logging
-import os
-import secrets
-import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from smsnodes_hub import keyfile
 from smsnodes_hub.appkeys import POOL
 from smsnodes_hub.config import Settings
 from smsnodes_hub.dashboard import operator_queries
@@ -57,8 +55,7 @@ SECURITY_HEADERS = {
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-class DashboardKeyError(Exception):
-    """The session key file cannot be used; the message names it."""
+DashboardKeyError = keyfile.KeyFileError  # the session key file cannot be used
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,34 +165,8 @@ def _unb64(text: str) -> bytes | None:
 
 
 def load_key_file(path: Path) -> bytes:
-    """The random key in `path`, made (0600) on first use. Several processes starting at once
-    agree on one key: each writes its own file and links it into place, and only the first
-    link succeeds."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
-            try:
-                os.link(temporary, path)
-                log.info("created the dashboard session key %s", path)
-            except FileExistsError:
-                pass
-        finally:
-            temporary.unlink(missing_ok=True)
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s can be read by other users: chmod 600 it", path)
-    try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (ValueError, UnicodeDecodeError):
-        key = b""
-    if len(key) < 32:
-        raise DashboardKeyError(f"{path} does not hold a key of 64 hex digits; delete it to "
-                                "make a new one (every dashboard login then ends)")
-    return key
+    return keyfile.load_key_file(path, what="the dashboard session key",
+                                 loss="every dashboard login then ends")
 
 
 def session_hash(raw: bytes) -> bytes:

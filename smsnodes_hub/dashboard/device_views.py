@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from smsnodes_hub.api.pagination import plain_number
-from smsnodes_hub.appkeys import HUB
+from smsnodes_hub.appkeys import BEARER_CACHE, HUB
 from smsnodes_hub.auth import tokens
 from smsnodes_hub.dashboard import queries
 from smsnodes_hub.dashboard.pages import (
@@ -99,6 +99,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     path = f"/dashboard/devices/{device_id}"
     if not await tokens.revoke_token(pool_of(request), device_id, token_id):
         raise back(path, "token-missing")
+    request.config_dict[BEARER_CACHE].forget_token(token_id)  # now, not when the NOTIFY is back
     log.info("dashboard: %r revoked token %d of device %r", who(request), token_id,
              device["username"])
     raise back(path, "token-revoked")

@@ -2,15 +2,18 @@
 payloads, and the worker that drains the outbox (`webhook_deliveries`).
 
 The outbox rows are written by the statements that change state (sql/004, `emit_webhook_event`)
-and hold references only. A delivery is built at send time: the message text, numbers and
-the webhook's signing secret are decrypted with the account's data key, which this process
-has only while the account's phone is connected here or its owner authenticated recently
-(keyring.py). Deliveries of other accounts wait in the outbox until a key is here.
+and hold references only. A delivery is built at send time and made as soon as it is due:
+the message text and numbers are decrypted with the account's data key when this process
+has it (while the account's phone is connected here or its owner authenticated recently,
+keyring.py), and left out, saying so, when it has not. The signing secret has a second
+seal under the hub's webhook key (sql/012), so any event can be signed.
 
 The modules: errors.py (what a refused registration raises), events.py (the event names),
-targets.py (where a webhook may point), signing.py (secrets, signatures, event ids),
-store.py (the Webhook record and its SQL), payloads.py (the event bodies) and delivery.py
-(the worker). The names callers use are re-exported here."""
+targets.py (where a webhook may point, which certificates it may show), signing.py
+(secrets, signatures, event ids), hubkey.py (the hub's webhook key), secret_source.py
+(which copy of a secret signs a delivery), store.py (the Webhook record and its SQL),
+payloads.py (the event bodies) and delivery.py (the worker). The names callers use are
+re-exported here."""
 
 from smsnodes_hub.webhooks.delivery import DeliveryWorker, backoff
 from smsnodes_hub.webhooks.errors import TooManyWebhooks, WebhookError

@@ -21,13 +21,17 @@ from smsnodes_hub.auth.keyring import KeyRing
 from smsnodes_hub.bus import Bus, WebhookQueued
 from smsnodes_hub.config import WebhookSettings
 from smsnodes_hub.db import FAILED, UNAVAILABLE
+from smsnodes_hub.webhooks.hubkey import HubKeys
 from smsnodes_hub.webhooks.payloads import build_event
-from smsnodes_hub.webhooks.signing import SECRET_PURPOSE, event_id, sign
+from smsnodes_hub.webhooks.secret_source import Secrets
+from smsnodes_hub.webhooks.signing import event_id, sign
 from smsnodes_hub.webhooks.targets import (
     AddressNotAllowed,
     PublicResolver,
     address_allowed,
     ip_literal,
+    trusted_cas,
+    untrusted,
 )
 
 log = logging.getLogger(__name__)
@@ -46,15 +50,16 @@ def backoff(attempts: int, base: float, ceiling: float) -> float:
     return delay * random.uniform(0.75, 1.0)
 
 
-# Claims due deliveries of the accounts whose keys are here: row locks (SKIP LOCKED) keep
-# two processes off the same row while claiming, the lease keeps them off it while the
-# request runs. Everything needed to build the payload comes back in the same round trip.
+# Claims due deliveries this process can sign: those whose secret its hub key sealed ($4),
+# and those of the accounts whose keys are here ($1). Row locks (SKIP LOCKED) keep two
+# processes off the same row while claiming, the lease keeps them off it while the request
+# runs. Everything needed to build the payload comes back in the same round trip.
 _CLAIM = """
 WITH due AS (
     SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
      WHERE d.state = 'pending' AND d.next_attempt_at <= now()
        AND (d.locked_until IS NULL OR d.locked_until < now())
-       AND d.account_id = ANY($1::bigint[]) AND w.active
+       AND (d.account_id = ANY($1::bigint[]) OR w.hub_key_id = $4) AND w.active
      ORDER BY d.next_attempt_at, d.id
      LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
@@ -65,7 +70,8 @@ WITH due AS (
 )
 SELECT c.id, c.account_id, c.webhook_id, c.event_id, c.event_type, c.created_at, c.device_id,
        c.message_id, c.inbound_id, c.status, c.error, c.attempt, c.attempts, c.locked_until,
-       c.first_attempt_at, w.url, w.secret, dev.username, m.body AS message_body,
+       c.first_attempt_at, w.url, w.secret, w.hub_secret, w.hub_key_id, dev.username,
+       m.body AS message_body,
        r.number AS recipient_number, i.sender AS inbound_sender, i.body AS inbound_body,
        i.received_at
   FROM claimed c
@@ -154,8 +160,10 @@ class Outcome:
 
 
 class DeliveryWorker:
-    """Claims due deliveries of the accounts whose keys this process holds, POSTs them
-    signed, and records each attempt. Several processes may run one each."""
+    """Claims due deliveries, POSTs them signed, and records each attempt. Several processes
+    may run one each. A delivery is made as soon as it is due: with the account's key in
+    memory its payload is complete, without it the fields that key seals are left out
+    (payloads.py); the signing secret's copy under the hub's key (hubkey.py) signs it."""
 
     __slots__ = (
         "_claims",
@@ -164,15 +172,19 @@ class DeliveryWorker:
         "_task",
         "_wake",
         "keyring",
+        "keys",
         "pool",
+        "secrets",
         "settings",
     )
 
     def __init__(self, settings: WebhookSettings, pool: asyncpg.Pool, keyring: KeyRing,
-                 events: Bus) -> None:
+                 events: Bus, keys: HubKeys) -> None:
         self.settings = settings
         self.pool = pool
         self.keyring = keyring
+        self.keys = keys
+        self.secrets = Secrets(pool, keyring, keys)
         self._wake = asyncio.Event()
         # Any process that commits an event wakes us; after the bus was down, look anyway.
         events.subscribe(WebhookQueued, lambda _event: self._wake.set())
@@ -189,10 +201,12 @@ class DeliveryWorker:
         return self.settings.timeout * 2 + 30
 
     async def start(self) -> None:
+        self.keys.current(create=False)  # a key file that cannot be used stops the start
         # allow_private turns the address checks off, at connect time too: aiohttp's own
         # resolver then, or a receiver.lan registered under that setting never gets anything.
         resolver = None if self.settings.allow_private else PublicResolver()
-        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency)
+        connector = aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency,
+                                         ssl=trusted_cas(self.settings))
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
@@ -251,9 +265,11 @@ class DeliveryWorker:
         if free <= 0:
             return False  # a finishing delivery wakes the loop
         accounts = self.keyring.accounts()
-        if not accounts:
-            return False
-        rows = await self.pool.fetch(_CLAIM, accounts, free, self.lease_seconds)
+        await self.secrets.seal_for_hub(accounts)
+        key_id = self.secrets.key_id()
+        if not accounts and key_id is None:
+            return False  # no webhook was ever sealed for this hub, and no key is here
+        rows = await self.pool.fetch(_CLAIM, accounts, free, self.lease_seconds, key_id)
         for row in rows:
             task = asyncio.create_task(self._deliver(row), name=f"webhook-delivery-{row['id']}")
             self._claims[task] = (row["id"], row["locked_until"])
@@ -271,18 +287,20 @@ class DeliveryWorker:
     async def _deliver(self, row: asyncpg.Record) -> None:
         lease = row["locked_until"]
         try:
+            # Without the account's key the event still goes now, with its sealed fields
+            # left out: a receiver alerting on events must not wait for a phone.
             principal = self.keyring.get(row["account_id"])
-            if principal is None:  # the key left memory since the claim: wait for it
-                await self.pool.execute(_RELEASE, [row["id"]], [lease])
-                return
             try:
-                secret = principal.open(row["secret"], SECRET_PURPOSE)
+                secret = await self.secrets.for_delivery(row, principal)
             except DecryptionError:
                 log.warning("webhook %s: its stored signing secret does not open",
                             row["webhook_id"])
                 await self._record(row, Outcome(datetime.now(UTC), 0, None,
                                                 "the signing secret does not open"),
                                    give_up=True)
+                return
+            if secret is None:  # nothing here opens it (the key left memory): wait
+                await self.pool.execute(_RELEASE, [row["id"]], [lease])
                 return
             body = orjson.dumps(build_event(principal, row))
             if len(body) > MAX_PAYLOAD:
@@ -341,6 +359,8 @@ class DeliveryWorker:
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, AddressNotAllowed):
                 error = f"refused: {exc.os_error}"
+            elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                error = untrusted(exc.certificate_error)
             elif isinstance(exc, aiohttp.ClientSSLError):
                 error = "TLS handshake failed (certificate not valid for the host?)"
             else:

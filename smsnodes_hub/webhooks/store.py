@@ -13,6 +13,7 @@ import asyncpg
 from smsnodes_hub.auth.accounts import Executor, Principal
 from smsnodes_hub.timefmt import iso
 from smsnodes_hub.webhooks.errors import TooManyWebhooks, WebhookError
+from smsnodes_hub.webhooks.hubkey import HubKey
 from smsnodes_hub.webhooks.signing import SECRET_PURPOSE, new_secret
 
 MAX_WEBHOOKS = 20  # per account
@@ -42,10 +43,10 @@ _COLUMNS = ("id, url, events, active, disabled_reason, created_at, updated_at, "
             "last_success_at, failing_since")
 
 
-async def create(db: Executor, principal: Principal, url: str,
-                 events: list[str]) -> tuple[Webhook, str]:
-    """Store a webhook with a new signing secret, sealed with the account's data key.
-    Returns it with the secret, which is never shown again."""
+async def create(db: Executor, principal: Principal, url: str, events: list[str],
+                 hub_key: HubKey) -> tuple[Webhook, str]:
+    """Store a webhook with a new signing secret, sealed with the account's data key and
+    with the hub's webhook key. Returns it with the secret, which is never shown again."""
     secret = new_secret()
     sealed = principal.seal(secret, SECRET_PURPOSE)
     async with _connection(db) as conn, conn.transaction():
@@ -64,8 +65,37 @@ async def create(db: Executor, principal: Principal, url: str,
             f"VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
             principal.account_id, url, events, sealed,
         )
-    assert row is not None
+        assert row is not None
+        # The hub's seal is bound to the webhook's id, known only now.
+        await store_hub_secret(conn, principal.account_id, row["id"], hub_key, secret)
     return Webhook.from_row(row), secret
+
+
+async def store_hub_secret(db: Executor, account_id: int, webhook_id: int, key: HubKey,
+                           secret: str) -> str | None:
+    """Seal the secret with the hub's key as the webhook's hub copy. Returns the id (hex) of
+    the key that sealed the copy it replaced, when another key had: every process should
+    share one key."""
+    return await db.fetchval(
+        """WITH old AS (SELECT hub_key_id FROM webhooks WHERE id = $1 AND account_id = $2)
+           UPDATE webhooks SET hub_secret = $3, hub_key_id = $4
+            WHERE id = $1 AND account_id = $2
+        RETURNING CASE WHEN (SELECT hub_key_id FROM old) <> $4
+                       THEN encode((SELECT hub_key_id FROM old), 'hex') END""",
+        webhook_id, account_id, key.seal(secret, account_id, webhook_id), key.key_id,
+    )
+
+
+async def without_hub_secret(db: Executor, account_ids: list[int],
+                             key_id: bytes | None) -> list[asyncpg.Record]:
+    """The webhooks of these accounts whose secret has no copy sealed with this key (made
+    before migration 012, or sealed by a process with another key)."""
+    return await db.fetch(
+        """SELECT id, account_id, secret FROM webhooks
+            WHERE account_id = ANY($1::bigint[]) AND hub_key_id IS DISTINCT FROM $2
+            ORDER BY id""",
+        account_ids, key_id,
+    )
 
 
 @contextlib.asynccontextmanager

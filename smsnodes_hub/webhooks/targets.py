@@ -1,10 +1,12 @@
-"""Where a webhook may point: URL rules, address checks, IP literals and the PublicResolver."""
+"""Where a webhook may point: URL rules, address checks, IP literals, the PublicResolver and
+the certificates a receiver may show."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
+import ssl
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
@@ -189,3 +191,25 @@ class PublicResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def trusted_cas(settings: WebhookSettings) -> ssl.SSLContext:
+    """The CAs a receiver's certificate may chain to: the system's (as OpenSSL finds them
+    when the hub starts, SSL_CERT_FILE included), plus those of `webhooks.ca_file` (a private
+    CA, or a receiver's self-signed certificate) when it is set."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if settings.ca_file:
+        context.load_verify_locations(cafile=settings.ca_file)  # added, not instead
+    return context
+
+
+_NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+
+
+def untrusted(problem: Exception) -> str:
+    """A certificate that does not verify, in words: OpenSSL's reason, and the way out."""
+    reason = getattr(problem, "verify_message", None) or str(problem) or type(problem).__name__
+    if getattr(problem, "verify_code", None) in _NAME_MISMATCH:
+        return f"TLS: the receiver's certificate is not valid for the URL's host ({reason})"
+    return (f"TLS: the receiver's certificate is not trusted ({reason}); a private CA or a "
+            "self-signed certificate needs webhooks.ca_file")

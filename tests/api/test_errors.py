@@ -75,8 +75,9 @@ CASES = [
     Case("a field of send-sms", _send(priority=9),
          400, "priority must be an integer from 1 to 5", "invalid_request"),
     Case("phones.InvalidNumber", _send(phoneNumbers=["call me"]),
-         400, 'phoneNumbers[0]: invalid phone number "call me": use + and 6 to 15 digits, '
-              "or a short code of 3 to 8 digits", "invalid_request"),
+         400, 'phoneNumbers[0]: invalid phone number "call me": use + and the country code '
+              "(6 to 15 digits), or a short code of 3 to 8 digits; for national numbers such "
+              "as 0612345678 set messaging.default_region", "invalid_request"),
     Case("webhooks.WebhookError", lambda hub: hub.post(
         "/api/webhooks", headers=basic("phone-e"), json={**HOOK, "url": "http://x.example"}),
         400, "url must use https:// (http:// needs webhooks.allow_http)", "invalid_request"),

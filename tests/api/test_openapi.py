@@ -25,7 +25,7 @@ from smsnodes_hub import webhooks
 from smsnodes_hub.api.openapi import document, events, schemas, serve, webhook_schemas
 from smsnodes_hub.api.openapi.components import components
 from tests.support import PASSWORD, add_account, add_device, ws_url
-from tests.webhooks.test_webhooks import LOCAL, receiver  # noqa: F401 - the fixture
+from tests.webhooks.receiver import LOCAL
 from tests.wsclient import RawPhone
 
 DOC_URI = "urn:smsnodes-hub:openapi"
@@ -350,7 +350,7 @@ def basic(username: str = "shop-phone-1", password: str = PASSWORD) -> dict[str,
     return {"Authorization": f"Basic {raw}"}
 
 
-async def test_live_responses_validate_against_the_document(make_hub, receiver) -> None:  # noqa: F811
+async def test_live_responses_validate_against_the_document(make_hub, receiver) -> None:
     hub = await make_hub(**LOCAL)
     live = Live(hub)
     doc = live.doc

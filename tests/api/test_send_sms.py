@@ -21,6 +21,7 @@ from device_sim import SimulatedPhone
 from smsnodes_hub.appkeys import AUTH
 from smsnodes_hub.auth import accounts
 from tests.support import PASSWORD, HubFactory, add_device, ws_url
+from tests.support import basic as basic_auth
 
 URL = "/api/send-sms"
 MISSING = {"error": "Username and password are required", "code": "invalid_request"}
@@ -175,6 +176,8 @@ def _numbers(n: int) -> list[str]:
 # (case, raw request body, words the error must contain)
 INVALID_FIELDS: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("not JSON", b"deviceUsername=phone-a&password=x", ("JSON",)),
+    ("empty body", b"", ("Request body must be a JSON object",)),
+    ("only whitespace", b" \n", ("Request body must be a JSON object",)),
     ("truncated JSON", b'{"deviceUsername": "phone-a", ', ("JSON",)),
     ("JSON array", orjson.dumps([body()]), ("JSON object",)),
     ("JSON string", b'"hello"', ("JSON object",)),
@@ -395,6 +398,9 @@ async def test_basic_authorization(hub: TestClient, pool: asyncpg.Pool) -> None:
     assert (no_colon.status, no_colon.json) == (400, MISSING)
     no_password = await post(hub, fields, headers=basic(b"phone-a:"))
     assert (no_password.status, no_password.json) == (400, MISSING)
+    # With good credentials in the header, an empty body is still no JSON object.
+    empty = await post(hub, raw=b"", headers=basic(f"phone-a:{PASSWORD}".encode()))
+    assert (empty.status, empty.json["error"]) == (400, "Request body must be a JSON object")
     assert await stored_rows(pool) == before
 
 
@@ -422,6 +428,46 @@ async def test_numbers_are_normalized_and_deduplicated(
         assert rejected.status == 400, (bad, rejected)
         assert "phoneNumbers[1]" in rejected.json["error"], rejected
         assert repr(bad) in rejected.json["error"] or bad in rejected.json["error"], rejected
+    assert await stored_rows(pool) == before
+
+
+async def test_national_numbers_need_a_region_and_are_sent_in_e164(
+    make_hub: HubFactory, pool: asyncpg.Pool
+) -> None:
+    """`messaging.default_region` lets callers write numbers as people do locally; the
+    phone always gets E.164. Without it, a national number is refused, saying what to set."""
+    plain = await make_hub()
+    await add_device(plain, "phone-a")
+    before = await stored_rows(pool)
+    refused = await post(plain, body(phoneNumbers=["+31612345678", "0612345678"]))
+    assert (refused.status, refused.json["error"]) == (400, (
+        'phoneNumbers[1]: invalid phone number "0612345678": use + and the country code '
+        "(6 to 15 digits), or a short code of 3 to 8 digits; for national numbers such as "
+        "0612345678 set messaging.default_region")), refused
+    assert await stored_rows(pool) == before
+
+    hub = await make_hub(SMSNODES_MESSAGING_DEFAULT_REGION="NL")
+    async with SimulatedPhone(ws_url(hub), "phone-a", PASSWORD) as phone:
+        reply = await post(hub, body(phoneNumbers=[
+            "06 12345678", "+31 6 1234 5678", "+31 (0)6 12345678", "020-123 4567",
+            "0044 20 7183 8750", "12345", "+1234567890", "+0987654321"]))
+        assert reply.status == 200, reply
+        [sms] = await phone.wait_for_sms(1)
+        await phone.wait_for(lambda: phone.outbox_size == 0)
+    # One recipient for the three spellings of one number; the seed's numbers as written.
+    assert sms["to"] == ["+31612345678", "+31201234567", "+442071838750", "12345",
+                         "+1234567890", "+0987654321"]
+    # The history's `to` filter reads its number the same way.
+    found = await hub.get("/api/messages?to=06-1234-5678", headers=basic_auth("phone-a"))
+    assert [m["id"] for m in (await found.json())["data"]] == [reply.json["messageId"]]
+
+    before = await stored_rows(pool)
+    for bad in ("06 1234 567", "0612345678901234", "+12345", "06 CALL ME"):
+        rejected = await post(hub, body(phoneNumbers=["0612345678", bad]))
+        assert (rejected.status, rejected.json["error"]) == (400, (
+            f'phoneNumbers[1]: invalid phone number "{bad}": use a number of region NL '
+            "(messaging.default_region), + and the country code (6 to 15 digits), or a "
+            "short code of 3 to 8 digits")), (bad, rejected)
     assert await stored_rows(pool) == before
 
 

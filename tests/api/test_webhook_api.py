@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from smsnodes_hub import webhooks
 from smsnodes_hub.webhooks.targets import address_allowed, ip_literal
 from tests.support import PASSWORD, add_device, basic, get, ws_url
-from tests.webhooks.test_webhooks import LOCAL, SENDER, receiver, register  # noqa: F401
+from tests.webhooks.receiver import LOCAL, SENDER, register
 
 PUBLIC = "https://93.184.216.34/hooks/sms"  # a public address literal: never contacted here
 
@@ -189,7 +189,7 @@ async def test_an_account_has_at_most_twenty_webhooks(hub, pool):
     assert await pool.fetchval("SELECT count(*) FROM webhooks") == webhooks.MAX_WEBHOOKS
 
 
-async def test_accounts_never_see_or_touch_each_others_webhooks(make_hub, receiver, pool):  # noqa: F811
+async def test_accounts_never_see_or_touch_each_others_webhooks(make_hub, receiver, pool):
     hub = await make_hub(**LOCAL)
     await add_device(hub, "shop-phone-1")
     await add_device(hub, "other-phone")
@@ -225,7 +225,7 @@ async def test_accounts_never_see_or_touch_each_others_webhooks(make_hub, receiv
                       headers=other))["total"] == 0
 
 
-async def test_deliveries_are_listed_newest_first_in_pages(make_hub, receiver):  # noqa: F811
+async def test_deliveries_are_listed_newest_first_in_pages(make_hub, receiver):
     hub = await make_hub(**LOCAL)
     await add_device(hub, "shop-phone-1")
     hook = await register(hub, receiver, ["sms.received"])

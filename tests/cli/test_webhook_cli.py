@@ -9,7 +9,7 @@ from device_sim import SimulatedPhone
 
 from tests.cli.test_cli import Cli, cli  # noqa: F401 - the fixture
 from tests.support import PASSWORD, add_device, ws_url
-from tests.webhooks.test_webhooks import LOCAL, SENDER, Receiver, receiver  # noqa: F401
+from tests.webhooks.receiver import LOCAL, SENDER, Receiver
 
 
 async def test_webhook_add_list_remove_through_the_cli(

@@ -4,13 +4,32 @@ process with the fake termux tools, against a real hub and against a scripted on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 from tests.phone.agent import Agent, agent_for, running, send_to, wait_statuses
 from tests.phone.fakehub import TOKEN, FakeHub
 from tests.support import add_device
 
 A = "+15550001111"
+
+
+@contextlib.asynccontextmanager
+async def scripted_hub_and_agent(fake: Any, tmp_path: Path
+                                 ) -> AsyncIterator[tuple[FakeHub, Agent]]:
+    """A scripted hub on a loopback socket and the agent (termux radio) connected to it."""
+    hub = await FakeHub().start()
+    try:
+        agent = Agent(hub.url, "phone-1", "termux", tmp_path / "state", fake.env(),
+                      tmp_path / "agent.log")
+        async with running(agent):
+            await hub.connected(1)
+            yield hub, agent
+    finally:
+        await hub.close()
 
 
 def sms(msg_id: int, attempt: int, text: str) -> dict[str, object]:
@@ -20,31 +39,43 @@ def sms(msg_id: int, attempt: int, text: str) -> dict[str, object]:
 
 async def test_a_frame_pushed_again_on_the_connection_or_after_a_reconnect_is_acked_and_sent_once(
         fake, tmp_path):
-    hub = await FakeHub().start()
-    try:
-        agent = Agent(hub.url, "phone-1", "termux", tmp_path / "state", fake.env(),
-                      tmp_path / "agent.log")
-        async with running(agent):
-            await hub.connected(1)
-            await hub.push(sms(7, 1, "only once"))
-            await hub.wait_for("ack", 1, id=7, attempt=1)
-            await hub.wait_for("status", 1, id=7, attempt=1, status="sent")
-            await hub.push(sms(7, 1, "only once"))  # as after an ack the hub never saw
-            await hub.wait_for("ack", 2, id=7, attempt=1)
-            await hub.drop()  # the hub restarts with the frame still "in flight"
-            await hub.connected(2)
-            await hub.push(sms(7, 1, "only once"))
-            await hub.wait_for("ack", 3, id=7, attempt=1)
-            await hub.push(sms(7, 2, "only once"))  # a retry is a new key: sent again
-            await hub.wait_for("status", 1, id=7, attempt=2, status="sent")
-            await asyncio.sleep(0.5)  # nothing more comes
-        assert [(s["number"], s["text"]) for s in fake.sent()] == [(A, "only once")] * 2
-        # One report per (id, attempt, recipient, status), however often the frame came.
-        reports = hub.of_type("status", id=7, attempt=1)
-        assert len({r["ref"] for r in reports}) == 1 and reports[0]["status"] == "sent"
-        assert hub.auths[1] == {"type": "auth", "token": TOKEN}
-    finally:
-        await hub.close()
+    async with scripted_hub_and_agent(fake, tmp_path) as (hub, _agent):
+        await hub.push(sms(7, 1, "only once"))
+        await hub.wait_for("ack", 1, id=7, attempt=1)
+        await hub.wait_for("status", 1, id=7, attempt=1, status="sent")
+        await hub.push(sms(7, 1, "only once"))  # as after an ack the hub never saw
+        await hub.wait_for("ack", 2, id=7, attempt=1)
+        await hub.drop()  # the hub restarts with the frame still "in flight"
+        await hub.connected(2)
+        await hub.push(sms(7, 1, "only once"))
+        await hub.wait_for("ack", 3, id=7, attempt=1)
+        await hub.push(sms(7, 2, "only once"))  # a retry is a new key: sent again
+        await hub.wait_for("status", 1, id=7, attempt=2, status="sent")
+        await asyncio.sleep(0.5)  # nothing more comes
+    assert [(s["number"], s["text"]) for s in fake.sent()] == [(A, "only once")] * 2
+    # One report per (id, attempt, recipient, status), however often the frame came.
+    reports = hub.of_type("status", id=7, attempt=1)
+    assert len({r["ref"] for r in reports}) == 1 and reports[0]["status"] == "sent"
+    assert hub.auths[1] == {"type": "auth", "token": TOKEN}
+
+
+async def test_a_used_id_with_other_content_is_a_new_message_and_is_sent(fake, tmp_path):
+    # A hub whose database was replaced counts its ids from 1 again, while the phone's state
+    # still remembers the old hub's (1, 1): that is another message, not a repeat.
+    new = {**sms(1, 1, "from the new hub"), "createdAt": "2026-12-06T10:00:00Z"}
+    async with scripted_hub_and_agent(fake, tmp_path) as (hub, agent):
+        await hub.push(sms(1, 1, "from the old hub"))
+        await hub.wait_for("status", 1, id=1, attempt=1, status="sent")
+        await hub.drop()
+        await hub.connected(2)
+        await hub.push(new)
+        await hub.wait_for("ack", 2, id=1, attempt=1)
+        await hub.wait_for("status", 2, id=1, attempt=1, status="sent")
+        await hub.push(new)
+        await hub.wait_for("ack", 3, id=1, attempt=1)  # and that one's repeat is a repeat
+        await asyncio.sleep(0.5)
+        await agent.wait_log("differs from the one this phone had under that id")
+    assert [s["text"] for s in fake.sent()] == ["from the old hub", "from the new hub"]
 
 
 async def test_the_real_hubs_second_push_of_an_unacked_frame_is_acked_and_not_sent(

@@ -65,10 +65,15 @@ def schemas() -> Json:
             "phoneNumbers": {
                 "type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
                 "items": {"type": "string"},
-                "description": "1 to 100 recipients. Spaces, dashes, dots and "
-                               "parentheses are removed; then each must be `+` and 6 to "
-                               "15 digits, or a short code of 3 to 8 digits. Duplicates "
-                               "after cleaning are sent once. A bad entry refuses the "
+                "description": "1 to 100 recipients, sent to the phone in E.164 "
+                               "(`+31612345678`). Digits with spaces, dashes, dots or "
+                               "parentheses between them; each is `+` and the country "
+                               "code (a number libphonenumber knows is written in "
+                               "E.164; one it does not is kept as written when it has "
+                               "6 to 15 digits), a national number such as "
+                               "`0612345678` when the hub's `messaging.default_region` "
+                               "is set (`NL`), or a short code of 3 to 8 digits. "
+                               "Duplicates (as sent) go once. A bad entry refuses the "
                                "whole request with a 400 naming it.",
             },
             "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,

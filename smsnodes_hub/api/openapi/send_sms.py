@@ -114,11 +114,17 @@ def _send_sms(base: str) -> Json:
                 headers=RATE_HEADERS,
             ),
             "400": error(
-                "Missing credentials, or an invalid field (the message names it).",
+                "A body that is not a JSON object (an empty one too), missing credentials, "
+                "or an invalid field (the message names it).",
                 ("No username or password", MISSING_CREDENTIALS),
-                ("Not a JSON object", NOT_AN_OBJECT),
+                ("Not a JSON object, or empty", NOT_AN_OBJECT),
                 ("A bad phone number", 'phoneNumbers[1]: invalid phone number "call me": use '
-                 "+ and 6 to 15 digits, or a short code of 3 to 8 digits"),
+                 "+ and the country code (6 to 15 digits), or a short code of 3 to 8 digits; "
+                 "for national numbers such as 0612345678 set messaging.default_region"),
+                ("A bad national number (messaging.default_region = NL)",
+                 'phoneNumbers[0]: invalid phone number "06 1234 567": use a number of '
+                 "region NL (messaging.default_region), + and the country code (6 to 15 "
+                 "digits), or a short code of 3 to 8 digits"),
                 ("Text too long", f"message must be at most {MAX_TEXT} characters"),
                 ("Bad priority", "priority must be an integer from 1 to 5"),
                 ("Bad SIM slot", SIM_INVALID),

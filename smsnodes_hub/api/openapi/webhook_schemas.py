@@ -15,6 +15,7 @@ from smsnodes_hub.api.openapi.builders import (
     timestamp,
 )
 from smsnodes_hub.device.protocol import MAX_SENDER
+from smsnodes_hub.webhooks.payloads import INBOUND_SEALED, MESSAGE_SEALED
 
 EVENT_ID_PATTERN = r"^evt_[0-9a-f]{32}$"
 SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{43}=$"  # noqa: S105 - a pattern
@@ -47,6 +48,17 @@ def schemas() -> Json:
         "username": {"type": ["string", "null"], "description": "Its username."},
     }
     number = {"type": ["string", "null"], "pattern": NUMBER_PATTERN}
+
+    def redacted(fields: tuple[str, ...]) -> Json:
+        return {"type": "array", "items": {"type": "string", "enum": list(fields)},
+                "uniqueItems": True, "description": (
+                    "The fields left out of this delivery because the account's key was "
+                    "not in the memory of the hub process that made it (no phone of the "
+                    "account connected to it, no recent authenticated call: see "
+                    "docs/webhooks.md): `[]` when nothing is left out. The event is sent on "
+                    "time all the same; read the rest with the API. Can name: "
+                    + ", ".join(f"`{f}`" for f in fields) + ".")}
+
     # A sender is a cleaned number or, for alphanumeric sender IDs, the name as received.
     sender = {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_SENDER}
 
@@ -136,8 +148,7 @@ def schemas() -> Json:
                       "description": "pending (to be tried, or retried), delivered (answered "
                                      "2xx), failed (given up)."},
             "createdAt": timestamp("When the event happened."),
-            "nextAttemptAt": timestamp("When a pending delivery is next due (it also waits "
-                                        "for its account's key: see docs/webhooks.md).",
+            "nextAttemptAt": timestamp("When a pending delivery is next due.",
                                         nullable=True),
             "deliveredAt": timestamp("When it was delivered, or null.", nullable=True),
             "attempts": {"type": "array", "items": ref("WebhookAttempt"),
@@ -148,25 +159,33 @@ def schemas() -> Json:
                                 total="Matching items on all pages.",
                                 description="One page of the delivery log."),
         "MessageEventData": obj({
-            "messageId": {"type": "integer"},
-            "to": {**number, "description": "The recipient this outcome is about."},
+            "messageId": {"type": "integer", "description": "For GET /api/messages/{id}."},
+            "to": {**number, "description": "The recipient this outcome is about (absent "
+                   "when `redacted` names it)."},
             "status": {"type": "string", "enum": [e.removeprefix("message.")
                                                   for e in MESSAGE_EVENTS]},
             "error": {"type": ["string", "null"], "description": "The phone's reason for a "
                       "failure, else null."},
             "attempt": {"type": "integer", "minimum": 1},
-            "message": {"type": ["string", "null"], "description": "The message's text."},
+            "message": {"type": ["string", "null"], "description": "The message's text "
+                        "(absent when `redacted` names it)."},
             **device_data,
-        }, ["messageId", "to", "status", "error", "attempt", "message", "deviceId",
-            "username"], "A message event's data."),
+            "redacted": redacted(MESSAGE_SEALED),
+        }, ["messageId", "status", "error", "attempt", "deviceId", "username", "redacted"],
+            "A message event's data. `to` and `message` are there unless `redacted` lists "
+            "them."),
         "SmsReceivedData": obj({
             "inboundId": {"type": "integer", "description": "For GET /api/inbound/{id}."},
-            "from": {**sender, "description": "The sender (a number or a sender ID)."},
-            "message": {"type": ["string", "null"]},
+            "from": {**sender, "description": "The sender (a number or a sender ID; absent "
+                     "when `redacted` names it)."},
+            "message": {"type": ["string", "null"], "description": "The text (absent when "
+                        "`redacted` names it)."},
             "receivedAt": timestamp("When the phone received it."),
             **device_data,
-        }, ["inboundId", "from", "message", "receivedAt", "deviceId", "username"],
-            "An sms.received event's data."),
+            "redacted": redacted(INBOUND_SEALED),
+        }, ["inboundId", "receivedAt", "deviceId", "username", "redacted"],
+            "An sms.received event's data. `from` and `message` are there unless `redacted` "
+            "lists them."),
         "DeviceEventData": obj(device_data, ["deviceId", "username"],
                                 "A device event's data."),
         "MessageWebhookEvent": envelope(MESSAGE_EVENTS, "MessageEventData", "A message event."),
