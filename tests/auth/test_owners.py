@@ -80,6 +80,9 @@ async def test_basic_names_the_phone_of_that_name_else_the_account(hub: TestClie
     # The account's: it has no single phone to describe.
     refused = await get(hub, "/api/device", basic("acme", OTHER_PASSWORD), status=403)
     assert refused["code"] == "forbidden"
+    resp = await hub.put("/api/device/pacing", headers=basic("acme", OTHER_PASSWORD),
+                         json={"perMinute": 5})
+    assert resp.status == 403
     # Both read the account's data: a token made by the account is listed for the phone's
     # account too, and the account sees its phones' tokens.
     resp = await hub.post("/api/tokens", headers=basic("acme", OTHER_PASSWORD),
