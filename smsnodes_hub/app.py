@@ -30,7 +30,7 @@ from smsnodes_hub.auth.keyring import KeyRing
 from smsnodes_hub.auth.logins import Authenticator, CredentialCache
 from smsnodes_hub.auth.throttle import Limits, LoginThrottle, RateLimiter
 from smsnodes_hub.auth.tokens import BearerCache
-from smsnodes_hub.bus import Bus, CredentialsChanged, LoginFailed, TokenRevoked
+from smsnodes_hub.bus import AccountChanged, Bus, CredentialsChanged, LoginFailed, TokenRevoked
 from smsnodes_hub.config import Settings
 from smsnodes_hub.device.endpoint import device_socket
 from smsnodes_hub.device.hub import Hub
@@ -136,6 +136,11 @@ def _forget_revoked_logins(app: web.Application, events: Bus) -> None:
     def token_revoked(event: TokenRevoked) -> None:
         app[BEARER_CACHE].forget_token(event.token_id)
 
+    def account_changed(event: AccountChanged) -> None:
+        app[AUTH].cache.forget_account(event.account_id)
+        app[BEARER_CACHE].forget_account(event.account_id)
+        app[KEYRING].forget_account(event.account_id)
+
     async def missed_anything() -> None:
         app[AUTH].cache.clear()
         app[BEARER_CACHE].clear()
@@ -144,6 +149,7 @@ def _forget_revoked_logins(app: web.Application, events: Bus) -> None:
 
     events.subscribe(CredentialsChanged, credentials_changed)
     events.subscribe(TokenRevoked, token_revoked)
+    events.subscribe(AccountChanged, account_changed)
     events.subscribe(LoginFailed, app[LOGIN_THROTTLE].on_failed)
     events.on_resync(missed_anything)
 

@@ -36,6 +36,15 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolWork:
+    """The account's pool holds work (routed messages no phone could take, or taken from a
+    phone that left): every process holding a phone of the account lets it claim."""
+
+    kind: ClassVar[str] = "pool"
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Replaced:
     """The device logged in again elsewhere: every other socket of it closes."""
 
@@ -50,6 +59,15 @@ class CredentialsChanged:
 
     kind: ClassVar[str] = "credentials"
     device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanged:
+    """The account's own password changed, or the account was removed: cached logins of it
+    are void (its phones get CredentialsChanged each)."""
+
+    kind: ClassVar[str] = "account"
+    account_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +118,8 @@ class LoginFailed:
     username: str
 
 
-Event = (Work | Replaced | CredentialsChanged | TokenRevoked | Withdraw | PaceChanged
-         | Disconnect | WebhookQueued | LoginFailed)
+Event = (Work | PoolWork | Replaced | CredentialsChanged | AccountChanged | TokenRevoked
+         | Withdraw | PaceChanged | Disconnect | WebhookQueued | LoginFailed)
 E = TypeVar("E", bound=Event)
 
 
@@ -113,6 +131,8 @@ def encode(event: Event) -> str:
             fields = (device, connection)
         case TokenRevoked(token):
             fields = (token,)
+        case AccountChanged(account) | PoolWork(account):
+            fields = (account,)
         case Withdraw(device, message):
             fields = (device, message)
         case PaceChanged(device, per_minute):
@@ -138,6 +158,10 @@ def decode(payload: str) -> Event | None:
                 return CredentialsChanged(int(device))
             case "token", [token]:
                 return TokenRevoked(int(token))
+            case "account", [account]:
+                return AccountChanged(int(account))
+            case "pool", [account]:
+                return PoolWork(int(account))
             case "cancel", [device, message]:
                 return Withdraw(int(device), int(message))
             case "pace", [device, per_minute]:

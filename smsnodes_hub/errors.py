@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 INVALID_CREDENTIALS = "Invalid credentials"
 RATE_LIMITED = "Rate limit exceeded"
+QUOTA_EXCEEDED = "Quota exceeded"
 
 
 class HubError(Exception):
@@ -41,6 +42,14 @@ class Unauthorized(HubError):
 
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(HubError):
+    """Credentials that log in, but not as who may do this (a phone where only its account
+    may act, or the account where only a phone may)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(HubError):
@@ -79,6 +88,18 @@ class RateLimited(HubError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(HubError):
+    """The account's daily or monthly quota of SMS would be exceeded (ACCOUNTS.md "Quotas");
+    `Retry-After` says in how many seconds that period resets."""
+
+    status = 429
+    code = "quota_exceeded"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(QUOTA_EXCEEDED, {"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
 class InternalError(HubError):
     """A failure of the hub itself; its details stay in the log."""
 
@@ -97,8 +118,9 @@ class Unavailable(HubError):
         self.retry_after = retry_after
 
 
-# Every class a client can meet, in status order (docs/http-api.md lists their codes).
+# Every class a client can meet, in status order (docs/http-api.md lists their codes); the
+# first of a status is the one an answer of that status without a class of its own gets.
 ANSWERS: tuple[type[HubError], ...] = (
-    InvalidRequest, Unauthorized, NotFound, MethodNotAllowed, Conflict, BodyTooLarge,
-    RateLimited, InternalError, Unavailable,
+    InvalidRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
+    BodyTooLarge, RateLimited, QuotaExceeded, InternalError, Unavailable,
 )

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from smsnodes_hub.app import kdf_params
 from smsnodes_hub.appkeys import AUTH, POOL
-from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth import accounts, owners
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.config import Settings, load_settings
 
@@ -114,6 +114,33 @@ async def add_device(
         kdf = PasswordKdf(1)
     async with pool.acquire() as conn:
         return await accounts.create_device(conn, kdf, params, username, password)
+
+
+def _kdf_of(db_or_app: asyncpg.Pool | web.Application | TestClient
+            ) -> tuple[asyncpg.Pool, Any, PasswordKdf]:
+    if isinstance(db_or_app, TestClient):
+        db_or_app = db_or_app.app
+    if isinstance(db_or_app, web.Application):
+        return db_or_app[POOL], db_or_app[AUTH].params, db_or_app[AUTH].kdf
+    return db_or_app, kdf_params(load_settings(None, CHEAP_KDF_ENV)), PasswordKdf(1)
+
+
+async def add_account(db_or_app: asyncpg.Pool | web.Application | TestClient, name: str,
+                      password: str = PASSWORD) -> int:
+    """Create an account without phones (ACCOUNTS.md) through the real owners module."""
+    pool, params, kdf = _kdf_of(db_or_app)
+    async with pool.acquire() as conn:
+        return await owners.create_account(conn, kdf, params, name, password)
+
+
+async def add_phone(db_or_app: asyncpg.Pool | web.Application | TestClient, account: str,
+                    username: str, password: str = PASSWORD,
+                    account_password: str = PASSWORD) -> int:
+    """Add a phone to an existing account, opening its key with the account's password."""
+    pool, params, kdf = _kdf_of(db_or_app)
+    owner = await owners.login_account(pool, kdf, params, account, account_password)
+    assert owner is not None, f"account {account!r} did not log in"
+    return await owners.add_phone(pool, kdf, params, owner, username, password)
 
 
 def from_address(client: TestClient, address: str) -> aiohttp.ClientSession:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smsnodes_hub.api import device, health, inbound, messages, openapi, send_sms, tokens, webhooks
+from smsnodes_hub.api import (
+    device,
+    devices,
+    health,
+    inbound,
+    messages,
+    openapi,
+    quota,
+    send_sms,
+    tokens,
+    webhooks,
+)
 
 
 def setup(app: web.Application) -> None:
@@ -18,6 +29,10 @@ def setup(app: web.Application) -> None:
     app.router.add_delete("/api/tokens/{id}", tokens.revoke_token)
     app.router.add_get("/api/device", device.get_device)
     app.router.add_put("/api/device/pacing", device.put_pacing)
+    app.router.add_post("/api/devices", devices.add_device)
+    app.router.add_get("/api/devices", devices.list_devices)
+    app.router.add_delete("/api/devices/{id}", devices.remove_device)
+    app.router.add_get("/api/quota", quota.get_quota)
     app.router.add_get("/api/inbound", inbound.list_inbound)
     app.router.add_get("/api/inbound/{id}", inbound.get_inbound)
     app.router.add_post("/api/webhooks", webhooks.create_webhook)

@@ -12,7 +12,7 @@ from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, KEYRING, POOL
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import Throttled
-from smsnodes_hub.errors import INVALID_CREDENTIALS, RateLimited, Unauthorized
+from smsnodes_hub.errors import INVALID_CREDENTIALS, Forbidden, RateLimited, Unauthorized
 
 AUTH_REQUIRED = "Authentication required: use Authorization: Basic or Bearer"
 
@@ -61,6 +61,18 @@ async def token_login(request: web.Request, token: str) -> Principal:
     if principal is None:
         raise Unauthorized(INVALID_CREDENTIALS)
     request.app[KEYRING].remember(principal)
+    return principal
+
+
+ACCOUNT_ONLY = ("This needs the account's credentials: Basic with the account's name and "
+                "password, or an account token")
+
+
+async def authenticate_account(request: web.Request) -> Principal:
+    """The caller, who must be an account (not one of its phones)."""
+    principal = await authenticate(request)
+    if not principal.is_account:
+        raise Forbidden(ACCOUNT_ONLY)
     return principal
 
 

@@ -55,7 +55,9 @@ _FROM_HTTP: dict[int, tuple[type[HubError], str]] = {
     405: (MethodNotAllowed, "Method not allowed"),
     413: (BodyTooLarge, TOO_LARGE),
 }
-_CODES = {cls.status: cls.code for cls in ANSWERS}
+_CODES: dict[int, str] = {}
+for _cls in ANSWERS:  # the first class of a status names it (429: rate_limited)
+    _CODES.setdefault(_cls.status, _cls.code)
 _HTTP_HEADERS = {"allow", "retry-after"}
 
 

@@ -94,6 +94,8 @@ def render(principal: Principal, row: asyncpg.Record,
                 **({"error": e["error"]} if e["error"] else {}),
                 # The phone's own clock for its reports; `at` is the hub's.
                 **({"reportedAt": iso(e["reported_at"])} if e["reported_at"] else {}),
+                # Which phone each attempt went to (ACCOUNTS.md rule 5).
+                **({"device": e["device"]} if e["status"] == "dispatched" else {}),
             }
             for e in events
         ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from smsnodes_hub.api.auth import basic_credentials, bearer_token, password_logi
 from smsnodes_hub.api.body import read_json_object
 from smsnodes_hub.api.errors import as_hub_error, json_response
 from smsnodes_hub.appkeys import AUTH, BEARER_CACHE, HUB, METRICS, POOL, SEND_LIMITER, SETTINGS
-from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.auth.accounts import USERNAME_RE, Principal
 from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import RateDecision, client_key
 from smsnodes_hub.errors import Conflict, HubError, InvalidRequest, RateLimited
@@ -30,6 +30,9 @@ MAX_AHEAD = timedelta(days=366)  # the furthest a message may be scheduled or ke
 MISSING_CREDENTIALS = "Username and password are required"
 INVALID_CREDENTIALS = errors.INVALID_CREDENTIALS
 RATE_LIMITED = errors.RATE_LIMITED
+SIMS = (1, 2)  # the SIM slots a phone may be told to send from
+SIM_INVALID = "sim must be 1 or 2 (the phone's SIM slot)"
+DEVICE_INVALID = "device must be the name of one of the account's phones"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ async def post_send_sms(request: web.Request) -> web.Response:
         key = _idempotency_key(request)
         try:
             principal = await _login(request, credentials)
+            draft = _pinned(draft, principal)
             if limiter.enabled:
                 decision = limiter.hit(("account", principal.account_id))
                 if not decision.allowed:
@@ -96,13 +100,32 @@ def _answer(accepted: Accepted, out: Outgoing) -> dict[str, Any]:
         "segments": segmentation.segments * len(out.numbers),
         "segmentsPerRecipient": segmentation.segments,
         "encoding": segmentation.encoding,
+        "device": accepted.device,
+        # As NEXSMS does, only where the account has a quota.
+        **({"remainingQuota": accepted.remaining_quota}
+           if accepted.remaining_quota is not None else {}),
     }
+
+
+def _pinned(draft: Draft, principal: Principal) -> Draft:
+    """`device` chooses one phone of the account; a phone's own credentials send from that
+    phone, so for them it may only name that phone."""
+    if draft.device is None or principal.is_account:
+        return draft
+    if draft.device != principal.username:
+        raise InvalidRequest(f"device {draft.device} cannot be chosen with the credentials of "
+                             f"phone {principal.username}: use the account's")
+    return replace(draft, device=None)
 
 
 def _forget_login(request: web.Request, principal: Principal) -> None:
     """After CredentialsChanged (answered 401): the cached login is stale."""
-    request.app[AUTH].cache.forget_device(principal.device_id)
-    request.app[BEARER_CACHE].forget_device(principal.device_id)
+    if principal.device_id is None:
+        request.app[AUTH].cache.forget_account(principal.account_id)
+        request.app[BEARER_CACHE].forget_account(principal.account_id)
+    else:
+        request.app[AUTH].cache.forget_device(principal.device_id)
+        request.app[BEARER_CACHE].forget_device(principal.device_id)
 
 
 async def _submit(request: web.Request, principal: Principal, out: Outgoing) -> Accepted:
@@ -199,6 +222,8 @@ class Draft:
     scheduled_at: datetime | None
     expires_at: datetime | None
     ttl: int | None
+    sim: int | None = None
+    device: str | None = None
 
     def at(self, now: datetime) -> Outgoing:
         """The message to store, after the checks against `now`."""
@@ -221,7 +246,8 @@ class Draft:
                 raise InvalidRequest("expiresAt must be within a year from now")
             if scheduled_at is not None and expires_at <= scheduled_at:
                 raise InvalidRequest("expiresAt must be after scheduledAt")
-        return Outgoing(self.text, self.numbers, self.priority, scheduled_at, expires_at)
+        return Outgoing(self.text, self.numbers, self.priority, scheduled_at, expires_at,
+                        self.sim, self.device)
 
 
 def _validate(body: dict[str, Any], region: str | None) -> Draft:
@@ -248,7 +274,13 @@ def _validate(body: dict[str, Any], region: str | None) -> Draft:
             raise InvalidRequest("ttl and expiresAt cannot be used together")
         if type(ttl) is not int or not 1 <= ttl <= MAX_AHEAD.total_seconds():
             raise InvalidRequest("ttl must be a whole number of seconds from 1 to 31622400")
-    return Draft(text, numbers, priority, scheduled_at, expires_at, ttl)
+    sim = body.get("sim")
+    if sim is not None and (type(sim) is not int or sim not in SIMS):
+        raise InvalidRequest(SIM_INVALID)
+    device = body.get("device")
+    if device is not None and (not isinstance(device, str) or not USERNAME_RE.match(device)):
+        raise InvalidRequest(DEVICE_INVALID)
+    return Draft(text, numbers, priority, scheduled_at, expires_at, ttl, sim, device)
 
 
 def _timestamp(body: dict[str, Any], name: str) -> datetime | None:

@@ -1,5 +1,9 @@
 """API tokens: POST /api/tokens (with the password; the token is shown once),
-GET /api/tokens (API tokens and phone sessions), DELETE /api/tokens/{id} (either kind)."""
+GET /api/tokens (API tokens and phone sessions), DELETE /api/tokens/{id} (either kind).
+
+Authenticated as a phone, these are the phone's tokens (pinned: its sends go to it); as the
+account (its own name and password, or an account token), the account's tokens (routed) for
+POST, and every token of the account, its phones' too, for GET and DELETE."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from smsnodes_hub.timefmt import iso
 
 def _describe(info: tokens.TokenInfo) -> dict[str, object]:
     return {"id": info.id, "kind": info.kind, "name": info.name,
-            "createdAt": iso(info.created_at), "lastUsedAt": iso(info.last_used_at)}
+            "createdAt": iso(info.created_at), "lastUsedAt": iso(info.last_used_at),
+            "device": info.device}
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -36,7 +41,8 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def list_tokens(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    found = await tokens.list_tokens(request.app[POOL], principal.device_id)
+    found = await tokens.list_tokens(request.app[POOL], principal.device_id,
+                                     principal.account_id)
     return json_response({"data": [_describe(info) for info in found]})
 
 
@@ -46,7 +52,8 @@ async def revoke_token(request: web.Request) -> web.Response:
     if not plain_number(raw) or len(raw) > 18:
         raise NotFound(f"Token {raw[:40]} not found")
     token_id = int(raw)
-    if not await tokens.revoke_token(request.app[POOL], principal.device_id, token_id):
+    if not await tokens.revoke_token(request.app[POOL], principal.device_id, token_id,
+                                     principal.account_id):
         raise NotFound(f"Token {token_id} not found")
     # This process forgets it now, not when its own NOTIFY comes back: a request that
     # follows the answer must not pass on the cached login (other processes rely on it).

@@ -34,8 +34,11 @@ class AccountError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """A phone (`device_id` set) or its account (`device_id` None: the account's own
+    password or an account token). Both hold the same data key."""
+
     account_id: int
-    device_id: int
+    device_id: int | None
     username: str
     data_key: bytes = field(repr=False)
     credential_epoch: int
@@ -44,13 +47,24 @@ class Principal:
 
     @classmethod
     def build(
-        cls, account_id: int, device_id: int, username: str, data_key: bytes, epoch: int,
+        cls, account_id: int, device_id: int | None, username: str, data_key: bytes, epoch: int,
         token_id: int | None = None,
     ) -> Principal:
         return cls(
             account_id, device_id, username, data_key, epoch, crypto.number_mac_key(data_key),
             token_id,
         )
+
+    @property
+    def is_account(self) -> bool:
+        """The account itself, not one of its phones: its sends are routed."""
+        return self.device_id is None
+
+    @property
+    def phone_id(self) -> int:
+        """The phone's id, for what only a phone can do (callers check `is_account`)."""
+        assert self.device_id is not None, "an account principal has no phone"
+        return self.device_id
 
     def seal(self, plaintext: str, purpose: str) -> bytes:
         return crypto.seal(
@@ -119,30 +133,42 @@ async def create_device(
     username: str,
     password: str,
 ) -> int:
-    """Create an account with its first device; returns the device id."""
+    """Create an account with its first device, both of this name and password (the account's
+    credential is a copy of the phone's, as a migrated account's is); returns the device id.
+    Phones of an existing account are added by `owners.add_phone`."""
     check_username(username)
     check_password(password)
     salt = crypto.new_salt()
     keys = await kdf.derive(password, salt, params)
     data_key = crypto.new_data_key()
     async with conn.transaction():
-        account_id = await conn.fetchval("INSERT INTO accounts DEFAULT VALUES RETURNING id")
+        account_id = await conn.fetchval(
+            "SELECT nextval(pg_get_serial_sequence('accounts', 'id'))")
+        wrapped = crypto.wrap_key(keys.kek, data_key, password_wrap_aad(account_id, username))
+        credential = (salt, params.memory_kib, params.iterations, params.lanes, keys.verifier,
+                      wrapped)
         try:
+            await conn.execute(
+                """INSERT INTO accounts (id, name, kdf_salt, kdf_memory_kib, kdf_iterations,
+                       kdf_lanes, verifier, wrapped_key)
+                   OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                account_id, username, *credential,
+            )
             return await conn.fetchval(
                 """INSERT INTO devices (account_id, username, kdf_salt, kdf_memory_kib,
                        kdf_iterations, kdf_lanes, verifier, wrapped_key)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-                account_id,
-                username,
-                salt,
-                params.memory_kib,
-                params.iterations,
-                params.lanes,
-                keys.verifier,
-                crypto.wrap_key(keys.kek, data_key, password_wrap_aad(account_id, username)),
+                account_id, username, *credential,
             )
-        except asyncpg.UniqueViolationError:
-            raise AccountError(f"a device named {username!r} already exists") from None
+        except asyncpg.UniqueViolationError as exc:
+            raise name_taken(username, exc) from None
+
+
+def name_taken(name: str, exc: asyncpg.UniqueViolationError) -> AccountError:
+    """The words for a name that an account or a phone already has."""
+    if exc.constraint_name == "devices_username_key":
+        return AccountError(f"a device named {name!r} already exists")
+    return AccountError(f"a phone or account named {name!r} already exists")
 
 
 async def list_devices(db: Executor) -> list[DeviceSummary]:
@@ -153,23 +179,33 @@ async def list_devices(db: Executor) -> list[DeviceSummary]:
 
 
 async def remove_device(db: Executor, username: str) -> int:
-    """Remove the device with its tokens, and its account with everything the account owns
-    once no other device shares it. Hub processes drop the device's socket."""
-    device_id = await db.fetchval(
-        """WITH gone AS (
-               DELETE FROM devices WHERE username = $1 RETURNING id, account_id
-           ), orphaned AS (
-               DELETE FROM accounts a USING gone
-                WHERE a.id = gone.account_id AND NOT EXISTS (
-                      SELECT 1 FROM devices d
-                       WHERE d.account_id = gone.account_id AND d.id <> gone.id)
-           )
-           SELECT id FROM gone, pg_notify('smsnodes_hub', 'credentials:' || gone.id)""",
+    """Remove the phone. When it is its account's only phone and shares the account's name
+    (an account made by `device add NAME`, or migrated), the account goes with it, with
+    everything it owns, as it always did. Otherwise the account stays and keeps its history:
+    the phone can no longer log in and what it would still have sent is cancelled (sql
+    `remove_phone`). Hub processes drop the phone's socket."""
+    row = await db.fetchrow(
+        """SELECT d.id, d.account_id, a.name = d.username AND NOT EXISTS (
+                      SELECT 1 FROM devices o WHERE o.account_id = d.account_id
+                         AND o.id <> d.id) AS whole_account
+             FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.username = $1""",
         username,
     )
-    if device_id is None:
+    if row is None:
         raise AccountError(f"no device named {username!r}")
-    return device_id
+    if row["whole_account"]:
+        gone = await db.fetchval(
+            """WITH gone AS (DELETE FROM accounts WHERE id = $1 RETURNING id)
+               SELECT gone.id FROM gone,
+                      pg_notify('smsnodes_hub', 'credentials:' || $2::bigint) AS c,
+                      pg_notify('smsnodes_hub', 'account:' || gone.id) AS a""",
+            row["account_id"], row["id"],
+        )
+    else:
+        gone = await db.fetchval("SELECT remove_phone($1)", row["id"])
+    if gone is None:  # removed meanwhile by someone else
+        raise AccountError(f"no device named {username!r}")
+    return int(row["id"])
 
 
 async def change_password(
@@ -185,19 +221,32 @@ async def change_password(
     With the current password the data key stays the same, so queued and stored messages
     stay readable. Without it (`old_password=None`, a reset) the key cannot be recovered:
     the server never holds it unwrapped. A reset therefore starts a new key and deletes what
-    was stored under the old one, which nobody could read any more."""
+    was stored under the old one, which nobody could read any more; it is refused while other
+    phones of the account hold the old key.
+
+    A phone that shares its name with its account (a migrated account and its first phone,
+    or `device add NAME`) shares its password too: the account's changes with it, and the
+    account's tokens end as well (see also `owners.change_account_password`)."""
     check_password(new_password)
     async with conn.transaction():
         row = await conn.fetchrow(
-            """SELECT id, account_id, kdf_salt, kdf_memory_kib, kdf_iterations, kdf_lanes,
-                      verifier, wrapped_key
-                 FROM devices WHERE username = $1 FOR UPDATE""",
+            """SELECT d.id, d.account_id, d.kdf_salt, d.kdf_memory_kib, d.kdf_iterations,
+                      d.kdf_lanes, d.verifier, d.wrapped_key, a.name AS account_name,
+                      a.name = d.username AS paired,
+                      (SELECT count(*) FROM devices o WHERE o.account_id = d.account_id
+                          AND o.id <> d.id) AS others
+                 FROM devices d JOIN accounts a ON a.id = d.account_id
+                WHERE d.username = $1 FOR UPDATE""",
             username,
         )
         if row is None:
             raise AccountError(f"no device named {username!r}")
         account_id = row["account_id"]
         if old_password is None:
+            if row["others"]:
+                raise AccountError(
+                    f"cannot reset {username!r}: other phones of its account hold its data "
+                    "key; remove them first, or change the password with the current one")
             data_key = crypto.new_data_key()
             await conn.execute("DELETE FROM tokens WHERE account_id = $1", account_id)
             await conn.execute("SELECT forget_account_data($1)", account_id)
@@ -235,3 +284,29 @@ async def change_password(
         await conn.execute("DELETE FROM tokens WHERE device_id = $1", row["id"])
         # Hub processes drop cached logins and close the device's sockets (see hub.py).
         await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"credentials:{row['id']}")
+        if row["paired"] or old_password is None:
+            # The account's copy (a reset gives the account the new key and password too:
+            # the old key is gone, and with it what the account's old password opened).
+            await rewrap_account(conn, account_id, row["account_name"], salt, params, keys,
+                                 data_key)
+
+
+async def rewrap_account(
+    conn: asyncpg.Connection, account_id: int, name: str, salt: bytes,
+    params: crypto.KdfParams, keys: crypto.PasswordKeys, data_key: bytes,
+) -> None:
+    """Store a new password credential of the account (salt and derived keys of the new
+    password), end its own tokens and tell every hub process."""
+    await conn.execute(
+        """UPDATE accounts SET kdf_salt = $2, kdf_memory_kib = $3, kdf_iterations = $4,
+               kdf_lanes = $5, verifier = $6, wrapped_key = $7,
+               credential_epoch = credential_epoch + 1
+             WHERE id = $1""",
+        account_id, salt, params.memory_kib, params.iterations, params.lanes, keys.verifier,
+        crypto.wrap_key(keys.kek, data_key, password_wrap_aad(account_id, name)),
+    )
+    await conn.execute(
+        """WITH gone AS (DELETE FROM tokens WHERE account_id = $1 AND device_id IS NULL
+                         RETURNING id)
+           SELECT pg_notify('smsnodes_hub', 'token:' || id) FROM gone""", account_id)
+    await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"account:{account_id}")

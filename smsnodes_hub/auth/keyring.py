@@ -28,6 +28,9 @@ class KeyRing:
     def forget_device(self, device_id: int) -> None:
         self._recent = {k: v for k, v in self._recent.items() if v[0].device_id != device_id}
 
+    def forget_account(self, account_id: int) -> None:
+        self._recent.pop(account_id, None)
+
     def get(self, account_id: int) -> Principal | None:
         for principal in self._live():
             if principal.account_id == account_id:

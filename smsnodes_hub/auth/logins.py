@@ -77,6 +77,13 @@ class CredentialCache:
             k: v for k, v in self._entries.items() if v.principal.device_id != device_id
         }
 
+    def forget_account(self, account_id: int) -> None:
+        """The account's own password changed, or the account went: its logins are void
+        (its phones' too, to be simple: they cost one more password check)."""
+        self._entries = {
+            k: v for k, v in self._entries.items() if v.principal.account_id != account_id
+        }
+
     def clear(self) -> None:
         self._entries.clear()
 
@@ -86,13 +93,23 @@ class CredentialCache:
 _DUMMY_SALT = b"\x00" * crypto.SALT_BYTES
 
 
-_DEVICE_COLUMNS = """d.id, d.account_id, d.kdf_salt, d.kdf_memory_kib, d.kdf_iterations,
-       d.kdf_lanes, d.verifier, d.wrapped_key, d.credential_epoch"""
-_LOOKUP = f"SELECT {_DEVICE_COLUMNS} FROM devices d WHERE d.username = $1"  # noqa: S608
-# The same row and the throttle's verdict for this address, in one round trip; the device
-# columns are NULL for a username nobody has.
-_LOOKUP_THROTTLED = f"""SELECT r.wait, r.failures, {_DEVICE_COLUMNS}
-  FROM {throttle.VERDICT} r LEFT JOIN devices d ON d.username = $2"""  # noqa: S608
+# Basic credentials name the phone of that name when there is one, else the account of that
+# name (ACCOUNTS.md "Sending"): a migrated account shares its name with its first phone, and
+# its name keeps meaning the phone. `id` is NULL for the account.
+_CREDENTIAL = """(
+  SELECT 0 AS k, d.id, d.account_id, d.kdf_salt, d.kdf_memory_kib, d.kdf_iterations,
+         d.kdf_lanes, d.verifier, d.wrapped_key, d.credential_epoch
+    FROM devices d WHERE d.username = {name}
+  UNION ALL
+  SELECT 1, NULL::bigint, a.id, a.kdf_salt, a.kdf_memory_kib, a.kdf_iterations, a.kdf_lanes,
+         a.verifier, a.wrapped_key, a.credential_epoch
+    FROM accounts a WHERE a.name = {name}
+  ORDER BY k LIMIT 1)"""
+_LOOKUP = f"SELECT c.* FROM {_CREDENTIAL.format(name='$1')} c"  # noqa: S608
+# The same row and the throttle's verdict for this address, in one round trip; the
+# credential's columns are NULL for a username nobody has.
+_LOOKUP_THROTTLED = f"""SELECT r.wait, r.failures, c.*
+  FROM {throttle.VERDICT} r LEFT JOIN LATERAL {_CREDENTIAL.format(name='$2')} c ON true"""  # noqa: S608
 
 
 class _Turns:
@@ -193,7 +210,7 @@ class Authenticator:
             assert row is not None
             if row["wait"] is not None:
                 raise Throttled(row["wait"])
-            principal = await self._verify(row if row["id"] is not None else None,
+            principal = await self._verify(row if row["account_id"] is not None else None,
                                            username, password)
             if principal is None:
                 await self.throttle.failure(db, DEVICE, username, address)
@@ -219,9 +236,9 @@ class Authenticator:
             # The password matched, so the stored row was altered or damaged: refuse the login
             # like a wrong password (a 401, not a crash) and tell the operator.
             log.warning(
-                "device %r (id %d): the password is right but its stored data key does not "
-                "open; the row was altered or damaged (reset the password with --reset)",
-                username, row["id"],
+                "%s %r: the password is right but its stored data key does not open; the "
+                "row was altered or damaged (reset the password with --reset)",
+                "account" if row["id"] is None else "device", username,
             )
             return None
         principal = Principal.build(
@@ -238,12 +255,18 @@ class Authenticator:
         if not plausible_token(token):
             return None
         keys = crypto.token_keys(token)
+        # A token of a phone (pinned) carries the phone's name and epoch; an account token
+        # (no device) the account's.
         row = await db.fetchrow(
-            """UPDATE tokens t SET last_used_at = now()
-                 FROM devices d
-                WHERE t.lookup = $1 AND t.kind = $2 AND d.id = t.device_id
-            RETURNING t.id, t.account_id, t.device_id, t.wrapped_key, d.username,
-                      d.credential_epoch""",
+            """WITH t AS (
+                   UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = $2
+                   RETURNING id, account_id, device_id, wrapped_key
+               )
+               SELECT t.id, t.account_id, t.device_id, t.wrapped_key,
+                      coalesce(d.username, a.name) AS username,
+                      coalesce(d.credential_epoch, a.credential_epoch) AS credential_epoch
+                 FROM t JOIN accounts a ON a.id = t.account_id
+                 LEFT JOIN devices d ON d.id = t.device_id""",
             keys.lookup,
             kind,
         )

@@ -28,6 +28,7 @@ class TokenInfo:
     name: str | None
     created_at: datetime
     last_used_at: datetime | None
+    device: str | None = None  # the phone it belongs to; None: the account's own
 
 
 async def create_api_token(
@@ -37,12 +38,19 @@ async def create_api_token(
     check_name(name)
     token = crypto.new_token()
     lookup, wrapped = token_row(principal, token)
+    # A phone's token is pinned to it; the account's (no device) routes its sends.
     row = await db.fetchrow(
         """INSERT INTO tokens (account_id, device_id, kind, name, lookup, wrapped_key)
            SELECT $1, $2, 'api', $3, $4, $5
-             FROM devices WHERE id = $2 AND credential_epoch = $6
-              AND (SELECT count(*) FROM tokens WHERE device_id = $2 AND kind = 'api') < $7
-           RETURNING id, kind, name, created_at, last_used_at""",
+            WHERE CASE WHEN $2::bigint IS NULL
+                       THEN EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND credential_epoch = $6)
+                       ELSE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND credential_epoch = $6)
+                  END
+              AND (SELECT count(*) FROM tokens
+                    WHERE account_id = $1 AND kind = 'api'
+                      AND (device_id = $2 OR ($2 IS NULL AND device_id IS NULL))) < $7
+           RETURNING id, kind, name, created_at, last_used_at,
+                     (SELECT username FROM devices WHERE id = $2) AS device""",
         principal.account_id,
         principal.device_id,
         name,
@@ -53,8 +61,9 @@ async def create_api_token(
     )
     if row is None:
         raise TokenError(
-            f"cannot create a token: the credentials changed, or the device has "
-            f"{MAX_API_TOKENS} tokens already (revoke some)"
+            f"cannot create a token: the credentials changed, or the "
+            f"{'account' if principal.is_account else 'device'} has {MAX_API_TOKENS} tokens "
+            "already (revoke some)"
         )
     return TokenInfo(**dict(row)), token
 
@@ -64,24 +73,34 @@ def check_name(name: str | None) -> None:
         raise ValueError(f"name must be 1 to {MAX_NAME} characters")
 
 
-async def list_tokens(db: Executor, device_id: int) -> list[TokenInfo]:
-    """The device's API tokens and its phone sessions (so either can be revoked by id)."""
+async def list_tokens(db: Executor, device_id: int | None,
+                      account_id: int | None = None) -> list[TokenInfo]:
+    """The device's API tokens and its phone sessions (so either can be revoked by id); with
+    `device_id` None, every token of `account_id`: its own and its phones'."""
     rows = await db.fetch(
-        """SELECT id, kind, name, created_at, last_used_at FROM tokens
-            WHERE device_id = $1 ORDER BY id""",
-        device_id,
+        """SELECT t.id, t.kind, t.name, t.created_at, t.last_used_at, d.username AS device
+             FROM tokens t LEFT JOIN devices d ON d.id = t.device_id
+            WHERE CASE WHEN $1::bigint IS NULL THEN t.account_id = $2 ELSE t.device_id = $1 END
+            ORDER BY t.id""",
+        device_id, account_id,
     )
     return [TokenInfo(**dict(r)) for r in rows]
 
 
-async def revoke_token(db: Executor, device_id: int, token_id: int) -> bool:
-    """Delete a token of this device (API or session) and tell every hub process, so
-    cached logins and sockets that used it end now."""
+async def revoke_token(db: Executor, device_id: int | None, token_id: int,
+                       account_id: int | None = None) -> bool:
+    """Delete a token of this device (API or session), or with `device_id` None any token of
+    `account_id`, and tell every hub process, so cached logins and sockets that used it end
+    now."""
     revoked = await db.fetchval(
-        """WITH gone AS (DELETE FROM tokens WHERE id = $1 AND device_id = $2 RETURNING id)
+        """WITH gone AS (
+               DELETE FROM tokens WHERE id = $1
+                  AND CASE WHEN $2::bigint IS NULL THEN account_id = $3 ELSE device_id = $2 END
+               RETURNING id)
            SELECT id FROM gone, pg_notify('smsnodes_hub', 'token:' || gone.id)""",
         token_id,
         device_id,
+        account_id,
     )
     return revoked is not None
 
@@ -137,6 +156,11 @@ class BearerCache:
     def forget_device(self, device_id: int) -> None:
         self._entries = {
             k: v for k, v in self._entries.items() if v.principal.device_id != device_id
+        }
+
+    def forget_account(self, account_id: int) -> None:
+        self._entries = {
+            k: v for k, v in self._entries.items() if v.principal.account_id != account_id
         }
 
     def clear(self) -> None:

@@ -18,7 +18,7 @@ import asyncpg
 
 from smsnodes_hub import db, embedded
 from smsnodes_hub.app import kdf_params
-from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth import accounts, owners
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.auth.logins import Authenticator, CredentialCache
@@ -164,6 +164,28 @@ def device_password(args: argparse.Namespace) -> str:
     if sys.stdin.isatty():
         return ask(f"Password of {args.device}: ")
     raise CliError("the device password is needed: use --password-stdin")
+
+
+def current_password(args: argparse.Namespace, prompt: str) -> str:
+    """An existing password (an account's, a phone's): the next line of standard input with
+    --password-stdin, else asked at the terminal."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError(f"no password on standard input for: {prompt}")
+        return line.rstrip("\r\n")
+    if sys.stdin.isatty():
+        return ask(f"{prompt}: ")
+    raise UsageError(_NO_TERMINAL)
+
+
+async def login_account(conn: asyncpg.Connection, kdf: PasswordKdf, settings: Settings,
+                        name: str, password: str) -> Principal:
+    """The account itself (not the phone of that name), by its own password."""
+    principal = await owners.login_account(conn, kdf, kdf_params(settings), name, password)
+    if principal is None:
+        raise CliError("wrong account name or password")
+    return principal
 
 
 def show_generated(args: argparse.Namespace, password: str) -> None:

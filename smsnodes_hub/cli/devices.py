@@ -9,12 +9,14 @@ import asyncpg
 
 from smsnodes_hub.api.pagination import plain_number
 from smsnodes_hub.app import kdf_params
-from smsnodes_hub.auth import accounts
+from smsnodes_hub.auth import accounts, owners
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.cli.common import (
     CliError,
     ask,
+    current_password,
     device_id,
+    login_account,
     new_password,
     password_options,
     print_table,
@@ -33,12 +35,19 @@ _STDIN_HELP = ("read the password from standard input (for passwd: the current p
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     device = commands.add_parser("device", help="manage device (phone) accounts")
     actions = device.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    add = actions.add_parser("add", help="create a device account")
+    add = actions.add_parser(
+        "add", help="create a phone: with --account, another phone of that account (asks "
+                    "the account's password, then the phone's); without, a new account of "
+                    "the same name")
     add.add_argument("name")
-    password_options(add, _STDIN_HELP)
+    add.add_argument("--account", metavar="ACCOUNT",
+                     help="the account that owns the new phone (its password opens the data "
+                          "key the phone's password must wrap)")
+    password_options(add, _STDIN_HELP + "; with --account: the account's password on the "
+                     "first line, the phone's on the second")
     add.set_defaults(handler=_add)
 
-    listing = actions.add_parser("list", help="list device accounts")
+    listing = actions.add_parser("list", help="list phones (`account list` lists accounts)")
     listing.set_defaults(handler=_list)
 
     passwd = actions.add_parser(
@@ -67,6 +76,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
+    if args.account is not None:
+        return _add_to_account(args, settings)
     password = new_password(args, "Password for the new device", args.name)
 
     async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
@@ -74,6 +85,21 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
                                               password)
         show_generated(args, password)
         print(f"created device {args.name!r} (id {new_id})")
+
+    return with_kdf(settings, work)
+
+
+def _add_to_account(args: argparse.Namespace, settings: Settings) -> int:
+    accounts.check_username(args.name)
+    owner_password = current_password(args, f"Password of account {args.account}")
+    password = new_password(args, "Password for the new phone")
+
+    async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
+        owner = await login_account(conn, kdf, settings, args.account, owner_password)
+        new_id = await owners.add_phone(conn, kdf, kdf_params(settings), owner, args.name,
+                                        password)
+        show_generated(args, password)
+        print(f"created phone {args.name!r} (id {new_id}) of account {args.account!r}")
 
     return with_kdf(settings, work)
 

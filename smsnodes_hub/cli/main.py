@@ -1,4 +1,5 @@
-"""Command line: `smsnodes-hub serve | migrate | device ... | token ... | webhook ...`."""
+"""Command line: `smsnodes-hub serve | migrate | account ... | device ... | token ... |
+webhook ...`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from smsnodes_hub import __version__, db
 from smsnodes_hub.auth import accounts
+from smsnodes_hub.cli import accounts as account_commands
 from smsnodes_hub.cli import devices, operators, serve, tokens, webhooks
 from smsnodes_hub.cli.common import EXIT_CONFIG, CliError, UsageError, fail, settings_for
 from smsnodes_hub.config import ConfigError
@@ -49,6 +51,6 @@ def _parser() -> argparse.ArgumentParser:
         help="settings file (default: $SMSNODES_CONFIG, else ./config.toml if present)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (serve, devices, tokens, webhooks, operators):
+    for group in (serve, account_commands, devices, tokens, webhooks, operators):
         group.add_commands(commands)
     return parser

@@ -10,9 +10,12 @@ from smsnodes_hub.auth import tokens
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.cli.common import (
     CliError,
+    UsageError,
+    current_password,
     device_id,
     device_password,
     login,
+    login_account,
     print_table,
     when,
     with_connection,
@@ -25,12 +28,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     token = commands.add_parser("token", help="manage API tokens (Bearer) of a device")
     actions = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = actions.add_parser(
-        "create", help="create an API token (needs the device password; shown once)"
+        "create", help="create an API token (needs the device password; shown once); with "
+                       "--account instead of DEVICE, a token of the account, whose sends "
+                       "are routed to its phones (needs the account's password)"
     )
-    create.add_argument("device")
+    create.add_argument("device", nargs="?", metavar="DEVICE")
+    create.add_argument("--account", metavar="ACCOUNT",
+                        help="create the token for this account instead of for one phone")
     create.add_argument("--name", help="a label to recognise the token by")
     create.add_argument("--password-stdin", action="store_true",
-                        help="read the device password from standard input")
+                        help="read the device's (or the account's) password from standard "
+                             "input")
     create.set_defaults(handler=_create)
     listing = actions.add_parser("list", help="list a device's tokens and sessions")
     listing.add_argument("device")
@@ -42,16 +50,26 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
-    password = device_password(args)
+    if (args.device is None) == (args.account is None):
+        raise UsageError("give either DEVICE or --account ACCOUNT")
+    if args.account is not None:
+        password = current_password(args, f"Password of account {args.account}")
+    else:
+        password = device_password(args)
     try:
         tokens.check_name(args.name)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
     async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
-        principal = await login(conn, kdf, settings, args.device, password)
+        if args.account is not None:
+            principal = await login_account(conn, kdf, settings, args.account, password)
+            whose = f"account {args.account!r}"
+        else:
+            principal = await login(conn, kdf, settings, args.device, password)
+            whose = repr(args.device)
         info, token = await tokens.create_api_token(conn, principal, args.name)
-        print(f"created token {info.id} for {args.device!r} (shown only now):")
+        print(f"created token {info.id} for {whose} (shown only now):")
         print(token)
 
     return with_kdf(settings, work, errors=(tokens.TokenError,))

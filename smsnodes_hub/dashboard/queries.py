@@ -129,8 +129,9 @@ async def webhook_summary(db: Executor) -> asyncpg.Record:
 
 # Counts come from two grouped passes (open messages by state; today's sent events) rather
 # than one subquery per device and state: a long device list costs two scans, not hundreds.
-_DEVICES = f"""
+DEVICES = f"""
 SELECT d.id, d.username, d.created_at, d.last_seen_at, d.model, d.app_version, d.sims,
+       d.account_id, (SELECT a.name FROM accounts a WHERE a.id = d.account_id) AS account,
        d.battery, d.charging, d.signal, d.telemetry_at, d.pace_per_minute,
        live.connected_at AS connected_since,
        coalesce(q.queued, 0) AS queued, coalesce(q.in_flight, 0) AS in_flight,
@@ -156,13 +157,13 @@ SELECT d.id, d.username, d.created_at, d.last_seen_at, d.model, d.app_version, d
 async def list_devices(db: Executor, stale_seconds: float, limit: int) -> list[asyncpg.Record]:
     """Online devices first, then by name."""
     return await db.fetch(
-        f"{_DEVICES} ORDER BY live.device_id IS NULL, d.username LIMIT $2",
+        f"{DEVICES} ORDER BY live.device_id IS NULL, d.username LIMIT $2",
         stale_seconds, limit,
     )
 
 
 async def get_device(db: Executor, stale_seconds: float, device_id: int) -> asyncpg.Record | None:
-    return await db.fetchrow(f"{_DEVICES} WHERE d.id = $2", stale_seconds, device_id)
+    return await db.fetchrow(f"{DEVICES} WHERE d.id = $2", stale_seconds, device_id)
 
 
 async def device_names(db: Executor) -> list[asyncpg.Record]:

@@ -17,7 +17,14 @@ from aiohttp import web
 from smsnodes_hub.appkeys import AUTH, LOGIN_THROTTLE
 from smsnodes_hub.auth import throttle
 from smsnodes_hub.auth.addresses import client_address
-from smsnodes_hub.dashboard import device_views, message_views, operator_queries, operators, queries
+from smsnodes_hub.dashboard import (
+    account_views,
+    device_views,
+    message_views,
+    operator_queries,
+    operators,
+    queries,
+)
 from smsnodes_hub.dashboard.auth import safe_next, session_hash
 from smsnodes_hub.dashboard.chart import throughput_chart
 from smsnodes_hub.dashboard.keys import OPERATOR
@@ -185,6 +192,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/devices/{id}/end-sessions", device_views.end_sessions)
     r.add_post("/devices/{id}/tokens/{token}/revoke", device_views.revoke_token)
     r.add_post("/devices/{id}/pacing", device_views.set_pacing)
+    r.add_get("/accounts", account_views.account_list)
+    r.add_get("/fragments/accounts", account_views.account_list_fragment)
+    r.add_get("/accounts/{id}", account_views.account_page)
+    r.add_get("/fragments/accounts/{id}", account_views.account_fragment)
     r.add_get("/messages", message_views.message_search)
     r.add_get("/messages/{id}", message_views.message_page)
     r.add_get("/fragments/messages/{id}", message_views.message_fragment)

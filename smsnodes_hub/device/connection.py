@@ -60,7 +60,7 @@ class DeviceConnection:
         self.delivery = delivery or DeliverySettings()
         self.writer = SocketWriter(
             ws,
-            device_id=principal.device_id,
+            device_id=principal.phone_id,
             connection_id=self.id,
             heartbeat=heartbeat,
             outbox_size=outbox_size,
@@ -80,7 +80,7 @@ class DeviceConnection:
 
     @property
     def device_id(self) -> int:
-        return self.principal.device_id
+        return self.principal.phone_id
 
     @property
     def open(self) -> bool:

@@ -60,7 +60,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         heartbeat=settings.device.heartbeat,
         outbox_size=settings.device.outbox_size,
         remote=remote,
-        pacer=hub.pacer(principal.device_id),
+        pacer=hub.pacer(principal.phone_id),
         delivery=settings.delivery,
     )
     try:
@@ -74,7 +74,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         return ws
     conn.send(
         protocol.auth_ok(
-            principal.device_id,
+            principal.phone_id,
             principal.username,
             token,
             settings.device.heartbeat,
@@ -151,6 +151,8 @@ async def _authenticate(
             ws, protocol.TOO_MANY_ATTEMPTS, CloseCode.TOO_MANY_ATTEMPTS, exc.retry_after
         )
         return None
+    if principal is not None and principal.is_account:
+        principal = None  # an account's own password is no phone's: it cannot connect
     if principal is None:
         await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
         return None
@@ -241,7 +243,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     if isinstance(frame, protocol.Ack):
         conn.settle_attempt(frame.id, frame.attempt)  # the window frees as the ack arrives
         current = await conn.lanes.ack(
-            messages.Ack(principal.device_id, frame.id, frame.attempt))
+            messages.Ack(conn.device_id, frame.id, frame.attempt))
         if current is None:
             return _reply_error(conn, frame.ref, f"Unknown message {frame.id}")
         if frame.attempt > current:
@@ -253,7 +255,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
     if isinstance(frame, protocol.Status):
         outcome = await _record_status(conn, frame)
         if not outcome.found:
-            if await reports.message_exists(pool, principal.device_id, frame.id):
+            if await reports.message_exists(pool, conn.device_id, frame.id):
                 return _reply_error(
                     conn, frame.ref, f"Unknown recipient {frame.to} of message {frame.id}"
                 )
@@ -272,7 +274,7 @@ async def _handle(conn: DeviceConnection, frame: protocol.Frame) -> None:
         return _reply_ok(conn, frame.ref)
 
     await devices.record_telemetry(
-        pool, principal.device_id, frame.battery, frame.charging, frame.signal
+        pool, conn.device_id, frame.battery, frame.charging, frame.signal
     )
     _reply_ok(conn, frame.ref)
 

@@ -84,6 +84,7 @@ class Hub:
         self._stopped = False
         self._detaching: set[asyncio.Task[None]] = set()
         events.subscribe(bus.Work, self._on_work)
+        events.subscribe(bus.PoolWork, lambda e: self._note_pool(e.account_id))
         events.subscribe(bus.Replaced, self._on_replaced)
         events.subscribe(bus.CredentialsChanged, lambda e: self.forget_device(e.device_id))
         events.subscribe(bus.TokenRevoked, self._on_token_revoked)
@@ -151,6 +152,7 @@ class Hub:
         grace = self.settings.device.ack_timeout
         for device_id in await messages.requeue_orphans(self.pool, grace, PROCESS_STALE):
             await self.announce_work(device_id)
+        await messages.reroute_stranded(self.pool, PROCESS_STALE)
         await self._reconcile(grace)
 
     async def _reconcile(self, grace: float) -> None:
@@ -165,7 +167,7 @@ class Hub:
             [c.id for c in conns],
             grace,
             [m for c in conns for m in c.in_flight_ids()],
-            [c.device_id for c in conns if c.idle_with_room],
+            [(c.device_id, c.principal.account_id) for c in conns if c.idle_with_room],
         )
         for device_id in stuck:
             log.warning("device %s: messages waited with nothing in flight for them; pushing",
@@ -191,8 +193,11 @@ class Hub:
         for withdrawn in await withdrawal.expire_due(self.pool):
             if withdrawn.on_phone:
                 await self.withdraw(withdrawn.device_id, withdrawn.message_id)
-        for device_id in await messages.release_due(self.pool):
-            await self.announce_work(device_id)
+        for device_id, account_id in await messages.release_due(self.pool, PROCESS_STALE):
+            if device_id is None:
+                await self.announce_pool(account_id)
+            else:
+                await self.announce_work(device_id)
 
     # -- What other processes (or this one) ask for --------------------------------------------
 
@@ -217,6 +222,23 @@ class Hub:
     async def announce_work(self, device_id: int) -> None:
         if not self._note_work(device_id):
             await bus.publish(self.pool, bus.Work(device_id))
+
+    async def announce_pool(self, account_id: int) -> None:
+        """The account's pool holds work: its phones here claim now, those elsewhere when
+        the bus tells their process."""
+        self._note_pool(account_id)
+        await bus.publish(self.pool, bus.PoolWork(account_id))
+
+    def phones_of(self, account_id: int) -> list[DeviceConnection]:
+        """The account's phones connected to this process (a scan: routed sends and pool
+        wake-ups are rarer than connections are many)."""
+        return [c for c in self.connections.values() if c.principal.account_id == account_id]
+
+    def local_named(self, account_id: int, username: str) -> DeviceConnection | None:
+        for conn in self.phones_of(account_id):
+            if conn.principal.username == username:
+                return conn
+        return None
 
     def set_pace(self, device_id: int, per_minute: int | None) -> None:
         self.pacer(device_id).per_minute = per_minute
@@ -243,6 +265,10 @@ class Hub:
 
     def _on_work(self, event: bus.Work) -> None:
         self._note_work(event.device_id)
+
+    def _note_pool(self, account_id: int) -> None:
+        for conn in self.phones_of(account_id):
+            conn.note_new_work()
 
     def _on_replaced(self, event: bus.Replaced) -> None:
         conn = self.connections.get(event.device_id)

@@ -352,9 +352,13 @@ def sms_frame(
     priority: int,
     created_at: datetime,
     expires_at: datetime | None,
+    sim: int | None = None,
 ) -> bytes:
-    return orjson.dumps({
+    frame: dict[str, object] = {
         "type": "sms", "id": message_id, "attempt": attempt, "to": to, "message": text,
         "priority": priority, "createdAt": wire_time(created_at),
         "expiresAt": wire_time(expires_at),
-    })
+    }
+    if sim is not None:  # only when the sender chose one: a phone with one SIM ignores it
+        frame["sim"] = sim
+    return orjson.dumps(frame)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from smsnodes_hub.auth.accounts import Executor
+from smsnodes_hub.messaging.messages import FAILOVER
 
 PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessions
 
@@ -30,7 +31,7 @@ WITH gate AS (
     SELECT $1, $2, $3, $4 FROM gate
     ON CONFLICT (device_id) DO UPDATE
        SET connection_id = EXCLUDED.connection_id, process_id = EXCLUDED.process_id,
-           connected_at = now(), remote = EXCLUDED.remote
+           connected_at = now(), remote = EXCLUDED.remote, room_at = NULL
     RETURNING 1
 ), d AS (
     UPDATE devices SET last_seen_at = now(), model = coalesce($5, model),
@@ -51,11 +52,25 @@ WITH gate AS (
     -- Always: a cached count of other processes can be stale (one may have just started).
     -- The payload is bus.Replaced.
     SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate
+), back AS (
+    -- Routed messages this phone lost to failover and that no other phone took since: it
+    -- takes them back (same id and attempt, as after any reconnect), with no cancel.
+    UPDATE messages SET device_id = $1
+     WHERE id IN (SELECT message_id FROM pending_cancels
+                   WHERE device_id IN (SELECT id FROM gate))
+       AND device_id IS NULL AND state = 'queued'
+    RETURNING id
+), kept AS (
+    DELETE FROM pending_cancels WHERE device_id = $1 AND message_id IN (SELECT id FROM back)
 ), wd AS (
     -- Cancels and expiries the phone has not been told of yet (the flag is cleared once a
-    -- cancel is written to its socket): a repeat is harmless, the phone ignores it.
+    -- cancel is written to its socket): a repeat is harmless, the phone ignores it. And the
+    -- routed messages it lost to failover that another phone has now.
     SELECT id FROM messages
      WHERE device_id IN (SELECT id FROM gate) AND withdraw_pending
+    UNION
+    SELECT message_id FROM pending_cancels
+     WHERE device_id IN (SELECT id FROM gate) AND message_id NOT IN (SELECT id FROM back)
 )
 -- Every CTE is named here: one that only SELECTs (the NOTIFY, the webhook) runs only when
 -- something reads it.
@@ -65,15 +80,23 @@ SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requ
        ARRAY(SELECT id FROM wd ORDER BY id) AS withdrawn
 """
 
-_UNREGISTER = """
+# The socket closed: what it held in flight waits again, pinned messages for their phone,
+# routed ones in the pool for another (failover, messages.FAILOVER); so do the routed ones
+# only waiting for it, once it has no connection left (this one was its session).
+_UNREGISTER = f"""
 WITH s AS (
-    DELETE FROM device_sessions WHERE device_id = $1 AND connection_id = $2
+    DELETE FROM device_sessions WHERE device_id = $1 AND connection_id = $2 RETURNING 1
 ), d AS (
     UPDATE devices SET last_seen_at = now() WHERE id = $1
-)
-UPDATE messages SET state = 'queued', dispatched_to = NULL
- WHERE device_id = $1 AND state = 'dispatched' AND dispatched_to = $2
-"""
+), gone AS (
+    SELECT id, device_id, account_id, routed, state = 'dispatched' AS pushed FROM messages
+     WHERE device_id = $1
+       AND ((state = 'dispatched' AND dispatched_to = $2)
+            OR (routed AND state = 'queued' AND EXISTS (SELECT 1 FROM s)))
+       FOR UPDATE
+), {FAILOVER}
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS woken
+"""  # noqa: S608 - fixed fragments
 
 # A device gone longer than the grace period is announced offline, once, by whichever
 # process gets there first (the row lock decides).
@@ -169,8 +192,19 @@ async def register(
 
 
 async def unregister(db: Executor, device_id: int, connection_id: uuid.UUID) -> None:
-    """The socket closed: end its session and put what it held back in the queue."""
-    await db.execute(_UNREGISTER, device_id, connection_id)
+    """The socket closed: end its session and put what it held back in the queue, or in
+    the pool for another phone (failover)."""
+    await db.fetchrow(_UNREGISTER, device_id, connection_id)
+
+
+async def set_room(db: Executor, device_id: int, connection_id: uuid.UUID,
+                   seconds: float) -> None:
+    """The phone's pacing has no room for `seconds`: routing passes it over until then."""
+    await db.execute(
+        """UPDATE device_sessions SET room_at = now() + make_interval(secs => $3)
+            WHERE device_id = $1 AND connection_id = $2""",
+        device_id, connection_id, seconds,
+    )
 
 
 async def announce_offline(db: Executor, grace_seconds: float) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from smsnodes_hub.auth.accounts import Principal
+from smsnodes_hub.device import sessions
 from smsnodes_hub.device.pacing import Pacer
 from smsnodes_hub.device.protocol import sms_frame
 from smsnodes_hub.device.writer import Cancel, SocketWriter, Text
@@ -43,6 +44,7 @@ def frame_from_row(row: asyncpg.Record, principal: Principal) -> bytes:
         row["priority"],
         row["created_at"],
         row["expires_at"],
+        row["sim"],
     )
 
 
@@ -58,6 +60,8 @@ class Window:
         "_queue_may_hold_work",
         "_ready",
         "_recent",
+        "_room_published",
+        "_room_task",
         "_room_timer",
         "_work_seq",
         "ack_timeout",
@@ -109,10 +113,12 @@ class Window:
         self._cancels_written: list[int] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._room_timer: asyncio.TimerHandle | None = None
+        self._room_published = 0.0  # monotonic time until which routing knows it is full
+        self._room_task: asyncio.Task[None] | None = None
 
     @property
     def device_id(self) -> int:
-        return self.principal.device_id
+        return self.principal.phone_id
 
     @property
     def ready(self) -> bool:
@@ -195,6 +201,7 @@ class Window:
                     return
                 allowance = self.pacer.allowance()
                 if allowance == 0:
+                    self._note_full()
                     self._wake_when_paced()
                     return
                 seen = self._work_seq
@@ -202,7 +209,8 @@ class Window:
                     self.claims += 1
                     # Claims of all phones share commits, apart from sends and reports.
                     rows = await self.lanes.claims.submit(messages.Claim(
-                        self.device_id, self.connection_id, free, allowance))
+                        self.device_id, self.connection_id, free, allowance,
+                        self.principal.account_id))
                 except Exception as exc:
                     # Try again shortly: nothing else may wake us (no new send, no ack).
                     log.warning("could not claim messages for device %s: %s",
@@ -225,6 +233,8 @@ class Window:
                     self._queue_may_hold_work = seen != self._work_seq
                 for row in rows:
                     await self._push_row(row)
+                if rows and allowance is not None:
+                    self._note_full()
 
     async def _push_row(self, row: asyncpg.Record) -> None:
         try:
@@ -241,6 +251,24 @@ class Window:
             return
         self.pacer.record(len(row["numbers"]))
         self.push(row["id"], row["attempt"], frame)
+
+    def _note_full(self) -> None:
+        """A paced phone whose minute is full: routing passes it over until the minute has
+        room (device_sessions.room_at), told once per filling, in the background."""
+        if self.pacer.allowance() != 0:
+            return
+        seconds = self.pacer.seconds_until_room()
+        until = time.monotonic() + seconds
+        if until <= self._room_published + 0.5 or (self._room_task and not self._room_task.done()):
+            return
+        self._room_published = until
+        self._room_task = asyncio.create_task(self._publish_room(seconds))
+
+    async def _publish_room(self, seconds: float) -> None:
+        try:
+            await sessions.set_room(self.pool, self.device_id, self.connection_id, seconds)
+        except Exception as exc:  # only routing's choice suffers: it may pick this phone
+            log.warning("could not record the pacing of device %s: %s", self.device_id, exc)
 
     def _wake_when_paced(self) -> None:
         self._wake_later(self.pacer.seconds_until_room())

@@ -31,10 +31,15 @@ async def get_message(
     )
     if row is None:
         return None
+    # A `dispatched` event names its phone (events from before routing existed have none:
+    # their message never changed phones, so it is the message's).
     events = await db.fetch(
-        "SELECT position, status, error, attempt, at, reported_at FROM message_events "
-        "WHERE message_id = $1 ORDER BY at, id",
-        message_id,
+        """SELECT e.position, e.status, e.error, e.attempt, e.at, e.reported_at,
+                  CASE WHEN e.status = 'dispatched'
+                       THEN (SELECT d.username FROM devices d
+                              WHERE d.id = coalesce(e.device_id, $2)) END AS device
+             FROM message_events e WHERE e.message_id = $1 ORDER BY e.at, e.id""",
+        message_id, row["device_id"],
     )
     return row, events
 

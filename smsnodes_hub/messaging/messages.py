@@ -1,23 +1,33 @@
-"""The message queue in PostgreSQL: storing a message, claiming it for a phone, its ack,
-requeues, retry rounds and releases. Each function is one statement with its whole effect
-(state change and event). Status reports are in reports.py, cancels and expiry in
-withdrawal.py, reads in history.py, received SMS in inbound.py."""
+"""The message queue in PostgreSQL: claiming messages for a phone (from its own queue and
+its account's pool), the ack, requeues and failover, retry rounds and releases. Each
+function is one statement with its whole effect (state change and event). Storing a
+message (and routing it) is in storing.py, status reports in reports.py, cancels and expiry
+in withdrawal.py, reads in history.py, received SMS in inbound.py."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
-from smsnodes_hub.auth.accounts import Executor, Principal
+from smsnodes_hub.auth.accounts import Executor
 
-TEXT_PURPOSE = "message/text"
-NUMBER_PURPOSE = "message/number"
-INBOUND_SENDER_PURPOSE = "inbound/sender"
-INBOUND_TEXT_PURPOSE = "inbound/text"
+# Storing a message is in storing.py; these names are part of this module's surface too.
+from smsnodes_hub.messaging.storing import (  # noqa: F401 - re-exported
+    INBOUND_SENDER_PURPOSE,
+    INBOUND_TEXT_PURPOSE,
+    LOAD_CAP,
+    NUMBER_PURPOSE,
+    TEXT_PURPOSE,
+    Inserted,
+    NewMessage,
+    insert,
+    insert_all,
+    new_message,
+)
+
 # A message's overall status (HTTP-API.md, the stored `messages.status`), in lifecycle order.
 STATUSES = (
     "scheduled", "queued", "dispatched", "accepted", "sent", "delivered", "failed",
@@ -25,181 +35,65 @@ STATUSES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Inserted:
-    id: int | None  # None: the credentials changed since they were cached
-    created_at: datetime | None
-    device_online: bool
-
-
-# Set-based: one input row per message, its recipients flattened beside (`rcp_n` names
-# each one's message). Ids are drawn first so that every input row knows its own.
-_INSERT = """
-WITH input AS (
-    SELECT i.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
-      FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
-                  $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
-                  $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[])
-           WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
-                                recipient_count, dispatch_to, scheduled_at, expires_at,
-                                notify, local_online, token_id, n)
-     -- The credentials the caller used are still those of the device (and the token
-     -- still exists): a password change or a revoked token since they were cached stops it.
-     WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = i.device_id
-                                             AND d.credential_epoch = i.epoch)
-       AND (i.token_id IS NULL OR EXISTS (SELECT 1 FROM tokens t WHERE t.id = i.token_id))
-), msg AS (
-    -- Every recipient is pending, so the overall status is the message's state.
-    INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
-                          recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at)
-    OVERRIDING SYSTEM VALUE
-    SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
-           dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at
-      FROM input
-    RETURNING id, created_at
-), rcp AS (
-    INSERT INTO recipients (message_id, position, number, number_mac)
-    SELECT input.id, r.position, r.number, r.mac
-      FROM unnest($14::integer[], $15::smallint[], $16::bytea[], $17::bytea[])
-           AS r(n, position, number, mac)
-      JOIN input ON input.n = r.n
-), ev AS (
-    INSERT INTO message_events (message_id, status, attempt, at)
-    SELECT input.id, s.status, 1, now() + s.k * interval '1 microsecond'
-      FROM input, unnest(CASE WHEN input.state = 'dispatched'
-                              THEN ARRAY['queued', 'dispatched']
-                              ELSE ARRAY[input.state] END) WITH ORDINALITY AS s(status, k)
-), wake AS (
-    SELECT pg_notify('smsnodes_hub', 'work:' || device_id)  -- bus.Work, once a device
-      FROM (SELECT DISTINCT device_id FROM input WHERE notify AND state = 'queued') d
-)
-SELECT (SELECT count(*) FROM wake) AS notified, i.n, input.id, now() AS created_at,
-       i.local_online OR EXISTS (SELECT 1 FROM live_sessions($18) s
-                                  WHERE s.device_id = i.device_id) AS online
-  FROM unnest($1::bigint[], $12::boolean[]) WITH ORDINALITY AS i(device_id, local_online, n)
-  LEFT JOIN input ON input.n = i.n
- ORDER BY i.n
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    """A message to store, sealed already (so that a batch's transaction holds its
-    connection only for the statement). See `new_message`."""
-
-    device_id: int
-    credential_epoch: int
-    account_id: int
-    token_id: int | None
-    priority: int
-    state: str
-    body: bytes
-    numbers: list[bytes]
-    macs: list[bytes]
-    dispatch_to: uuid.UUID | None
-    scheduled_at: datetime | None
-    expires_at: datetime | None
-    notify: bool
-    local_online: bool
-    stale_seconds: float
-
-
-def new_message(
-    principal: Principal,
-    *,
-    priority: int,
-    text: str,
-    numbers: list[str],
-    dispatch_to: uuid.UUID | None,
-    notify: bool,
-    local_online: bool,
-    stale_seconds: float,
-    scheduled_at: datetime | None = None,
-    expires_at: datetime | None = None,
-) -> NewMessage:
-    """A new message: `scheduled` when it has a future time, `dispatched` to `dispatch_to`
-    when the caller already holds a free slot on the device's live connection, `queued`
-    otherwise."""
-    if scheduled_at is not None:
-        state = "scheduled"
-    elif dispatch_to is not None:
-        state = "dispatched"
-    else:
-        state = "queued"
-    return NewMessage(
-        principal.device_id, principal.credential_epoch, principal.account_id,
-        principal.token_id, priority, state, principal.seal(text, TEXT_PURPOSE),
-        [principal.seal(n, NUMBER_PURPOSE) for n in numbers],
-        [principal.number_mac(n) for n in numbers],
-        dispatch_to, scheduled_at, expires_at, notify, local_online, stale_seconds,
-    )
-
-
-async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted]:
-    """Store these messages in one statement; each answer says its id (None: the
-    credentials changed since they were cached) and whether its device is online."""
-    rcp_n: list[int] = []
-    positions: list[int] = []
-    for n, m in enumerate(batch, start=1):
-        rcp_n += [n] * len(m.numbers)
-        positions += range(1, len(m.numbers) + 1)
-    rows = await db.fetch(
-        _INSERT,
-        [m.device_id for m in batch], [m.credential_epoch for m in batch],
-        [m.account_id for m in batch], [m.priority for m in batch],
-        [m.state for m in batch], [m.body for m in batch],
-        [len(m.numbers) for m in batch], [m.dispatch_to for m in batch],
-        [m.scheduled_at for m in batch], [m.expires_at for m in batch],
-        [m.notify for m in batch], [m.local_online for m in batch],
-        [m.token_id for m in batch],
-        rcp_n, positions, [x for m in batch for x in m.numbers],
-        [x for m in batch for x in m.macs],
-        max((m.stale_seconds for m in batch), default=0.0),
-    )
-    return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None, r["online"])
-            for r in rows]
-
-
-async def insert(db: Executor, message: NewMessage) -> Inserted:
-    """One message alone (inside a caller's transaction: an idempotency key)."""
-    return (await insert_all(db, [message]))[0]
-
-
-# Set-based: one input row per phone's claim (a phone claims one at a time).
+# Set-based: one input row per phone's claim (a phone claims one at a time). A phone takes
+# from its own queue and from its account's pool (routed messages no phone could take when
+# they came), merged in priority order: rule 2, the pool goes to the first phone with room.
 _CLAIM = """
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::integer[], $4::integer[])
-              WITH ORDINALITY AS i(device_id, connection_id, lim, max_recipients, n)
-), head AS (
-    SELECT i.n, i.connection_id, i.max_recipients, h.id, h.attempt
+    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::integer[], $4::integer[], $5::bigint[])
+              WITH ORDINALITY AS i(device_id, connection_id, lim, max_recipients, account_id,
+                                   n)
+), own AS (
+    SELECT i.n, h.id, h.attempt, h.priority
       FROM input i CROSS JOIN LATERAL (
-        SELECT id, attempt FROM messages
+        SELECT id, attempt, priority FROM messages
          WHERE device_id = i.device_id AND state = 'queued'
            AND (expires_at IS NULL OR expires_at > now())
          ORDER BY priority DESC, id
          LIMIT i.lim
            FOR UPDATE SKIP LOCKED) h
+), pooled AS (
+    SELECT i.n, h.id, h.attempt, h.priority
+      FROM input i CROSS JOIN LATERAL (
+        SELECT id, attempt, priority FROM messages
+         WHERE account_id = i.account_id AND device_id IS NULL AND state = 'queued'
+           AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY priority DESC, id
+         LIMIT i.lim
+           FOR UPDATE SKIP LOCKED) h
+), head AS (
+    -- The claim's best `lim` of both. (Two phones of one account claiming in one batch may
+    -- both see a pool row: the update gives it to one of them.)
+    SELECT i.n, i.device_id, i.connection_id, i.max_recipients, u.id, u.attempt
+      FROM input i CROSS JOIN LATERAL (
+        SELECT b.id, b.attempt FROM (SELECT * FROM own UNION ALL SELECT * FROM pooled) b
+         WHERE b.n = i.n ORDER BY b.priority DESC, b.id LIMIT i.lim) u
 ), picked AS (
     -- With pacing (max_recipients set), the head of the queue waits rather than overshoot
     -- the limit. It is judged by the recipients of its current attempt: a retry carries
     -- only those.
-    SELECT n, connection_id, id FROM head
+    SELECT n, device_id, connection_id, id FROM head
      WHERE max_recipients IS NULL
         OR (SELECT count(*) FROM recipients r
              WHERE r.message_id = head.id AND r.attempt = head.attempt) <= max_recipients
 ), upd AS (
     -- Its current attempt's recipients are pending, so the overall status is 'dispatched'.
     UPDATE messages m SET state = 'dispatched', status = 'dispatched',
-           dispatched_to = picked.connection_id, dispatched_at = now()
+           device_id = picked.device_id, dispatched_to = picked.connection_id,
+           dispatched_at = now()
       FROM picked WHERE m.id = picked.id
-    RETURNING picked.n, m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at
+    RETURNING picked.n, m.id, m.attempt, m.priority, m.body, m.created_at, m.expires_at, m.sim,
+              m.device_id, m.routed
 ), ev AS (
-    INSERT INTO message_events (message_id, status, attempt)
-    SELECT id, 'dispatched', attempt FROM upd
+    INSERT INTO message_events (message_id, status, attempt, device_id)
+    SELECT id, 'dispatched', attempt, device_id FROM upd
+), taken_back AS (
+    -- A phone taking a routed message from the pool need not be told to drop it any more.
+    DELETE FROM pending_cancels c USING upd
+     WHERE upd.routed AND c.device_id = upd.device_id AND c.message_id = upd.id
 )
 SELECT upd.n, upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.expires_at,
+       upd.sim,
        ARRAY(SELECT r.number FROM recipients r
               WHERE r.message_id = upd.id AND r.attempt = upd.attempt
               ORDER BY r.position) AS numbers
@@ -218,6 +112,7 @@ class Claim:
     connection_id: uuid.UUID
     limit: int
     max_recipients: int | None = None
+    account_id: int | None = None  # the phone's account: its pool is claimed from too
 
 
 async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.Record]]:
@@ -226,7 +121,7 @@ async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.
     rows = await db.fetch(
         _CLAIM, [c.device_id for c in claims], [c.connection_id for c in claims],
         [1 if c.max_recipients is not None else c.limit for c in claims],
-        [c.max_recipients for c in claims],
+        [c.max_recipients for c in claims], [c.account_id for c in claims],
     )
     out: list[list[asyncpg.Record]] = [[] for _ in claims]
     for row in rows:
@@ -235,9 +130,11 @@ async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.
 
 
 async def claim(db: Executor, device_id: int, connection_id: uuid.UUID, limit: int,
-                max_recipients: int | None = None) -> list[asyncpg.Record]:
+                max_recipients: int | None = None,
+                account_id: int | None = None) -> list[asyncpg.Record]:
     """One claim alone (see `claim_all`)."""
-    return (await claim_all(db, [Claim(device_id, connection_id, limit, max_recipients)]))[0]
+    return (await claim_all(db, [Claim(device_id, connection_id, limit, max_recipients,
+                                       account_id)]))[0]
 
 
 _ACK = """
@@ -286,9 +183,14 @@ async def ack_all(db: Executor, acks: Sequence[Ack]) -> list[int | None]:
 
 
 async def withdrawn(db: Executor, device_id: int, message_ids: list[int]) -> None:
-    """The phone was sent `cancel` for these: nothing more to tell it."""
+    """The phone was sent `cancel` for these (its own, or routed ones it lost to failover):
+    nothing more to tell it."""
     await db.execute(
-        "UPDATE messages SET withdraw_pending = false WHERE device_id = $1 AND id = ANY($2)",
+        """WITH own AS (
+               UPDATE messages SET withdraw_pending = false
+                WHERE device_id = $1 AND id = ANY($2) AND withdraw_pending
+           )
+           DELETE FROM pending_cancels WHERE device_id = $1 AND message_id = ANY($2)""",
         device_id, message_ids,
     )
 
@@ -323,33 +225,85 @@ async def fail_unreadable(db: Executor, message_id: int, device_id: int) -> None
     await db.execute(_FAIL_UNREADABLE, message_id, device_id, UNREADABLE)
 
 
+# Failover (rule 3), wherever messages leave a connection that ended: a pinned message waits
+# for its phone again, same id and attempt; a routed one goes back to its account's pool
+# for whichever phone has room (the account's phones are woken), and the phone it left is
+# told to drop it when it comes back (unless it is still in the pool then: it takes it
+# back). `gone` names the messages, with their phone, before the move, and whether they were
+# pushed to it (a routed message only waiting for the phone needs no cancel).
+FAILOVER = """
+moved AS (
+    UPDATE messages m SET state = 'queued', dispatched_to = NULL,
+           device_id = CASE WHEN gone.routed THEN NULL ELSE gone.device_id END
+      FROM gone WHERE m.id = gone.id
+    RETURNING m.id, gone.device_id, gone.account_id, gone.routed, gone.pushed
+), told AS (
+    INSERT INTO pending_cancels (device_id, message_id)
+    SELECT device_id, id FROM moved WHERE routed AND pushed
+    ON CONFLICT DO NOTHING
+), pool AS (
+    SELECT pg_notify('smsnodes_hub', 'pool:' || account_id)  -- bus.PoolWork
+      FROM (SELECT DISTINCT account_id FROM moved WHERE routed) a
+)"""
+
+_REQUEUE_CONNECTION = f"""
+WITH gone AS (
+    SELECT id, device_id, account_id, routed, true AS pushed FROM messages
+     WHERE device_id = $1 AND state = 'dispatched' AND dispatched_to = $2
+       FOR UPDATE
+), {FAILOVER}
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS woken
+"""  # noqa: S608 - fixed fragments
+
+
 async def requeue_connection(db: Executor, device_id: int, connection_id: uuid.UUID) -> int:
-    """Messages in flight on a connection that closed wait again, same id and attempt."""
-    result = await db.execute(
-        """UPDATE messages SET state = 'queued', dispatched_to = NULL
-            WHERE device_id = $1 AND state = 'dispatched' AND dispatched_to = $2""",
-        device_id,
-        connection_id,
-    )
-    return int(result.split()[-1])
+    """Messages in flight on a connection that closed wait again (failover, above)."""
+    row = await db.fetchrow(_REQUEUE_CONNECTION, device_id, connection_id)
+    assert row is not None
+    return int(row["moved"])
+
+
+_REQUEUE_ORPHANS = f"""
+WITH gone AS (
+    SELECT m.id, m.device_id, m.account_id, m.routed, true AS pushed FROM messages m
+     WHERE m.state = 'dispatched'
+       AND m.dispatched_at < now() - make_interval(secs => $1)
+       AND NOT EXISTS (SELECT 1 FROM live_sessions($2) s
+                        WHERE s.connection_id = m.dispatched_to)
+       FOR UPDATE SKIP LOCKED
+), {FAILOVER}
+SELECT (SELECT count(*) FROM pool) AS woken,
+       ARRAY(SELECT DISTINCT device_id FROM moved WHERE NOT routed) AS devices
+"""  # noqa: S608 - fixed fragments
 
 
 async def requeue_orphans(
     db: Executor, grace_seconds: float, stale_seconds: float
 ) -> list[int]:
     """Messages dispatched to a connection that no live process holds (the process died, or
-    lost a race with a reconnect) go back to the queue. Returns the devices concerned."""
-    rows = await db.fetch(
-        """UPDATE messages m SET state = 'queued', dispatched_to = NULL
-            WHERE m.state = 'dispatched'
-              AND m.dispatched_at < now() - make_interval(secs => $1)
-              AND NOT EXISTS (SELECT 1 FROM live_sessions($2) s
-                               WHERE s.connection_id = m.dispatched_to)
-        RETURNING m.device_id""",
-        grace_seconds,
-        stale_seconds,
-    )
-    return sorted({r["device_id"] for r in rows})
+    lost a race with a reconnect) go back to the queue, or to the pool (failover, above).
+    Returns the phones whose own queue got some."""
+    row = await db.fetchrow(_REQUEUE_ORPHANS, grace_seconds, stale_seconds)
+    assert row is not None
+    return sorted(row["devices"])
+
+
+_REROUTE_STRANDED = """
+WITH gone AS (
+    SELECT m.id, m.device_id, m.account_id, m.routed, false AS pushed FROM messages m
+     WHERE m.state = 'queued' AND m.routed AND m.device_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM live_sessions($1) s WHERE s.device_id = m.device_id)
+       FOR UPDATE SKIP LOCKED
+), {FAILOVER}
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS woken
+""".replace("{FAILOVER}", FAILOVER)
+
+
+async def reroute_stranded(db: Executor, stale_seconds: float) -> int:
+    """Routed messages waiting for a phone that has no live session go back to the pool."""
+    row = await db.fetchrow(_REROUTE_STRANDED, stale_seconds)
+    assert row is not None
+    return int(row["moved"])
 
 
 # -- Time: scheduled messages and expiry ----------------------------------------------------------
@@ -368,41 +322,65 @@ RETURNING device_id
 SELECT device_id FROM requeued
 UNION
 -- A safety net for a lost wake-up: a socket with room that believes its queue empty while
--- messages wait is woken (one index probe per such socket, once a heartbeat).
-SELECT d FROM unnest($5::bigint[]) AS d
+-- messages wait for it or in its account's pool is woken (two index probes per such
+-- socket, once a heartbeat).
+SELECT x.d FROM unnest($5::bigint[], $6::bigint[]) AS x(d, a)
  WHERE EXISTS (SELECT 1 FROM messages m
-                WHERE m.device_id = d AND m.state = 'queued'
+                WHERE m.device_id = x.d AND m.state = 'queued'
+                  AND (m.expires_at IS NULL OR m.expires_at > now()))
+    OR EXISTS (SELECT 1 FROM messages m
+                WHERE m.account_id = x.a AND m.device_id IS NULL AND m.state = 'queued'
                   AND (m.expires_at IS NULL OR m.expires_at > now()))
 """
 
 
 async def reconcile(
     db: Executor, device_ids: list[int], connection_ids: list[uuid.UUID], grace_seconds: float,
-    in_flight: list[int], idle_with_room: list[int],
+    in_flight: list[int], idle_with_room: list[tuple[int, int]],
 ) -> set[int]:
     """Requeue what live sockets here were dispatched but do not hold; return the devices
-    (of those and of the idle ones with queued work) whose socket should claim again."""
+    (of those and of the idle ones, given as (device, account), with queued work) whose
+    socket should claim again."""
     rows = await db.fetch(_RECONCILE, device_ids, connection_ids, grace_seconds, in_flight,
-                          idle_with_room)
+                          [d for d, _a in idle_with_room], [a for _d, a in idle_with_room])
     return {r["device_id"] for r in rows}
 
 
-_RELEASE_DUE = """
+_RELEASE_DUE = f"""
 WITH due AS (
-    SELECT id FROM messages
+    SELECT id, device_id, account_id, routed FROM messages
      WHERE state = 'scheduled' AND scheduled_at <= now()
        AND (expires_at IS NULL OR expires_at > now())
      ORDER BY scheduled_at
      LIMIT $1
        FOR UPDATE SKIP LOCKED
+), target AS (
+    -- A routed message is routed again as it joins a queue: among the account's connected
+    -- phones with room, another than the one it was with first (a retry after a transient
+    -- failure goes to another phone when there is one: rule 4), then the least loaded, then
+    -- the least recently served; none connected: the pool.
+    SELECT due.id, CASE WHEN NOT due.routed THEN due.device_id ELSE (
+               SELECT s.device_id FROM live_sessions($2) s
+                 JOIN devices d ON d.id = s.device_id
+                WHERE d.account_id = due.account_id
+                  AND (s.room_at IS NULL OR s.room_at <= now())
+                ORDER BY s.device_id IS NOT DISTINCT FROM due.device_id,
+                         (SELECT count(*) FROM (SELECT 1 FROM messages q
+                                                 WHERE q.device_id = s.device_id
+                                                   AND q.state IN ('queued', 'dispatched')
+                                                 LIMIT {LOAD_CAP}) w),
+                         s.routed_at NULLS FIRST, s.device_id
+                LIMIT 1) END AS device_id
+      FROM due
 ), upd AS (
-    UPDATE messages m SET state = 'queued' FROM due WHERE m.id = due.id
-    RETURNING m.id, m.device_id, m.attempt
+    UPDATE messages m SET state = 'queued', device_id = target.device_id
+      FROM target WHERE m.id = target.id
+    RETURNING m.id, m.device_id, m.account_id, m.attempt
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt) SELECT id, 'queued', attempt FROM upd
 )
-SELECT DISTINCT device_id FROM upd
-"""
+SELECT DISTINCT device_id, account_id FROM upd
+"""  # noqa: S608 - fixed fragments
 
 
 _ADVANCE_ROUNDS = """
@@ -440,9 +418,13 @@ async def advance_rounds(
     await db.execute(_ADVANCE_ROUNDS, backoff, backoff_max, limit)
 
 
-async def release_due(db: Executor, limit: int = 1000) -> list[int]:
-    """Scheduled messages whose time has come join the queue. Returns the devices to wake.
-    Row locks make each message move once, however many hub processes run this."""
-    return [r["device_id"] for r in await db.fetch(_RELEASE_DUE, limit)]
+async def release_due(db: Executor, stale_seconds: float,
+                      limit: int = 1000) -> list[tuple[int | None, int]]:
+    """Scheduled messages whose time has come join their phone's queue, or for routed ones
+    the queue of the phone routing chooses now, or the pool. Returns the (device, account)
+    pairs to wake (device None: the account's pool). Row locks make each message move once,
+    however many hub processes run this."""
+    return [(r["device_id"], r["account_id"])
+            for r in await db.fetch(_RELEASE_DUE, limit, stale_seconds)]
 
 

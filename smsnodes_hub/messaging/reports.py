@@ -132,7 +132,7 @@ class StatusReport:
     def of(cls, principal: Principal, message_id: int, attempt: int, number: str,
            status: str, error: str | None, *, retry: bool = False,
            reported_at: datetime | None = None) -> StatusReport:
-        return cls(principal.device_id, message_id, attempt, principal.number_mac(number),
+        return cls(principal.phone_id, message_id, attempt, principal.number_mac(number),
                    status, error, retry, reported_at)
 
 

@@ -19,7 +19,7 @@ class Withdrawn:
 
 _EXPIRE_DUE = """
 WITH due AS (
-    SELECT id, device_id, state FROM messages
+    SELECT id, device_id, state, account_id, created_at, segments FROM messages
      WHERE expires_at <= now() AND state IN ('scheduled', 'queued', 'dispatched', 'accepted')
      ORDER BY expires_at
      LIMIT $1
@@ -40,9 +40,15 @@ WITH due AS (
     SELECT emit_webhook_event(upd.account_id, 'message.expired', upd.device_id, r.message_id,
                               r.position, NULL, 'expired', NULL, r.attempt)
       FROM r JOIN upd ON upd.id = r.message_id
+), back AS (
+    -- Recipients that expire unsent give their SMS back to the account's quota.
+    SELECT quota_give_back(due.account_id, due.created_at,
+                           count(*) * coalesce(due.segments, 1))
+      FROM r JOIN due ON due.id = r.message_id
+     GROUP BY due.id, due.account_id, due.created_at, due.segments
 )
 SELECT id, device_id, state IN ('dispatched', 'accepted') AS on_phone,
-       (SELECT count(*) FROM hook) AS hooked
+       (SELECT count(*) FROM hook) AS hooked, (SELECT count(*) FROM back) AS given_back
   FROM due
 """
 
@@ -57,7 +63,7 @@ async def expire_due(db: Executor, limit: int = 1000) -> list[Withdrawn]:
 
 _CANCEL = """
 WITH m AS (
-    SELECT id, device_id, state, status FROM messages
+    SELECT id, device_id, state, status, created_at, segments FROM messages
      WHERE id = $1 AND account_id = $2 FOR UPDATE
 ), r AS (
     UPDATE recipients SET state = 'cancelled', updated_at = now()
@@ -74,9 +80,13 @@ WITH m AS (
     SELECT emit_webhook_event($2, 'message.cancelled', m.device_id, $1, r.position, NULL,
                               'cancelled', NULL, r.attempt)
       FROM r, m
+), back AS (
+    -- Recipients cancelled unsent give their SMS back to the account's quota.
+    SELECT quota_give_back($2, m.created_at,
+                           (SELECT count(*) FROM r) * coalesce(m.segments, 1)) FROM m
 )
 SELECT m.device_id, m.state, m.status, (SELECT count(*) FROM r) AS cancelled,
-       (SELECT count(*) FROM hook) AS hooked
+       (SELECT count(*) FROM hook) AS hooked, (SELECT count(*) FROM back) AS given_back
   FROM m
 """
 

@@ -295,8 +295,8 @@ async def test_every_api_route_family_answers_errors_with_a_code(hub: TestClient
             resp = await hub.request("PATCH", path, json={})
         _, _, code = await error_of(resp)
         families.setdefault(path.split("/")[2], set()).add(code)
-    assert set(families) == {"health", "send-sms", "messages", "tokens", "device", "inbound",
-                             "webhooks", "openapi.json"}
+    assert set(families) == {"health", "send-sms", "messages", "tokens", "device", "devices",
+                             "quota", "inbound", "webhooks", "openapi.json"}
     assert all(families.values())
 
 

@@ -24,7 +24,7 @@ from referencing.jsonschema import DRAFT202012
 from smsnodes_hub import webhooks
 from smsnodes_hub.api.openapi import document, events, schemas, serve, webhook_schemas
 from smsnodes_hub.api.openapi.components import components
-from tests.support import PASSWORD, add_device, ws_url
+from tests.support import PASSWORD, add_account, add_device, ws_url
 from tests.webhooks.receiver import LOCAL
 from tests.wsclient import RawPhone
 
@@ -509,6 +509,24 @@ async def test_live_responses_validate_against_the_document(make_hub, receiver) 
     await live.call("DELETE", "/api/webhooks/{id}", 200, path=hook_path, headers=basic())
     await live.call("DELETE", "/api/webhooks/{id}", 404, path=hook_path, headers=basic())
     await live.call("GET", "/api/webhooks/{id}", 404, path=hook_path, headers=basic())
+
+    # An account's phones (ACCOUNTS.md): the account adds, lists and removes them.
+    await add_account(hub, "acme")
+    added, _ = await live.call("POST", "/api/devices", 201, headers=basic("acme"),
+                               json={"username": "acme-1", "password": PASSWORD})
+    await live.call("POST", "/api/devices", 409, headers=basic("acme"),
+                    json={"username": "acme-1", "password": PASSWORD})
+    await live.call("POST", "/api/devices", 400, headers=basic("acme"), json={})
+    await live.call("POST", "/api/devices", 403, headers=basic("acme-1"),
+                    json={"username": "acme-2", "password": PASSWORD})
+    await live.call("GET", "/api/devices", 200, headers=basic("acme"))
+    await live.call("DELETE", "/api/devices/{id}", 403, path=f"/api/devices/{added['id']}",
+                    headers=basic("acme-1"))
+    await live.call("DELETE", "/api/devices/{id}", 200, path=f"/api/devices/{added['id']}",
+                    headers=basic("acme"))
+    await live.call("DELETE", "/api/devices/{id}", 404, path=f"/api/devices/{added['id']}",
+                    headers=basic("acme"))
+    await live.call("GET", "/api/quota", 200, headers=basic("acme"))
 
     covered = {(m.upper(), p) for p, m, _op in operations(doc)} - {
         (m, p) for m, p, _s in live.checked}

@@ -681,7 +681,8 @@ async def test_everything_focusable_in_a_live_fragment_keeps_its_id_across_refre
     fragments = ["/dashboard/fragments/overview", "/dashboard/fragments/devices",
                  f"/dashboard/fragments/devices/{device_id}/status",
                  f"/dashboard/fragments/devices/{device_id}/messages",
-                 f"/dashboard/fragments/messages/{message_id}", "/dashboard/fragments/webhooks"]
+                 f"/dashboard/fragments/messages/{message_id}", "/dashboard/fragments/webhooks",
+                 "/dashboard/fragments/accounts", f"/dashboard/fragments/accounts/{device_id}"]
     assert {p for m, p in route_paths(hub, device_id, message_id) if "/fragments/" in p} == \
         set(fragments)  # every fragment the router has
     total = 0

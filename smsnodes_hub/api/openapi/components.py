@@ -39,6 +39,8 @@ def components() -> Json:
                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
                 "example": "order-4711-shipped",
             },
+            "DeviceId": path_id("The phone's `id` (from GET /api/devices). A phone of "
+                                "another account is a 404.", 2),
             "InboundId": path_id("The received SMS's `id` (also `inboundId` in its webhook "
                                  "event). Another account's is a 404.", 88),
             "WebhookId": path_id("The webhook's `id`. Another account's is a 404.", 5),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from smsnodes_hub.api.device import ONE_PHONE
 from smsnodes_hub.api.openapi.builders import (
     NOT_AN_OBJECT,
     Json,
@@ -14,6 +15,9 @@ from smsnodes_hub.api.openapi.builders import (
 )
 from smsnodes_hub.device.store import MAX_PACE
 
+FORBIDDEN_ACCOUNT = error("These are an account's own credentials, which name no single phone: "
+                          "use the phone's (the account's phones are at /api/devices).",
+                          ("The account's credentials", ONE_PHONE))
 TAG = {"name": "Device", "description": "Extension: the phone's presence and pacing."}
 DEVICE = {
     "id": 1,
@@ -57,6 +61,7 @@ def _put_pacing(base: str) -> Json:
                                  "or null"),
                 ("Not a JSON object", NOT_AN_OBJECT),
             ),
+            "403": FORBIDDEN_ACCOUNT,
             "413": too_large(),
         },
         curl=curl(f"{base}/api/device/pacing", method="PUT", data={"perMinute": 20}),
@@ -73,6 +78,7 @@ def paths(base: str) -> Json:
                 "200": ok("The device.", "Device",
                           ("online", "Connected, with telemetry", DEVICE),
                           ("new", "Never connected", NEVER_CONNECTED)),
+                "403": FORBIDDEN_ACCOUNT,
                 "404": error("The device account was removed.", ("Gone", "Device not found")),
             },
             curl=curl(f"{base}/api/device"),

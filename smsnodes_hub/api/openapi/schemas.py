@@ -43,9 +43,59 @@ def schemas() -> Json:
         "createdAt": timestamp("When the token was created."),
         "lastUsedAt": timestamp("When the token last authenticated a request, or null "
                                  "if never.", nullable=True),
+        "device": {"type": ["string", "null"], "description": "The phone the token belongs "
+                   "to (its sends go to that phone), or null for a token of the account "
+                   "itself (its sends are routed to the account's phones)."},
     }
     token_required = ["id", "kind", "name", "createdAt", "lastUsedAt"]
-    return {
+    device_properties, device_required = _device_schema()
+    send_sms_request: Json = {
+        "type": "object",
+        "description": "At most 64 KiB of JSON. Give `deviceUsername` and `password` "
+                       "here (the SMS Nodes way) unless an `Authorization` header "
+                       "authenticates the request; other fields are ignored.",
+        "required": ["phoneNumbers", "message"],
+        "properties": {
+            "deviceUsername": {"type": "string", "minLength": 1, "description":
+                               "The device account that sends (required unless an "
+                               "Authorization header is given)."},
+            "password": {"type": "string", "minLength": 1, "format": "password",
+                         "description": "Its password (required unless an "
+                                        "Authorization header is given)."},
+            "phoneNumbers": {
+                "type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
+                "items": {"type": "string"},
+                "description": "1 to 100 recipients, sent to the phone in E.164 "
+                               "(`+31612345678`). Digits with spaces, dashes, dots or "
+                               "parentheses between them; each is `+` and the country "
+                               "code (a number libphonenumber knows is written in "
+                               "E.164; one it does not is kept as written when it has "
+                               "6 to 15 digits), a national number such as "
+                               "`0612345678` when the hub's `messaging.default_region` "
+                               "is set (`NL`), or a short code of 3 to 8 digits. "
+                               "Duplicates (as sent) go once. A bad entry refuses the "
+                               "whole request with a 400 naming it.",
+            },
+            "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
+                        "description": "The text: 1 to 1600 characters (code points). "
+                                       "Long texts are sent as concatenated SMS."},
+            "priority": {"type": ["integer", "null"], "minimum": 1, "maximum": 5,
+                         "default": 1, "description": "1 (default, lowest) to 5 "
+                         "(highest). A JSON integer; null means 1. Waiting messages "
+                         "go to the phone highest priority first, oldest first."},
+            "scheduledAt": moment("Extension: not pushed to the phone before this "
+                                   "moment (ISO 8601; without an offset it is UTC), "
+                                   "at most a year ahead. A moment already past means "
+                                   "now."),
+            "expiresAt": moment("Extension: never sent after this moment (in the "
+                                 "future, at most a year ahead, after `scheduledAt`); "
+                                 "recipients not yet sent by then end `expired`."),
+            "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_AHEAD_SECONDS,
+                    "description": "Extension: seconds from now, the same as "
+                                   "`expiresAt` (give one, not both)."},
+        },
+    }
+    out: Json = {
         "Error": obj(
             {"error": {"type": "string", "description": "A human-readable reason. It never "
                        "contains a password. Match on the status code, not on this text, "
@@ -54,52 +104,20 @@ def schemas() -> Json:
                       "the error, e.g. `not_found`; the `error` text is for humans."}},
             ["error"], "Every error of every /api/ endpoint.",
         ),
-        "SendSmsRequest": {
-            "type": "object",
-            "description": "At most 64 KiB of JSON. Give `deviceUsername` and `password` "
-                           "here (the SMS Nodes way) unless an `Authorization` header "
-                           "authenticates the request; other fields are ignored.",
-            "required": ["phoneNumbers", "message"],
-            "properties": {
-                "deviceUsername": {"type": "string", "minLength": 1, "description":
-                                   "The device account that sends (required unless an "
-                                   "Authorization header is given)."},
-                "password": {"type": "string", "minLength": 1, "format": "password",
-                             "description": "Its password (required unless an "
-                                            "Authorization header is given)."},
-                "phoneNumbers": {
-                    "type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
-                    "items": {"type": "string"},
-                    "description": "1 to 100 recipients, sent to the phone in E.164 "
-                                   "(`+31612345678`). Digits with spaces, dashes, dots or "
-                                   "parentheses between them; each is `+` and the country "
-                                   "code (a number libphonenumber knows is written in "
-                                   "E.164; one it does not is kept as written when it has "
-                                   "6 to 15 digits), a national number such as "
-                                   "`0612345678` when the hub's `messaging.default_region` "
-                                   "is set (`NL`), or a short code of 3 to 8 digits. "
-                                   "Duplicates (as sent) go once. A bad entry refuses the "
-                                   "whole request with a 400 naming it.",
-                },
-                "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
-                            "description": "The text: 1 to 1600 characters (code points). "
-                                           "Long texts are sent as concatenated SMS."},
-                "priority": {"type": ["integer", "null"], "minimum": 1, "maximum": 5,
-                             "default": 1, "description": "1 (default, lowest) to 5 "
-                             "(highest). A JSON integer; null means 1. Waiting messages "
-                             "go to the phone highest priority first, oldest first."},
-                "scheduledAt": moment("Extension: not pushed to the phone before this "
-                                       "moment (ISO 8601; without an offset it is UTC), "
-                                       "at most a year ahead. A moment already past means "
-                                       "now."),
-                "expiresAt": moment("Extension: never sent after this moment (in the "
-                                     "future, at most a year ahead, after `scheduledAt`); "
-                                     "recipients not yet sent by then end `expired`."),
-                "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_AHEAD_SECONDS,
-                        "description": "Extension: seconds from now, the same as "
-                                       "`expiresAt` (give one, not both)."},
-            },
-        },
+        "SendSmsRequest": send_sms_request,
+        # The operation's body: SendSmsRequest (the SMS Nodes fields and the hub's first
+        # extensions, kept as it was) and the fields of accounts with several phones.
+        "SendSms": {**send_sms_request, "properties": {
+            **send_sms_request["properties"],
+            "device": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9._-]{3,64}$",
+                       "description": "Extension: with the account's credentials, pin the "
+                       "message to this phone of the account (without it the hub chooses the "
+                       "phone); a name the account does not own is a 400. With a phone's "
+                       "credentials only that phone's own name is accepted."},
+            "sim": {"type": ["integer", "null"], "enum": [1, 2, None], "description":
+                    "Extension: the SIM slot the phone sends from, 1 or 2 (carried in the "
+                    "`sms` frame; a phone with one SIM ignores it)."},
+        }},
         "SendSmsResponse": obj(
             {
                 "message": {"type": "string", "enum": ["SMS queued successfully",
@@ -109,7 +127,9 @@ def schemas() -> Json:
                 "messageId": {"type": "integer", "description": "The message's id, for "
                               "GET and DELETE /api/messages/{id}."},
                 "deviceOnline": {"type": "boolean", "description": "The device has a live "
-                                 "connection now (to any hub process sharing the database)."},
+                                 "connection now (to any hub process sharing the database); "
+                                 "for a routed send (the account's credentials), some phone "
+                                 "of the account has."},
                 "sentImmediately": {"type": "boolean", "description": "The message was "
                                     "pushed to that connection during this request."},
                 "segments": {"type": "integer", "minimum": 1, "description": "Extension: "
@@ -121,6 +141,14 @@ def schemas() -> Json:
                 "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"], "description":
                              "Extension: GSM-7 (160 characters in one SMS, 153 per part) or "
                              "UCS-2 (70, 67 per part) when a character is outside GSM 03.38."},
+                "remainingQuota": {"type": "integer", "description": "Extension, only when "
+                                   "the account has a quota: the SMS it may still send, of "
+                                   "the smaller of today's and this month's (as NEXSMS)."},
+                "device": {"type": ["string", "null"], "description": "Extension: the phone "
+                           "chosen now: the phone itself for a phone's credentials or "
+                           "`device`; for the account's (routed) the one the hub chose, null "
+                           "while no phone of the account can take it (it waits in the "
+                           "account's pool)."},
             },
             ["message", "messageId", "deviceOnline", "sentImmediately"],
             "The message is safely stored. `deviceOnline: false` is not an error: the phone "
@@ -178,6 +206,9 @@ def schemas() -> Json:
                           "(present only then)."},
                 "reportedAt": timestamp("The phone's own time of a status report, when it "
                                          "gave one (`at` is the hub's clock)."),
+                "device": {"type": ["string", "null"], "description": "On a `dispatched` "
+                           "event only: the phone the attempt was pushed to (null if that "
+                           "phone was removed since)."},
             },
             ["status", "to", "at", "attempt"], "One step of a message's timeline.",
         ),
@@ -238,7 +269,49 @@ def schemas() -> Json:
                                           "device; null for no limit."}},
             ["perMinute"], "The device's pacing.",
         ),
-        "Device": obj(
+        "Device": obj(device_properties, device_required,
+                      "The authenticated device: presence, telemetry and pacing."),
+        "AccountDevice": obj(
+            {**device_properties,
+             "queued": {"type": "integer", "minimum": 0, "description": "Messages waiting "
+                        "for this phone (not pushed yet)."},
+             "inFlight": {"type": "integer", "minimum": 0, "description": "Messages pushed "
+                          "to it and not acked yet."},
+             "sentToday": {"type": "integer", "minimum": 0, "description": "Recipients it "
+                           "reported `sent` since midnight UTC."}},
+            [*device_required, "queued", "inFlight", "sentToday"],
+            "One phone of the account: what GET /api/device shows, and its load.",
+        ),
+        "AccountDeviceList": list_of("AccountDevice", "The account's phones, oldest first."),
+        "NewDeviceRequest": obj(
+            {"username": {"type": "string", "pattern": "^[A-Za-z0-9._-]{3,64}$",
+                          "description": "The phone's name: 3 to 64 letters, digits, `.`, "
+                                         "`_` or `-`; no account or phone may have it yet."},
+             "password": {"type": "string", "minLength": 8, "maxLength": 1024,
+                          "format": "password", "description": "The phone's own password "
+                          "(it logs in on /ws/device with these two)."}},
+            ["username", "password"], "A new phone of the authenticated account.",
+        ),
+        "RemovedDevice": gone("removed", "The phone can no longer log in."),
+        "QuotaPeriod": {
+            "type": ["object", "null"], "description": "One period's quota; null: no limit.",
+            "required": ["limit", "used", "remaining", "resetsAt"],
+            "properties": {
+                "limit": {"type": "integer", "minimum": 1, "description": "SMS at most."},
+                "used": {"type": "integer", "minimum": 0, "description": "SMS counted so "
+                         "far in this period."},
+                "remaining": {"type": "integer", "minimum": 0},
+                "resetsAt": timestamp("When the period starts again (UTC)."),
+            },
+        },
+        "Quota": obj({"daily": ref("QuotaPeriod"), "monthly": ref("QuotaPeriod")},
+                     ["daily", "monthly"], "The account's quota of SMS."),
+    }
+    return out
+
+
+def _device_schema() -> tuple[Json, list[str]]:
+    return (
             {
                 "id": {"type": "integer"},
                 "username": {"type": "string"},
@@ -262,8 +335,6 @@ def schemas() -> Json:
             },
             ["id", "username", "online", "connectedSince", "lastSeenAt", "createdAt", "model",
              "app", "sims", "battery", "charging", "signal", "telemetryAt", "pacing"],
-            "The authenticated device: presence, telemetry and pacing.",
-        ),
-    }
+    )
 
 

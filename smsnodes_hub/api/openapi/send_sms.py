@@ -25,6 +25,7 @@ from smsnodes_hub.api.send_sms import (
     MAX_TEXT,
     MISSING_CREDENTIALS,
     RATE_LIMITED,
+    SIM_INVALID,
 )
 from smsnodes_hub.messaging.idempotency import HEADER as IDEMPOTENCY_HEADER
 from smsnodes_hub.messaging.idempotency import MAX_KEY
@@ -82,7 +83,7 @@ def _send_sms(base: str) -> Json:
             "description": "The message and, without an Authorization header, the "
                            "credentials.",
             "content": json_body(
-                ref("SendSmsRequest"),
+                ref("SendSms"),
                 ("seed", "The SMS Nodes example, credentials in the body", SEED_REQUEST),
                 ("basic", "With Authorization: Basic or Bearer (no credentials in the body)",
                  BASIC_BODY),
@@ -94,6 +95,8 @@ def _send_sms(base: str) -> Json:
                 ("ttl", "Extension: not worth sending after 10 minutes",
                  {"phoneNumbers": ["+1 (234) 567-890", "12345"],
                   "message": "Your login code is 482913", "priority": 5, "ttl": 600}),
+                ("sim", "Extension: from the phone's second SIM",
+                 {"phoneNumbers": ["+1234567890"], "message": "Hello", "sim": 2}),
             ),
         },
         responses={
@@ -124,6 +127,7 @@ def _send_sms(base: str) -> Json:
                  "digits), or a short code of 3 to 8 digits"),
                 ("Text too long", f"message must be at most {MAX_TEXT} characters"),
                 ("Bad priority", "priority must be an integer from 1 to 5"),
+                ("Bad SIM slot", SIM_INVALID),
                 ("ttl with expiresAt", "ttl and expiresAt cannot be used together"),
                 ("ttl ends before scheduledAt", "ttl must end after scheduledAt: it counts "
                                                 "seconds from now, not from scheduledAt"),
@@ -138,7 +142,12 @@ def _send_sms(base: str) -> Json:
                          headers=RATE_HEADERS),
             "413": too_large(headers=RATE_HEADERS),
             "429": error("The account's send limit is used up, the client address sent too "
-                         "many refused requests, or it is locked out after failed logins.",
+                         "many refused requests, or it is locked out after failed logins; "
+                         "or (extension) the send would pass the account's daily or monthly "
+                         "quota: `{\"error\": \"Quota exceeded\", \"code\": "
+                         "\"quota_exceeded\"}`, `Retry-After` the seconds until that period "
+                         "resets (midnight UTC, or the first day of the month); nothing is "
+                         "stored.",
                          ("Rate limited", RATE_LIMITED), headers=limited),
             "405": error("A method other than POST.", ("Wrong method", "Method not allowed"),
                          headers={**RATE_HEADERS, "Allow": header("Allow")}),

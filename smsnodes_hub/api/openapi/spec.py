@@ -8,11 +8,13 @@ from typing import Protocol
 from smsnodes_hub import __version__
 from smsnodes_hub.api.openapi import (
     device,
+    devices,
     events,
     health,
     inbound,
     messages,
     meta,
+    quota,
     send_sms,
     tokens,
     webhooks,
@@ -32,8 +34,8 @@ class PathGroup(Protocol):
 
 
 # In the document's order, of tags and of paths.
-GROUPS: tuple[PathGroup, ...] = (send_sms, health, messages, tokens, device, inbound, webhooks,
-                                 meta)
+GROUPS: tuple[PathGroup, ...] = (send_sms, health, messages, tokens, device, devices, quota,
+                                 inbound, webhooks, meta)
 
 DESCRIPTION = """\
 A self-hosted SMS gateway: Android phones connected over WebSockets send the SMS; scripts and
