@@ -114,8 +114,10 @@ def same_as_missing(status: int, body: Any, missing_status: int, missing_body: A
 
 
 def by_id(method: str, template: str, theirs: Callable[[Seeded], list[int]],
-          body: dict[str, Any] | None = None) -> Cell:
-    """A route naming one of the other account's ids in its path."""
+          body: dict[str, Any] | None = None, logged_in: int = 404) -> Cell:
+    """A route naming one of the other account's ids in its path; `logged_in` is the answer
+    to a credential that logs in (403 where a phone's credential is refused whatever the id:
+    an account's route)."""
 
     async def cell(world: World, kind: str) -> None:
         for foreign in theirs(world.theirs):
@@ -123,7 +125,7 @@ def by_id(method: str, template: str, theirs: Callable[[Seeded], list[int]],
             missing = await world.call(kind, method, template.format(MISSING), body)
             what = f"{method} {template} as {kind}"
             same_as_missing(status, answer, *missing, foreign, what)
-            assert status == (404 if kind in LOGS_IN else 401), f"{what}: {status} {answer}"
+            assert status == (logged_in if kind in LOGS_IN else 401), f"{what}: {status} {answer}"
 
     return cell
 
@@ -145,7 +147,7 @@ def listing(path: str, ids_of: Callable[[Any], set[int]],
     return cell
 
 
-def creating(method: str, path: str, body: dict[str, Any], ok: int, kinds: set[str],
+def creating(method: str, path: str, body: dict[str, Any] | None, ok: int, kinds: set[str],
              headers: Callable[[World], dict[str, str]] | None = None,
              check: Callable[[World, Any], None] | None = None,
              refused: tuple[int, ...] = (401,)) -> Cell:
@@ -276,6 +278,13 @@ ROWS: dict[tuple[str, str], Cell] = {
                                             lambda s: [s.webhook_id]),
     ("GET", "/api/webhooks/{id}/deliveries"): by_id(
         "GET", "/api/webhooks/{}/deliveries", lambda s: [s.webhook_id]),
+    # An account's routes (issue 14): a phone's credential is refused whatever the id.
+    ("GET", "/api/devices"): listing("/api/devices", _ids, lambda s: {s.device_id}),
+    ("POST", "/api/devices"): creating("POST", "/api/devices", {
+        "username": "matrix-phone", "password": PASSWORD}, 201, set(), refused=(401, 403)),
+    ("DELETE", "/api/devices/{id}"): by_id("DELETE", "/api/devices/{}", lambda s: [s.device_id],
+                                           logged_in=403),
+    ("GET", "/api/quota"): creating("GET", "/api/quota", None, 200, LOGS_IN),
     ("GET", "/ws/device"): device_frames,
     ("GET", "/docs"): public("/docs"),
     ("GET", "/metrics"): public("/metrics"),  # aggregate counts only; see docs/security.md
