@@ -33,10 +33,12 @@ async def phone_writes(conn: Connection, items: Sequence[PhoneWrite]) -> list[Ph
     results: list[PhoneResult] = [None] * len(items)
     told = [(k, i) for k, i in enumerate(items) if isinstance(i, reports.StatusReport)]
     acked = [(k, a) for k, a in enumerate(items) if isinstance(a, messages.Ack)]
-    statements = len(reports.rounds([i for _k, i in told])) + (1 if acked else 0)
+    told_items = [i for _k, i in told]
+    in_rounds = reports.rounds(told_items)
+    statements = len(in_rounds) + (1 if acked else 0)
     async with contextlib.nullcontext() if statements == 1 else conn.transaction():
         if told:
-            outcomes = await reports.record_statuses(conn, [i for _k, i in told])
+            outcomes = await reports.record_statuses(conn, told_items, in_rounds)
             for (k, _i), outcome in zip(told, outcomes, strict=True):
                 results[k] = outcome
         if acked:

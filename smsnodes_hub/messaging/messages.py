@@ -129,14 +129,6 @@ async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.
     return out
 
 
-async def claim(db: Executor, device_id: int, connection_id: uuid.UUID, limit: int,
-                max_recipients: int | None = None,
-                account_id: int | None = None) -> list[asyncpg.Record]:
-    """One claim alone (see `claim_all`)."""
-    return (await claim_all(db, [Claim(device_id, connection_id, limit, max_recipients,
-                                       account_id)]))[0]
-
-
 _ACK = """
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[])

@@ -136,11 +136,13 @@ class StatusReport:
                    status, error, retry, reported_at)
 
 
-async def record_statuses(db: Executor, reports: Sequence[StatusReport]) -> list[StatusOutcome]:
+async def record_statuses(db: Executor, reports: Sequence[StatusReport],
+                          in_rounds: list[list[int]] | None = None) -> list[StatusOutcome]:
     """Apply phones' reports, in their order: one statement per round, where a round takes
-    each message's next report (a phone's `sent` and `delivered` often come together)."""
+    each message's next report (a phone's `sent` and `delivered` often come together).
+    `in_rounds`: `rounds(reports)`, when the caller has it already."""
     outcomes: list[StatusOutcome | None] = [None] * len(reports)
-    for this_round in rounds(reports):
+    for this_round in rounds(reports) if in_rounds is None else in_rounds:
         batch = [reports[k] for k in this_round]
         rows = await db.fetch(
             _STATUS, [r.message_id for r in batch], [r.device_id for r in batch],
