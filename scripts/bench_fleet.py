@@ -43,19 +43,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import math
 import os
 import platform
 import pwd
-import re
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,42 +71,34 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 # Shared with the other benchmark (scripts/ is on sys.path when run as a script).
 from benchlib import (  # noqa: E402
+    CHEAP_ARGON2,
+    EMBEDDED_POSTGRES,
+    MIGRATE,
+    Child,
     Device,
+    HttpConnection,
+    child_env,
+    clock,
     close_phone,
+    create_devices,
     non_negative_float,
     positive_float,
     positive_int,
     postmaster_pid,
     scratch_database,
+    summary_ms,
 )
-
-# -- The hub's own code: the ONLY imports of smsnodes_hub (update here when modules move) -------
-from smsnodes_hub import db, embedded  # noqa: E402  # db.migrate
-from smsnodes_hub.auth import accounts  # noqa: E402
-from smsnodes_hub.auth.crypto import KdfParams, PasswordKdf  # noqa: E402
-
-EMBEDDED_POSTGRES = embedded.embedded_postgres  # (data_dir, delete=True) -> DSN, a context manager
-MIGRATE = db.migrate  # (asyncpg connection) -> applies sql/*.sql
-CREATE_DEVICE = accounts.create_device  # (conn, kdf, KdfParams, username, password)
-# -------------------------------------------------------------------------------------------------
 
 SEED_NUMBER = "+1234567890"
 SEED_MESSAGE = "Hello from SMS Nodes!"
 SEED_PRIORITY = 1
 
-# Cheap Argon2id for the benchmark's accounts and hub: 8 KiB, 1 pass, 1 lane (the minimum).
-CHEAP_ARGON2 = {"SMSNODES_SECURITY_ARGON2_MEMORY_KIB": "8",
-                "SMSNODES_SECURITY_ARGON2_ITERATIONS": "1",
-                "SMSNODES_SECURITY_ARGON2_LANES": "1"}
 CEILING_POOL_SIZE = 10  # the hub's database.pool_max default
 CEILING_PAYLOAD = 64  # bytes: about the hub's encrypted body of the seed's message
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 LOGIN_TIMEOUT = 30.0
+DEVICE_CONNECTIONS = 4  # database connections making the device accounts at once
 MAX_OPEN_LOOP_CONNECTIONS = 2000
 PGSTAT_IDLE_WAIT = 10.5  # s: PostgreSQL's PGSTAT_IDLE_INTERVAL is 10 s
-LISTENING = re.compile(r"listening on \S+?://\S+?:(\d+)")
-clock = time.monotonic  # CLOCK_MONOTONIC: comparable between the benchmark's processes
 
 TARGETS = {  # issue 13
     "lifecycle_per_s": 1000.0,
@@ -185,113 +174,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 # -- Child processes ----------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the benchmark dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SMSNODES_") and k != "DATABASE_URL"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", ""))
-                                        if p)
-    env.update(extra)
-    return env
-
-
-@dataclass(slots=True)
-class Child:
-    """A child process that prints `listening on ...:PORT` (hub, ceilings) or `ready`."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-    port: int | None = None
-    ready: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    async def start(cls, name: str, cmd: list[str], env: dict[str, str], workdir: Path,
-                    stdin: bytes | None = None) -> Child:
-        log_path = workdir / f"{name}.log"
-        with log_path.open("wb") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, cwd=workdir, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=log_file,
-                preexec_fn=_die_with_parent,  # only prctl() between fork and exec
-                limit=1 << 26,
-            )
-        child = cls(name, proc, log_path)
-        try:
-            if stdin is not None:
-                assert proc.stdin is not None
-                proc.stdin.write(stdin + b"\n")
-                await proc.stdin.drain()
-            async with asyncio.timeout(START_TIMEOUT):
-                while True:
-                    line = await child.readline()
-                    if line is None:
-                        raise RuntimeError(f"{name} exited before it was ready:\n"
-                                           + child.log_tail())
-                    if line.startswith("ready "):
-                        child.ready = orjson.loads(line[6:])
-                        break
-                    match = LISTENING.search(line)
-                    if match:
-                        child.port = int(match[1])
-                        break
-        except BaseException:
-            await child.stop()
-            raise
-        return child
-
-    async def readline(self) -> str | None:
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
-        return line.decode(errors="replace").rstrip("\n") if line else None
-
-    async def ask(self, command: str) -> dict[str, Any]:
-        """One command line to a phones process, one JSON line back."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command.encode() + b"\n")
-        await self.proc.stdin.drain()
-        line = await self.readline()
-        if line is None:
-            raise RuntimeError(f"{self.name} exited:\n" + self.log_tail())
-        return orjson.loads(line)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(it logged nothing)"
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
-        if self.proc.stdin is not None:  # all pipes closed: the transport finishes
-            self.proc.stdin.close()
-
-    async def drain_stdout(self) -> None:
-        """For the hub: read its stdout to the end so the pipe never fills."""
-        with contextlib.suppress(Exception):
-            while await self.readline() is not None:
-                pass
-
-
 def _serve_has_workers() -> bool:
     try:
         out = subprocess.run([sys.executable, "-m", "smsnodes_hub", "serve", "--help"],
                              capture_output=True, text=True, timeout=30, cwd=ROOT,
-                             env=_child_env({}), check=False).stdout
+                             env=child_env({}), check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return False
     return "--workers" in out
@@ -332,16 +219,11 @@ def enable_statements_embedded(dsn: str) -> Path:
 
 async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, timeout=10)
-    kdf = PasswordKdf(2)
-    params = KdfParams(int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_MEMORY_KIB"]),
-                       int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_ITERATIONS"]),
-                       int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_LANES"]))
     tag = secrets.token_hex(3)
-    devices = [Device(f"fleet-{tag}-{i:04d}", secrets.token_urlsafe(18)) for i in range(n)]
     try:
         await MIGRATE(conn)
-        for d in devices:
-            await CREATE_DEVICE(conn, kdf, params, d.username, d.password)
+        devices = await create_devices(dsn, [f"fleet-{tag}-{i:04d}" for i in range(n)],
+                                       DEVICE_CONNECTIONS)
         await conn.execute("CREATE TABLE bench_ceiling (id bigserial PRIMARY KEY, "
                            "device text NOT NULL, payload bytea NOT NULL, "
                            "created_at timestamptz NOT NULL DEFAULT now())")
@@ -359,7 +241,6 @@ async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]
             except asyncpg.PostgresError as exc:
                 print(f"bench_fleet: no pg_stat_statements: {exc}", file=sys.stderr)
     finally:
-        kdf.close()
         await conn.close()
     return {"devices": devices, "version": version, "data_dir": data_dir,
             "statements": have_statements}
@@ -497,87 +378,6 @@ def cpu_seconds(a: CpuMark, b: CpuMark, name: str) -> float | None:
 
 
 # -- A lean HTTP/1.1 client (the senders) -------------------------------------------------------
-
-
-class HttpConnection(asyncio.Protocol):
-    """One keep-alive connection, one request at a time, Content-Length or chunked answers."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
-        self.status = 0
-        self.need: int | None = None  # body bytes still to come; -1: chunked
-        self.closed = False
-
-    @classmethod
-    async def open(cls, port: int) -> HttpConnection:
-        loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(cls, "127.0.0.1", port)
-        return proto
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionResetError("connection closed"))
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while self.waiter is not None:
-            if self.need is None:
-                end = self.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head = bytes(self.buf[:end]).lower()
-                del self.buf[:end + 4]
-                self.status = int(head[9:12])
-                match = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
-                self.need = int(match[1]) if match else -1
-            if self.need >= 0:
-                if len(self.buf) < self.need:
-                    return
-                body = bytes(self.buf[:self.need])
-                del self.buf[:self.need]
-            else:
-                body_or_none = self._chunked()
-                if body_or_none is None:
-                    return
-                body = body_or_none
-            self.need = None
-            waiter, self.waiter = self.waiter, None
-            if not waiter.done():
-                waiter.set_result((self.status, body))
-
-    def _chunked(self) -> bytes | None:
-        pos, parts = 0, []
-        while True:
-            eol = self.buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            size = int(bytes(self.buf[pos:eol]).split(b";")[0], 16)
-            if len(self.buf) < eol + 2 + size + 2:
-                return None
-            parts.append(bytes(self.buf[eol + 2:eol + 2 + size]))
-            pos = eol + 2 + size + 2
-            if size == 0:
-                del self.buf[:pos]
-                return b"".join(parts)
-
-    async def request(self, data: bytes) -> tuple[int, bytes]:
-        assert self.transport is not None
-        if self.closed:
-            raise ConnectionResetError("connection closed")
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return await self.waiter
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 def build_requests(port: int, devices: list[Device]) -> list[bytes]:
@@ -892,23 +692,6 @@ async def ceiling_role(kind: str, dsn: str | None) -> None:
 # -- Figures --------------------------------------------------------------------------------------
 
 
-def _percentile(ordered: list[float], q: float) -> float:
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def summary_ms(values: list[float]) -> dict[str, float | None] | None:
-    if not values:
-        return None
-    ordered = sorted(v * 1000 for v in values)
-
-    def shown(v: float) -> float | None:
-        return round(v, 2) if math.isfinite(v) else None
-
-    return {"p50": shown(_percentile(ordered, 0.50)), "p90": shown(_percentile(ordered, 0.90)),
-            "p99": shown(_percentile(ordered, 0.99)), "max": shown(ordered[-1])}
-
-
 def in_window(t: float, lo: float, hi: float) -> bool:
     return lo <= t < hi
 
@@ -971,7 +754,7 @@ async def run_ceiling(args: argparse.Namespace, kind: str, dsn: str, workdir: Pa
                       ) -> dict[str, Any]:
     cmd = [sys.executable, str(SCRIPT), "--_role", "ceiling",
            "--_kind", kind, "--_dsn", dsn]
-    child = await Child.start(f"ceiling-{kind}", cmd, _child_env({}), workdir)
+    child = await Child.start(f"ceiling-{kind}", cmd, child_env({}), workdir)
     try:
         assert child.port is not None
         groups = {"server": [child.proc.pid], "postgres": pg_group, "senders": [os.getpid()]}
@@ -1010,7 +793,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
                 await asyncio.sleep(1.0)  # let the machine settle between runs
 
         # The hub.
-        env = _child_env({"SMSNODES_SERVER_HOST": "127.0.0.1", "SMSNODES_SERVER_PORT": "0",
+        env = child_env({"SMSNODES_SERVER_HOST": "127.0.0.1", "SMSNODES_SERVER_PORT": "0",
                           "SMSNODES_LIMITS_SEND_PER_MINUTE": "0",
                           "SMSNODES_LOGGING_LEVEL": "warning", **CHEAP_ARGON2,
                           "DATABASE_URL": dsn})
@@ -1046,7 +829,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
             cfg = orjson.dumps({"url": ws_url, "status": not args.no_status,
                                 "devices": [[d.username, d.password] for d in share]})
             child = await Child.start(f"phones-{k}", [sys.executable, me, "--_role", "phones"],
-                                      _child_env({}), workdir, stdin=cfg)
+                                      child_env({}), workdir, stdin=cfg)
             stack.push_async_callback(child.stop)
             phone_procs.append(child)
         window_size = phone_procs[0].ready.get("window")
