@@ -81,12 +81,15 @@ from benchlib import (  # noqa: E402
     clock,
     close_phone,
     create_devices,
+    machine_busy,
     non_negative_float,
     positive_float,
     positive_int,
     postmaster_pid,
+    proc_table,
     scratch_database,
     summary_ms,
+    tree_cpu,
 )
 
 SEED_NUMBER = "+1234567890"
@@ -298,50 +301,6 @@ class PgWatch:
 # -- CPU accounting (Linux /proc) -----------------------------------------------------------------
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_table() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds) of every process."""
-    table: dict[int, tuple[int, float]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK)
-    return table
-
-
-def _tree_cpu(table: dict[int, tuple[int, float]], roots: list[int], descend: bool = True
-              ) -> float | None:
-    """CPU seconds of the processes `roots` and (unless not `descend`) their descendants."""
-    if not roots or not any(r in table for r in roots):
-        return None
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    total, stack, seen = 0.0, list(roots), set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen or pid not in table:
-            continue
-        seen.add(pid)
-        total += table[pid][1]
-        if descend:
-            stack.extend(children.get(pid, ()))
-    return total
-
-
-def _machine_busy() -> float:
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / TICK
-
-
 @dataclass(slots=True)
 class CpuMark:
     at: float
@@ -350,11 +309,11 @@ class CpuMark:
 
     @classmethod
     def take(cls, groups: dict[str, list[int]]) -> CpuMark:
-        table = _proc_table()
+        table = proc_table()
         # The senders run in this process, whose children (hub, phones...) count apart.
-        return cls(clock(), {name: _tree_cpu(table, pids, descend=name != "senders")
+        return cls(clock(), {name: tree_cpu(table, pids, descend=name != "senders")
                              for name, pids in groups.items()},
-                   _machine_busy())
+                   machine_busy())
 
 
 def cpu_shares(a: CpuMark, b: CpuMark) -> dict[str, float | None]:

@@ -260,6 +260,53 @@ class Child:
                 pass
 
 
+# -- CPU accounting (Linux /proc) -----------------------------------------------------------------
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds) of every process."""
+    table: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK)
+    return table
+
+
+def tree_cpu(table: dict[int, tuple[int, float]], roots: list[int], descend: bool = True
+              ) -> float | None:
+    """CPU seconds of the processes `roots` and (unless not `descend`) their descendants."""
+    if not roots or not any(r in table for r in roots):
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack, seen = 0.0, list(roots), set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid not in table:
+            continue
+        seen.add(pid)
+        total += table[pid][1]
+        if descend:
+            stack.extend(children.get(pid, ()))
+    return total
+
+
+def machine_busy() -> float:
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICK
+
+
 # -- A lean HTTP/1.1 client -------------------------------------------------------------------
 
 
