@@ -31,6 +31,11 @@ from smsnodes_hub.config import Settings
 START_TIMEOUT = 120.0  # the hub's own start (pool, migrations, bus), the database running
 STOP_GRACE = 20.0  # beyond server.shutdown_timeout, before the watchdog ends the process
 SECOND_SIGNAL_GRACE = 5.0
+# Connections the kernel holds for the hub before it accepts them (capped by the kernel's
+# net.core.somaxconn). After a restart a whole fleet reconnects at once; with aiohttp's
+# usual 128, every phone past them has its SYN dropped and tries again only 1, 3, 7 ...
+# seconds later (scripts/bench_capacity.py).
+LISTEN_BACKLOG = 4096
 
 T = TypeVar("T")
 
@@ -126,7 +131,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
                 sock.bind(address)
-                sock.listen(128)
+                sock.listen(LISTEN_BACKLOG)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     raise UsageError(
@@ -224,7 +229,9 @@ async def _run_server(settings: Settings, dsn: str, sockets: list[socket.socket]
             await asyncio.wait_for(runner.setup(), START_TIMEOUT)
         except TimeoutError:
             raise UsageError(f"the hub did not start within {START_TIMEOUT:.0f} s") from None
-        sites = [web.SockSite(runner, sock, ssl_context=ssl_context) for sock in sockets]
+        # asyncio listens again with the site's backlog: it must be ours too.
+        sites = [web.SockSite(runner, sock, ssl_context=ssl_context, backlog=LISTEN_BACKLOG)
+                 for sock in sockets]
         for site in sites:
             await site.start()
         started = True

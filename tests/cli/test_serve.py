@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -63,6 +64,39 @@ async def test_serve_prints_its_url_and_stops_cleanly_on_ctrl_c(database_url, tm
     # The process left the presence tables as it found them.
     assert await pool.fetchval("SELECT count(*) FROM hub_processes") == 0
     assert await pool.fetchval("SELECT count(*) FROM device_sessions") == 0
+
+
+def _somaxconn() -> int:
+    """The kernel's cap on listen backlogs (Linux; elsewhere assumed large)."""
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return 1 << 16
+
+
+async def test_a_fleet_reconnecting_at_once_waits_in_the_listen_queue(database_url, tmp_path):
+    """After a restart every phone reconnects at the same moment. While the hub is too busy
+    to accept them, the kernel must hold them all: a phone past a short backlog has its
+    connection dropped and tries again only seconds later."""
+    fleet = 300  # well past aiohttp's default backlog of 128
+    if _somaxconn() <= fleet:
+        pytest.skip("this kernel caps every listen backlog below the fleet")
+    async with serving(database_url, tmp_path) as (proc, base):
+        port = int(base.rsplit(":", 1)[1])
+        proc.send_signal(signal.SIGSTOP)  # the hub accepts nothing: all must wait queued
+        writers: list[asyncio.StreamWriter] = []
+        try:
+            async def connect() -> None:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writers.append(writer)
+
+            # Past the backlog, a connection would not complete while the hub is stopped.
+            await asyncio.wait_for(asyncio.gather(*(connect() for _ in range(fleet))), 30)
+            assert len(writers) == fleet
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            for writer in writers:
+                writer.close()
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
