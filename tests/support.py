@@ -10,7 +10,7 @@ import contextlib
 import inspect
 import ipaddress
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from smsnodes_hub.app import kdf_params
 from smsnodes_hub.appkeys import AUTH, POOL
 from smsnodes_hub.auth import accounts, owners
 from smsnodes_hub.auth.crypto import PasswordKdf
+from smsnodes_hub.bus import CHANNEL
 from smsnodes_hub.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,6 +317,43 @@ async def until(check: Callable[[], Any], timeout: float = 10.0,
             return value
         assert loop.time() < deadline, message
         await asyncio.sleep(0.05)
+
+
+class BusTap:
+    """The hub's bus as another process hears it: a LISTEN connection of its own."""
+
+    MARK = "smsnodes_test_mark"
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        self.heard.put_nowait((channel, payload))
+
+    async def published(self, timeout: float = 10.0) -> list[str]:
+        """The bus's payloads committed so far: a mark NOTIFYed now arrives after every
+        one committed before it (PostgreSQL delivers them in commit order)."""
+        mark = f"{id(self)}-{asyncio.get_running_loop().time()}"
+        await self.conn.execute("SELECT pg_notify($1, $2)", self.MARK, mark)
+        seen: list[str] = []
+        async with asyncio.timeout(timeout):
+            while (heard := await self.heard.get()) != (self.MARK, mark):
+                if heard[0] != self.MARK:
+                    seen.append(heard[1])
+        return seen
+
+
+@contextlib.asynccontextmanager
+async def bus_tap(dsn: str) -> AsyncIterator[BusTap]:
+    conn = await asyncpg.connect(dsn)
+    tap = BusTap(conn)
+    try:
+        await conn.add_listener(CHANNEL, tap._on_notify)
+        await conn.add_listener(BusTap.MARK, tap._on_notify)
+        yield tap
+    finally:
+        await conn.close()
 
 
 # -- TLS -----------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ WITH gate AS (
     ON CONFLICT (device_id) DO UPDATE
        SET connection_id = EXCLUDED.connection_id, process_id = EXCLUDED.process_id,
            connected_at = now(), remote = EXCLUDED.remote, room_at = NULL
-    RETURNING 1
+    -- An upsert that updated locked the row first, so its new version has xmax set; one
+    -- that inserted has 0. This holds when a racing login committed the row after this
+    -- statement's snapshot, which a separate read of device_sessions would miss.
+    RETURNING xmax <> 0 AS replaced
 ), d AS (
     UPDATE devices SET last_seen_at = now(), model = coalesce($5, model),
                        app_version = coalesce($6, app_version), sims = coalesce($7, sims),
@@ -49,9 +52,12 @@ WITH gate AS (
        AND dispatched_to IS DISTINCT FROM $2
     RETURNING 1
 ), n AS (
-    -- Always: a cached count of other processes can be stale (one may have just started).
-    -- The payload is bus.Replaced.
-    SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM gate
+    -- Whenever this replaced a session, whatever the cached count of other processes says
+    -- (one may have just started). Only then: with no session row no other socket of the
+    -- device is live anywhere, and a NOTIFY holds one lock for all notifying commits until
+    -- theirs is flushed, which would make a fleet reconnecting after a restart log in one
+    -- at a time. The payload is bus.Replaced.
+    SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM s WHERE s.replaced
 ), back AS (
     -- Routed messages this phone lost to failover and that no other phone took since: it
     -- takes them back (same id and attempt, as after any reconnect), with no cancel.

@@ -4,10 +4,12 @@ credential changes reach live sockets."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from smsnodes_hub.appkeys import AUTH, HUB
 from smsnodes_hub.auth import accounts
-from tests.support import PASSWORD, add_device, send, until, ws_url
+from smsnodes_hub.device import sessions
+from tests.support import PASSWORD, add_device, bus_tap, send, until, ws_url
 from tests.wsclient import RawPhone
 
 
@@ -106,6 +108,52 @@ async def test_a_login_on_a_process_that_thinks_it_is_alone_still_replaces(make_
     assert await old.closed_with(timeout=3) == 4409
     await new.close()
     await old.session.close()
+
+
+async def test_only_a_login_that_replaces_a_session_tells_the_other_processes(
+        make_hub, database_url):
+    # Every NOTIFY waits for one lock, held until its commit is flushed: a fleet coming
+    # back after a restart (no sessions left) must not log in one phone at a time.
+    hub_a = await make_hub()
+    hub_b = await make_hub()
+    device_id = await add_device(hub_a, "shop-phone-1")
+    async with bus_tap(database_url) as tap:
+        await tap.published()
+        first = await RawPhone.login(ws_url(hub_a), "shop-phone-1", PASSWORD)
+        assert not [p for p in await tap.published() if p.startswith("replace:")]
+        second = await RawPhone.login(ws_url(hub_b), "shop-phone-1", PASSWORD)
+        replaced = [p for p in await tap.published() if p.startswith("replace:")]
+        assert [p.split(":")[1] for p in replaced] == [str(device_id)]
+        assert await first.closed_with(timeout=3) == 4409
+    await second.close()
+    await first.session.close()
+
+
+async def test_a_login_racing_another_on_a_second_process_still_replaces_it(
+        pool, database_url):
+    # The second login's statement starts before the first commits and waits for the
+    # device's row: its snapshot never shows the first session, yet it must replace it.
+    device_id = await add_device(pool, "shop-phone-1")
+    epoch = await pool.fetchval("SELECT credential_epoch FROM devices WHERE id = $1", device_id)
+    process_a, process_b = uuid.uuid4(), uuid.uuid4()
+    conn_a, conn_b = uuid.uuid4(), uuid.uuid4()
+    await sessions.register_process(pool, process_a)
+    await sessions.register_process(pool, process_b)
+    async with bus_tap(database_url) as tap, pool.acquire() as first:
+        tx = first.transaction()
+        await tx.start()
+        await sessions.register(first, process_a, device_id, conn_a, "127.0.0.1", epoch,
+                                model=None, app=None, sims=None)
+        racing = asyncio.ensure_future(sessions.register(
+            pool, process_b, device_id, conn_b, "127.0.0.1", epoch,
+            model=None, app=None, sims=None))
+        await until(lambda: pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"))
+        await tx.commit()
+        assert await racing is not None
+        assert await tap.published() == [f"replace:{device_id}:{conn_b}"]
+    assert await pool.fetchval("SELECT connection_id FROM device_sessions") == conn_b
 
 
 async def test_a_login_racing_the_offline_announcement_still_announces_online(make_hub, pool):
