@@ -64,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ from benchlib import (  # noqa: E402
     child_env,
     clock,
     create_devices,
+    machine_busy,
     positive_float,
     positive_int,
     postmaster_pid,
@@ -545,9 +547,12 @@ def nofile_of(pid: int) -> str:
     return "?"
 
 
-def cpu_of(pids: list[int]) -> float | None:
-    """CPU seconds of these processes and their descendants."""
-    return tree_cpu(proc_table(), pids)
+def cpu_marks(groups: dict[str, list[int]]) -> dict[str, float | None]:
+    """CPU seconds so far of each group, and of the whole machine (`machine`)."""
+    table = proc_table()
+    marks: dict[str, float | None] = {g: tree_cpu(table, pids) for g, pids in groups.items()}
+    marks["machine"] = machine_busy()
+    return marks
 
 
 def cpu_pct(a: float | None, b: float | None, seconds: float) -> float | None:
@@ -734,6 +739,47 @@ async def collect_storm(procs: list[Child], queued: dict[int, int], began: float
             "last_frame_s": round(last - began, 2) if last is not None else None}
 
 
+WAITS = """
+SELECT coalesce(wait_event_type || ': ' || wait_event, state) AS what,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
+"""
+
+
+@contextlib.asynccontextmanager
+async def pg_waits(dsn: str, into: dict[str, Any], every: float = 0.05
+                   ) -> AsyncIterator[None]:
+    """Sample what the database's busy backends wait on (or that they run) meanwhile:
+    where the storm's time goes on the PostgreSQL side."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    waits: Counter[str] = Counter()
+    queries: Counter[str] = Counter()
+    samples = 0
+
+    async def sample() -> None:
+        nonlocal samples
+        while True:
+            for row in await conn.fetch(WAITS):
+                waits[row["what"]] += 1
+                queries[row["query"]] += 1
+            samples += 1
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await conn.close()
+        into.update({"samples": samples,
+                     "busy_per_sample": round(sum(waits.values()) / max(1, samples), 2),
+                     "waits": dict(waits.most_common(6)),
+                     "queries": dict(queries.most_common(6))})
+
+
 async def message_states(dsn: str, ids: list[int]) -> dict[str, int]:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
@@ -842,11 +888,11 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
                      "other_frames": merged(hold_stats, "other"),
                      "heartbeat": hold_stats[0]["heartbeat"], "window": hold_stats[0]["window"]}
         say(f"/api/health x {args.health}, {args.sends} sends ...")
-        c0, t0 = {g: cpu_of(p) for g, p in groups.items()}, clock()
+        c0, t0 = cpu_marks(groups), clock()
         r["health"] = await measure_health(port, args.health, n)
         r["push"] = await measure_pushes(port, devices, args.sends, procs)
-        c1, t1 = {g: cpu_of(p) for g, p in groups.items()}, clock()
-        r["open_cpu_pct"] = {g: cpu_pct(c0[g], c1[g], t1 - t0) for g in groups}
+        c1, t1 = cpu_marks(groups), clock()
+        r["open_cpu_pct"] = {g: cpu_pct(c0[g], c1[g], t1 - t0) for g in c0}
         mem["with_after_sends"] = rss_kib(pid)
 
         say("closing every phone ...")
@@ -890,22 +936,25 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
         mem2_before = rss_kib(hub2.proc.pid)
 
         say(f"reconnect storm: {n} phones at once with their session tokens ...")
-        c0 = {g: cpu_of(p) for g, p in groups.items()}
+        c0 = cpu_marks(groups)
         storm_began = clock()
         # Each phones process answers once all its phones are in (or gave up); the frames
         # carry their own arrival times, so the flush is timed from them.
-        login = await login_wave(procs, True, None, args.storm_limit)
-        storm = await collect_storm(procs, queued, storm_began, args.storm_limit + 10)
+        waits: dict[str, Any] = {}
+        async with pg_waits(dsn, waits):
+            login = await login_wave(procs, True, None, args.storm_limit)
+            storm = await collect_storm(procs, queued, storm_began, args.storm_limit + 10)
+        storm["pg_waits"] = waits
         storm.update({"ok": login["ok"], "failed": login["failed"],
                       "attempt_failures": login["attempt_failures"],
                       "retries": login["retries"], "auth_at_s": login["auth_at_s"],
                       "listen_overflows": login["listen_overflows"],
                       "all_authed_s": round(login["last"] - storm_began, 2)
                       if login["last"] is not None and login["ok"] == n else None})
-        c1 = {g: cpu_of(p) for g, p in groups.items()}
+        c1 = cpu_marks(groups)
         end = max(filter(None, (login["last"], storm_began
                                 + (storm["last_frame_s"] or 0))), default=storm_began)
-        storm["cpu_pct"] = {g: cpu_pct(c0[g], c1[g], end - storm_began) for g in groups}
+        storm["cpu_pct"] = {g: cpu_pct(c0[g], c1[g], end - storm_began) for g in c0}
         done = storm["all_authed_s"] is not None and storm["flushed_s"] is not None
         storm["seconds"] = (round(max(storm["all_authed_s"], storm["flushed_s"]), 2)
                             if done else None)
@@ -1031,6 +1080,11 @@ def print_table(r: dict[str, Any]) -> None:
           f"{s['health']['connected_devices']}")
     print("  CPU during the storm, % of one core: "
           + ", ".join(f"{k} {_fmt(v, '.0f')}" for k, v in s["cpu_pct"].items()))
+    w = s["pg_waits"]
+    print(f"  PostgreSQL during the storm: {w['busy_per_sample']} busy backends on average "
+          f"({w['samples']} samples); waiting on / running {w['waits']}")
+    for query, count in w["queries"].items():
+        print(f"    {count:>6}  {query}")
     print()
     print(f"  {'target':<38}{'value':>10}  {'goal':<10}verdict")
     for t in r["targets"]:
