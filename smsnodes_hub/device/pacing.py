@@ -17,12 +17,16 @@ class Pacer:
 
     def __init__(self, per_minute: int | None = None) -> None:
         self.per_minute = per_minute
-        self._log: deque[tuple[float, int]] = deque()
+        # Made at the first SMS recorded: an unpaced phone (most) never needs one.
+        self._log: deque[tuple[float, int]] | None = None
 
     def _prune(self, now: float) -> int:
-        while self._log and self._log[0][0] <= now - WINDOW:
-            self._log.popleft()
-        return sum(count for _, count in self._log)
+        log = self._log
+        if log is None:
+            return 0
+        while log and log[0][0] <= now - WINDOW:
+            log.popleft()
+        return sum(count for _, count in log)
 
     def allowance(self, now: float | None = None) -> int | None:
         """SMS that may go now; None when pacing is off."""
@@ -36,6 +40,8 @@ class Pacer:
 
     def record(self, count: int, now: float | None = None) -> None:
         if self.per_minute:
+            if self._log is None:
+                self._log = deque()
             self._log.append((time.monotonic() if now is None else now, count))
 
     def busy(self, now: float | None = None) -> bool:
@@ -53,3 +59,8 @@ class Pacer:
         if not self._log:
             return WINDOW
         return max(0.01, self._log[0][0] + WINDOW - now)
+
+    def idle(self, now: float | None = None) -> bool:
+        """Nothing of the last minute to remember: the pacer may be forgotten."""
+        self._prune(time.monotonic() if now is None else now)
+        return not self._log

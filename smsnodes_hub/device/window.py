@@ -24,6 +24,7 @@ from smsnodes_hub.messaging.lanes import Lanes
 log = logging.getLogger(__name__)
 
 CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed us
+RECENT = 256  # pushed ids remembered for sentImmediately
 
 
 @dataclass(slots=True)
@@ -109,7 +110,8 @@ class Window:
         # Bumped by every hint of new work: a claim that started before the hint may not
         # see that work, so its short answer must not clear the flag the hint set.
         self._work_seq = 0
-        self._recent: deque[int] = deque(maxlen=256)  # ids pushed lately: sentImmediately
+        # Ids pushed lately (sentImmediately); made at the first push: most phones are idle.
+        self._recent: deque[int] | None = None
         self._cancels_written: list[int] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._room_timer: asyncio.TimerHandle | None = None
@@ -159,11 +161,14 @@ class Window:
 
     def push(self, message_id: int, attempt: int, frame: bytes) -> None:
         self.in_flight[message_id] = InFlight(attempt, frame, time.monotonic() + self.ack_timeout)
+        if self._recent is None:
+            self._recent = deque(maxlen=RECENT)
         self._recent.append(message_id)
         self.writer.send(Text(frame))
 
     def was_pushed(self, message_id: int) -> bool:
-        return message_id in self.in_flight or message_id in self._recent
+        return message_id in self.in_flight or (
+            self._recent is not None and message_id in self._recent)
 
     def settle(self, message_id: int) -> None:
         """The phone acked (or reported on) the message: its slot is free."""
@@ -191,6 +196,12 @@ class Window:
             return
         if self._pump_task is None or self._pump_task.done():
             self._pump_task = asyncio.create_task(self.pump())
+            # Not kept once done: a finished task per idle phone is memory for nothing.
+            self._pump_task.add_done_callback(self._pumped)
+
+    def _pumped(self, task: asyncio.Task[None]) -> None:
+        if self._pump_task is task:
+            self._pump_task = None
 
     async def pump(self) -> None:
         """Claim waiting messages into the free slots, highest priority first."""
