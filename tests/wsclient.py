@@ -24,11 +24,12 @@ class RawPhone:
     @classmethod
     async def connect(
         cls, url: str, *, local_addr: str | None = None, autoping: bool = True,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, compress: int = 0,
     ) -> RawPhone:
         connector = aiohttp.TCPConnector(local_addr=(local_addr, 0)) if local_addr else None
         session = aiohttp.ClientSession(connector=connector)
-        ws = await session.ws_connect(url, autoping=autoping, max_msg_size=0, headers=headers)
+        ws = await session.ws_connect(url, autoping=autoping, max_msg_size=0, headers=headers,
+                                      compress=compress)
         return cls(ws, session)
 
     @classmethod

@@ -35,7 +35,9 @@ NOT_RECORDED: tuple[type[BaseException], ...] = (*FAILED, LaneClosed)
 
 
 async def device_socket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME, autoping=False)
+    # No permessage-deflate: frames are small JSON, and each compressing socket would hold
+    # a zlib compressor and decompressor (hundreds of KB) for as long as it is open.
+    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME, autoping=False, compress=False)
     await ws.prepare(request)
     remote = client_address(request)
     try:

@@ -350,6 +350,11 @@ class Hub:
         """The socket closed: forget it and put its in-flight messages back in the queue."""
         if self.connections.get(conn.device_id) is conn:
             del self.connections[conn.device_id]
+        pacer = self.pacers.get(conn.device_id)
+        if conn.device_id not in self.connections and pacer is not None and pacer.idle():
+            # Nothing of the last minute to hold against a reconnect, and the next login
+            # reads the pace from the database: a fleet that came and went leaves no trace.
+            del self.pacers[conn.device_id]
         try:
             await sessions.unregister(self.pool, conn.device_id, conn.id)
         except FAILED as exc:

@@ -1,0 +1,52 @@
+"""What idle phones cost the hub, which holds thousands of them (scripts/bench_capacity.py
+measures how much): no compression state per socket, and nothing left of a fleet that
+came and went, except the minute of a paced phone."""
+
+from __future__ import annotations
+
+import asyncio
+
+from smsnodes_hub.appkeys import HUB
+from tests.support import PASSWORD, add_device, basic, send, until, ws_url
+from tests.wsclient import RawPhone
+
+
+async def test_a_phone_offering_compression_is_answered_without_it(hub):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD, compress=15)
+    assert phone.ws.compress == 0  # permessage-deflate refused: frames go uncompressed
+    body = await send(hub, text="plain")
+    [frame] = await phone.recv_sms(1)
+    assert frame["id"] == body["messageId"] and frame["message"] == "plain"
+    await phone.close()
+
+
+async def test_a_fleet_that_came_and_went_leaves_nothing_behind(hub):
+    names = [f"fleet-phone-{i}" for i in range(20)]
+    for name in names:
+        await add_device(hub, name)
+    phones = await asyncio.gather(*(RawPhone.login(ws_url(hub), n, PASSWORD) for n in names))
+    the_hub = hub.app[HUB]
+    assert len(the_hub.connections) == len(names)
+    for phone in phones:
+        await phone.close()
+    await until(lambda: not the_hub.connections and not the_hub._detaching)
+    assert the_hub.pacers == {}
+
+
+async def test_a_paced_phone_keeps_its_minute_across_a_reconnect(hub):
+    device_id = await add_device(hub, "shop-phone-1")
+    resp = await hub.put("/api/device/pacing", headers=basic(), json={"perMinute": 1})
+    assert resp.status == 200
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    await send(hub, text="the minute's one")
+    [frame] = await phone.recv_sms(1)
+    await phone.ack(frame)
+    await phone.close()
+    the_hub = hub.app[HUB]
+    await until(lambda: not the_hub.connections and not the_hub._detaching)
+    await send(hub, text="waits for the next minute")
+    again = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    assert the_hub.pacers[device_id].allowance() == 0  # not reset by the reconnect
+    await again.nothing_for(0.5)
+    await again.close()
