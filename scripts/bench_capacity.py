@@ -63,6 +63,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -191,9 +192,9 @@ class Phone(asyncio.Protocol):
     """One phone: its own socket, its handshake and frames parsed in the protocol's
     callbacks (no task per phone, so a few processes can hold thousands)."""
 
-    __slots__ = ("authed", "buf", "close_code", "fleet", "index", "leaving", "password",
-                 "sent_close", "token", "transport", "upgraded", "use_token", "username",
-                 "waiter")
+    __slots__ = ("authed", "buf", "close_code", "fleet", "index", "inflate", "leaving",
+                 "password", "sent_close", "token", "transport", "upgraded", "use_token",
+                 "username", "waiter")
 
     def __init__(self, fleet: Fleet, index: int, username: str, password: str) -> None:
         self.fleet = fleet
@@ -210,6 +211,7 @@ class Phone(asyncio.Protocol):
         self.use_token = False
         self.close_code: int | None = None
         self.waiter: asyncio.Future[str] | None = None
+        self.inflate: Any = None  # a zlib decompressor when the hub accepted deflate
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -219,10 +221,13 @@ class Phone(asyncio.Protocol):
         self.buf = bytearray()
         self.upgraded = self.authed = self.sent_close = self.leaving = False
         self.close_code = None
+        self.inflate = None
         key = base64.b64encode(random.randbytes(16))
+        # Offered as Android's OkHttp offers it: what the hub does with it is its business.
         transport.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                         b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                        b"Sec-WebSocket-Version: 13\r\n\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n"
+                        b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
                         % (WS_PATH.encode(), self.fleet.host_header, key))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -242,6 +247,9 @@ class Phone(asyncio.Protocol):
             if end < 0:
                 return
             status = bytes(buf[9:12])
+            if b"permessage-deflate" in bytes(buf[:end]).lower():
+                self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                self.fleet.compressed += 1
             del buf[:end + 4]
             if status != b"101":
                 self._settle(f"http {status.decode(errors='replace')}")
@@ -273,6 +281,8 @@ class Phone(asyncio.Protocol):
             if len(buf) < pos + n:
                 return
             opcode, payload = buf[0] & 0x0F, bytes(buf[pos:pos + n])
+            if buf[0] & 0x40 and self.inflate is not None:  # RSV1: a compressed message
+                payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
             del buf[:pos + n]
             self._frame(opcode, payload)
             if self.transport is None:
@@ -388,6 +398,7 @@ class Fleet:
         self.other: Counter[str] = Counter()
         self.retries = 0
         self.pings = 0
+        self.compressed = 0  # logins whose socket the hub agreed to compress
         self.window: int | None = None
         self.heartbeat: int | None = None
 
@@ -430,8 +441,8 @@ class Fleet:
         """Counters since the last call (then reset) and what is open now."""
         out = {"open": sum(1 for p in self.phones if p.open), "closes": dict(self.closes),
                "other": dict(self.other), "pings": self.pings, "window": self.window,
-               "heartbeat": self.heartbeat}
-        self.closes, self.other, self.pings = Counter(), Counter(), 0
+               "heartbeat": self.heartbeat, "compressed": self.compressed}
+        self.closes, self.other, self.pings, self.compressed = Counter(), Counter(), 0, 0
         return out
 
 
@@ -885,6 +896,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
         r["idle"] = {"open": sum(s["open"] for s in hold_stats),
                      "dropped": merged(hold_stats, "closes"),
                      "pings_answered": sum(s["pings"] for s in hold_stats),
+                     "compressed": sum(s["compressed"] for s in hold_stats),
                      "other_frames": merged(hold_stats, "other"),
                      "heartbeat": hold_stats[0]["heartbeat"], "window": hold_stats[0]["window"]}
         say(f"/api/health x {args.health}, {args.sends} sends ...")
@@ -1039,7 +1051,8 @@ def print_table(r: dict[str, Any]) -> None:
     h = r["idle"]
     print(f"  idle: {h['open']:,} open after {r['hold']:g} s, dropped by the hub "
           f"{h['dropped'] or 'none'}, pings answered {h['pings_answered']:,} (heartbeat "
-          f"{h['heartbeat']} s), other frames {h['other_frames'] or 'none'}")
+          f"{h['heartbeat']} s), other frames {h['other_frames'] or 'none'}; permessage-deflate "
+          f"offered, accepted for {h['compressed']:,}")
     print(f"  hub RSS (KiB): before {m['before']:,}, with {m['with']:,} "
           f"(+{m['with'] - m['before']:,}: {r['per_phone_kib']} KiB per phone), after sends "
           f"{m['with_after_sends']:,}, {r['settle']:g} s after all closed {m['after']:,} "
