@@ -152,6 +152,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="PostgreSQL server to use (default $DATABASE_URL, else embedded); "
                           "a database bench_<random> is created and dropped")
     out = p.add_argument_group("output")
+    out.add_argument("--py-spy", metavar="FILE", default=None,
+                     help="record the restarted hub with py-spy (installed separately) "
+                          "during the storm, into FILE (py-spy's raw format: collapsed "
+                          "stacks, for flamegraph.pl or speedscope)")
     out.add_argument("--json-only", action="store_true", help="print only the JSON line")
     out.add_argument("--timeout", type=positive_float, default=None,
                      help="hard limit for the whole run in seconds")
@@ -193,8 +197,8 @@ class Phone(asyncio.Protocol):
     callbacks (no task per phone, so a few processes can hold thousands)."""
 
     __slots__ = ("authed", "buf", "close_code", "fleet", "index", "inflate", "leaving",
-                 "password", "sent_close", "token", "transport", "upgraded", "use_token",
-                 "username", "waiter")
+                 "password", "sent_close", "since", "token", "transport", "upgraded",
+                 "use_token", "username", "waiter")
 
     def __init__(self, fleet: Fleet, index: int, username: str, password: str) -> None:
         self.fleet = fleet
@@ -212,6 +216,7 @@ class Phone(asyncio.Protocol):
         self.close_code: int | None = None
         self.waiter: asyncio.Future[str] | None = None
         self.inflate: Any = None  # a zlib decompressor when the hub accepted deflate
+        self.since = 0.0  # when the TCP connection was made, then when the hub upgraded it
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -222,6 +227,7 @@ class Phone(asyncio.Protocol):
         self.upgraded = self.authed = self.sent_close = self.leaving = False
         self.close_code = None
         self.inflate = None
+        self.since = clock()
         key = base64.b64encode(random.randbytes(16))
         # Offered as Android's OkHttp offers it: what the hub does with it is its business.
         transport.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
@@ -256,6 +262,9 @@ class Phone(asyncio.Protocol):
                 self._abort()
                 return
             self.upgraded = True
+            now = clock()
+            self.fleet.upgrade_s.append(now - self.since)
+            self.since = now
             auth: dict[str, Any]
             if self.use_token and self.token:
                 auth = {"type": "auth", "token": self.token}
@@ -316,7 +325,9 @@ class Phone(asyncio.Protocol):
         elif kind == "auth_ok":
             self.token = frame["token"]
             self.authed = True
-            f.auth_times.append(clock())
+            now = clock()
+            f.auth_times.append(now)
+            f.auth_s.append(now - self.since)
             f.window = frame.get("window")
             f.heartbeat = frame.get("heartbeat")
             self._settle("ok")
@@ -393,6 +404,8 @@ class Fleet:
         self.phones = [Phone(self, index, u, pw) for index, u, pw in devices]
         self.frames: list[tuple[int, int, int, float]] = []  # phone, id, attempt, when
         self.auth_times: list[float] = []
+        self.upgrade_s: list[float] = []  # TCP connected -> 101 Switching Protocols
+        self.auth_s: list[float] = []  # 101 -> auth_ok
         self.failures: Counter[str] = Counter()
         self.closes: Counter[str] = Counter()  # close codes of sockets the hub ended
         self.other: Counter[str] = Counter()
@@ -405,6 +418,7 @@ class Fleet:
     async def login(self, use_token: bool, concurrency: int | None, limit: float
                     ) -> dict[str, Any]:
         self.auth_times, self.failures, self.retries = [], Counter(), 0
+        self.upgrade_s, self.auth_s = [], []
         deadline = clock() + limit
         sem = asyncio.Semaphore(concurrency) if concurrency else None
         started = clock()
@@ -418,7 +432,8 @@ class Fleet:
         outcomes = Counter(await asyncio.gather(*(one(p) for p in self.phones)))
         return {"started": started, "ok": outcomes.pop("ok", 0), "failed": dict(outcomes),
                 "failures": dict(self.failures), "retries": self.retries,
-                "auth_times": self.auth_times}
+                "auth_times": self.auth_times, "upgrade_s": self.upgrade_s,
+                "auth_s": self.auth_s}
 
     async def wait_all_closed(self, limit: float) -> bool:
         deadline = clock() + limit
@@ -711,7 +726,10 @@ async def login_wave(procs: list[Child], token: bool, concurrency: int | None, l
             "seconds_to_last": round(seconds, 2) if seconds is not None else None,
             "logins_per_s": round(ok / seconds, 1) if seconds else None,
             "auth_at_s": {q: round(times[min(len(times) - 1, int(q * len(times)))] - began, 2)
-                          for q in (0.5, 0.9, 0.99)} if times else {},
+                          for q in (0.01, 0.5, 0.9, 0.99)} if times else {},
+            # Where a phone waited: for the hub to upgrade its socket, then to log it in.
+            "upgrade_ms": summary_ms([x for r in results for x in r["upgrade_s"]]),
+            "auth_ms": summary_ms([x for r in results for x in r["auth_s"]]),
             "listen_overflows": overflows, "began": began, "last": last}
 
 
@@ -789,6 +807,31 @@ async def pg_waits(dsn: str, into: dict[str, Any], every: float = 0.05
                      "busy_per_sample": round(sum(waits.values()) / max(1, samples), 2),
                      "waits": dict(waits.most_common(6)),
                      "queries": dict(queries.most_common(6))})
+
+
+@contextlib.asynccontextmanager
+async def py_spy(pid: int, path: str | None, limit: float) -> AsyncIterator[None]:
+    """`py-spy record` of `pid` meanwhile, when asked for (stopped with SIGINT, on which
+    py-spy writes what it has)."""
+    if path is None:
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    proc = await asyncio.create_subprocess_exec(
+        str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--nonblocking",
+        "--rate", "200", "--format", "raw", "--duration", str(int(limit) + 1), "-o", path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.5)  # attached before the load starts
+    try:
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 15)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def message_states(dsn: str, ids: list[int]) -> dict[str, int]:
@@ -948,12 +991,12 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
         mem2_before = rss_kib(hub2.proc.pid)
 
         say(f"reconnect storm: {n} phones at once with their session tokens ...")
-        c0 = cpu_marks(groups)
-        storm_began = clock()
         # Each phones process answers once all its phones are in (or gave up); the frames
         # carry their own arrival times, so the flush is timed from them.
         waits: dict[str, Any] = {}
-        async with pg_waits(dsn, waits):
+        async with py_spy(hub2.proc.pid, args.py_spy, args.storm_limit), pg_waits(dsn, waits):
+            c0 = cpu_marks(groups)
+            storm_began = clock()
             login = await login_wave(procs, True, None, args.storm_limit)
             storm = await collect_storm(procs, queued, storm_began, args.storm_limit + 10)
         storm["pg_waits"] = waits
@@ -961,6 +1004,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
                       "attempt_failures": login["attempt_failures"],
                       "retries": login["retries"], "auth_at_s": login["auth_at_s"],
                       "listen_overflows": login["listen_overflows"],
+                      "upgrade_ms": login["upgrade_ms"], "auth_ms": login["auth_ms"],
                       "all_authed_s": round(login["last"] - storm_began, 2)
                       if login["last"] is not None and login["ok"] == n else None})
         c1 = cpu_marks(groups)
@@ -1078,10 +1122,12 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"  queued while away: {q['queued']:,} messages in {q['seconds']} s, errors "
           f"{q['errors'] or 'none'}")
     print(f"  storm: {s['ok']:,} of {r['phones']:,} authenticated in "
-          f"{_fmt(s['all_authed_s'], '.2f')} s (50/90/99 % by "
+          f"{_fmt(s['all_authed_s'], '.2f')} s (1/50/90/99 % by "
           f"{', '.join(str(v) for v in s['auth_at_s'].values())} s); retries {s['retries']}, "
           f"failed attempts {s['attempt_failures'] or 'none'}, gave up {s['failed'] or 'none'}, "
           f"listen queue overflows {_fmt(s['listen_overflows'], ',')}")
+    print(f"  storm, per phone (ms, p50 / p90 / p99 / max): connected → 101 "
+          f"{_ms(s['upgrade_ms'])}; 101 → auth_ok {_ms(s['auth_ms'])}")
     print(f"  storm: {s['received']:,} of {s['queued']:,} queued messages at their phones, last "
           f"after {_fmt(s['last_frame_s'], '.2f')} s; missing {s['missing']}, pushed again as a "
           f"new attempt {s['new_attempts']}, repeats of one (id, attempt) {s['repeats']}, at the "
