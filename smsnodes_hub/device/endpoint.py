@@ -48,8 +48,30 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
         return ws
     if authenticated is None:
         return ws
-    principal, token, auth = authenticated
+    conn = await _open(request, ws, remote, *authenticated)
+    if conn is None:
+        return ws
+    hub = request.app[HUB]
+    try:
+        await _read_loop(ws, conn)
+    finally:
+        conn.close(CloseCode.NORMAL)
+        # aiohttp cancels this handler when the peer vanishes: the cleanup (presence row,
+        # requeue of what was in flight) runs in its own task so it is never cut short.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(hub.detach_soon(conn))
+        await conn.wait_closed()
+        log.info("device %s disconnected", conn.device_id)
+    return ws
 
+
+async def _open(
+    request: web.Request, ws: web.WebSocketResponse, remote: str, principal: Principal,
+    token: str, auth: protocol.Auth,
+) -> DeviceConnection | None:
+    """The authenticated phone's connection, attached and told auth_ok; None (and the
+    socket closed) when it cannot be. Apart from the handler, so that what only the login
+    needed (the auth frame, the token) is not held for the connection's whole life."""
     settings = request.app[SETTINGS]
     hub = request.app[HUB]
     conn = DeviceConnection(
@@ -70,10 +92,10 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     except FAILED as exc:
         log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
-        return ws
+        return None
     if attached is None:
         await _refuse(ws, protocol.INVALID_CREDENTIALS, CloseCode.INVALID_CREDENTIALS)
-        return ws
+        return None
     conn.send(
         protocol.auth_ok(
             principal.phone_id,
@@ -88,17 +110,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     # cancels are for messages cancelled or expired while the phone was away.
     conn.set_ready(attached)
     log.info("device %s connected from %s", principal.device_id, remote)
-    try:
-        await _read_loop(ws, conn)
-    finally:
-        conn.close(CloseCode.NORMAL)
-        # aiohttp cancels this handler when the peer vanishes: the cleanup (presence row,
-        # requeue of what was in flight) runs in its own task so it is never cut short.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(hub.detach_soon(conn))
-        await conn.wait_closed()
-        log.info("device %s disconnected", principal.device_id)
-    return ws
+    return conn
 
 
 async def _refuse(
@@ -181,8 +193,9 @@ async def _close_for(ws: web.WebSocketResponse, msg: object) -> None:
 
 async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
     # Acks and status reports are answered as their batch commits, without holding up the
-    # frames behind them: an ack never waits for the reports read before it.
-    handling: set[asyncio.Task[bool]] = set()
+    # frames behind them: an ack never waits for the reports read before it. The set is made
+    # at the first of them: an idle phone sends none.
+    handling: set[asyncio.Task[bool]] | None = None
     try:
         while True:
             msg = await ws.receive()
@@ -196,6 +209,8 @@ async def _read_loop(ws: web.WebSocketResponse, conn: DeviceConnection) -> None:
                     conn.send(protocol.error(str(exc), exc.ref))
                     continue
                 if isinstance(frame, protocol.Ack | protocol.Status):
+                    if handling is None:
+                        handling = set()
                     if len(handling) >= MAX_PENDING_FRAMES:  # stop reading: back-pressure
                         await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
                     task = asyncio.create_task(_handle_guarded(conn, frame))

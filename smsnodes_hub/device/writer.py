@@ -267,6 +267,11 @@ class SocketWriter:
             self.on_stopped()
             if self._keepalive is not None:
                 self._keepalive.cancel()
+                self._keepalive = None
+            # The callbacks hold the window, which holds this writer: without the cycle a
+            # closed connection is freed at once, not at the next full garbage collection.
+            self.on_cancel_written = _ignore_cancel
+            self.on_stopped = _ignore_stop
 
     def _arm_keepalive(self) -> None:
         self._keepalive = asyncio.get_running_loop().call_later(self.heartbeat,

@@ -5,8 +5,11 @@ came and went, except the minute of a paced phone."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from smsnodes_hub.appkeys import HUB
+from smsnodes_hub.device.window import Window
+from smsnodes_hub.device.writer import SocketWriter
 from tests.support import PASSWORD, add_device, basic, send, until, ws_url
 from tests.wsclient import RawPhone
 
@@ -32,6 +35,24 @@ async def test_a_fleet_that_came_and_went_leaves_nothing_behind(hub):
         await phone.close()
     await until(lambda: not the_hub.connections and not the_hub._detaching)
     assert the_hub.pacers == {}
+
+
+async def test_a_closed_connection_is_freed_at_once_not_by_the_garbage_collector(hub):
+    # A collection of the oldest generation walks every object of thousands of live
+    # sockets: the hub's own part of a closed one must not have to wait for it.
+    await add_device(hub, "shop-phone-1")
+    the_hub = hub.app[HUB]
+    gc.collect()
+    gc.disable()
+    try:
+        phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+        assert [o for o in gc.get_objects() if isinstance(o, SocketWriter)]
+        await phone.close()
+        await until(lambda: not the_hub.connections and not the_hub._detaching)
+        left = [o for o in gc.get_objects() if isinstance(o, SocketWriter | Window)]
+        assert left == []
+    finally:
+        gc.enable()
 
 
 async def test_a_paced_phone_keeps_its_minute_across_a_reconnect(hub):
