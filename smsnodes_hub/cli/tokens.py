@@ -8,7 +8,6 @@ import argparse
 import asyncpg
 
 from smsnodes_hub.auth import owners, tokens
-from smsnodes_hub.auth.accounts import AccountError
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.cli.common import (
     CliError,
@@ -28,7 +27,8 @@ from smsnodes_hub.config import Settings
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = commands.add_parser("token", help="manage API tokens (Bearer) of a device or an account")
+    token = commands.add_parser("token",
+                                help="manage API tokens (Bearer) of a device or an account")
     actions = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create", help="create an API token (needs the device password; shown once); with "
@@ -113,7 +113,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             empty = f"device {args.device!r} has no tokens"
         print_table(found, empty, _COLUMNS)
 
-    return with_connection(settings, work, errors=(AccountError,))
+    return with_connection(settings, work)
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,4 +131,4 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError(f"{whose} has no token {args.id}")
         print(f"revoked token {args.id} of {whose}")
 
-    return with_connection(settings, work, errors=(AccountError,))
+    return with_connection(settings, work)
