@@ -148,6 +148,14 @@ async def test_a_shared_name_is_one_password_and_each_command_says_so(
                                 "name, one password); their tokens and sessions no longer work")
     assert await auth.login(pool, "solo", PASSWORD) is not None
     assert await auth.login(pool, "solo", NEW_PASSWORD) is None
+    # With the account's password (the same one) instead of the phone's: both, again.
+    by_account = await cli("device", "passwd", "solo", "--account", "solo", "--password-stdin",
+                           stdin=f"{PASSWORD}\n{NEW_PASSWORD}\n")
+    assert by_account.out.strip().startswith("password changed for phone 'solo' and account "
+                                             "'solo' (one name, one password)"), by_account
+    assert await owners.login_account(pool, auth.kdf, auth.params, "solo",
+                                      NEW_PASSWORD) is not None
+    assert await auth.login(pool, "solo", NEW_PASSWORD) is not None
 
     # An account of its own (`account add`): its phone's password is the phone's alone.
     await add_account(hub, "acme")
