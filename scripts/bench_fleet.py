@@ -321,6 +321,8 @@ def enable_statements_embedded(dsn: str) -> Path:
         try:
             await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
             await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+            # Planning counts too: a statement planned anew at each call pays it each time.
+            await conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
             return Path(await conn.fetchval("SHOW data_directory"))
         finally:
             await conn.close()
@@ -378,11 +380,11 @@ PG_STAT_NAMES = ("commits", "rollbacks", "rows_inserted", "rows_updated", "rows_
                  "wal_records", "wal_bytes")
 
 TOP_STATEMENTS = """
-SELECT toplevel, calls, total_exec_time, rows, wal_records, query
+SELECT toplevel, calls, total_exec_time, total_plan_time, plans, rows, wal_records, query
 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND query NOT LIKE '%pg_stat%'
-ORDER BY total_exec_time DESC LIMIT 15
+ORDER BY total_exec_time + total_plan_time DESC LIMIT 15
 """
 
 
@@ -408,6 +410,8 @@ class PgWatch:
         rows = await self.conn.fetch(TOP_STATEMENTS)
         return [{"toplevel": r["toplevel"], "calls_per_msg": round(r["calls"] / messages, 3),
                  "us_per_msg": round(1000 * r["total_exec_time"] / messages, 1),
+                 "plan_us_per_msg": round(1000 * r["total_plan_time"] / messages, 1),
+                 "plans_per_call": round(r["plans"] / max(1, r["calls"]), 3),
                  "mean_ms": round(r["total_exec_time"] / max(1, r["calls"]), 3),
                  "wal_per_msg": round(float(r["wal_records"]) / messages, 2),
                  "rows": r["rows"], "query": " ".join(r["query"].split())[:160]}
@@ -1326,11 +1330,12 @@ def print_table(r: dict[str, Any]) -> None:
     if h["statements"]:
         print()
         print(f"  {'top statements (pg_stat_statements)':<40}{'calls/msg':>10}{'µs/msg':>9}"
-              f"{'mean ms':>9}{'WAL/msg':>9}")
+              f"{'plan µs':>9}{'mean ms':>9}{'WAL/msg':>9}")
         for s in h["statements"]:
             mark = "" if s["toplevel"] else "  (nested) "
             print(f"  {mark + s['query'][:90]:<40}\n  {'':<40}{s['calls_per_msg']:>10}"
-                  f"{s['us_per_msg']:>9}{s['mean_ms']:>9}{s['wal_per_msg']:>9}")
+                  f"{s['us_per_msg']:>9}{s['plan_us_per_msg']:>9}{s['mean_ms']:>9}"
+                  f"{s['wal_per_msg']:>9}")
     print()
     print(f"  {'target':<34}{'value':>12}  {'goal':<11}verdict")
     for t in r["targets"]:
