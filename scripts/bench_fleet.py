@@ -77,6 +77,7 @@ from benchlib import (  # noqa: E402
     Device,
     close_phone,
     non_negative_float,
+    non_negative_int,
     positive_float,
     positive_int,
     postmaster_pid,
@@ -146,6 +147,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="phones ack but report nothing")
     load.add_argument("--phone-procs", type=positive_int, default=1,
                       help="processes hosting the phones (1)")
+    load.add_argument("--history", type=non_negative_int, default=HISTORY,
+                      help="finished messages already in the database, then ANALYZE, as on "
+                           f"a hub that has been running ({HISTORY:,}; 0: an empty database)")
     hub = p.add_argument_group("hub")
     hub.add_argument("--workers", type=str, default=None,
                      help="passed to `serve --workers` if the hub has that option")
@@ -332,7 +336,37 @@ def enable_statements_embedded(dsn: str) -> Path:
     return pgdata
 
 
-async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]:
+# A hub that has run for a while: its tables hold finished messages and PostgreSQL has
+# statistics on them. On empty, never analyzed tables the planner's first (then cached)
+# plans assume tiny tables, and the run would measure those plans, not the hub's.
+HISTORY = 50_000
+_HISTORY = """
+WITH d AS (SELECT array_agg(id ORDER BY id) AS ids, array_agg(account_id ORDER BY id) AS accts
+             FROM devices),
+m AS (
+    INSERT INTO messages (account_id, device_id, priority, state, status, attempt, body,
+                          recipient_count, created_at, accepted_at)
+    SELECT d.accts[1 + g % cardinality(d.ids)], d.ids[1 + g % cardinality(d.ids)], 1, 'done',
+           'delivered', 1, gen_random_bytes_or_md5(g), 1,
+           now() - interval '1 day' + g * interval '1 millisecond',
+           now() - interval '1 day' + g * interval '1 millisecond'
+      FROM d, generate_series(1, $1) AS g
+    RETURNING id, created_at
+), r AS (
+    INSERT INTO recipients (message_id, position, number, number_mac, state, updated_at)
+    SELECT id, 1, decode(md5(id::text), 'hex'), decode(md5('mac' || id), 'hex'), 'delivered',
+           created_at
+      FROM m
+)
+INSERT INTO message_events (message_id, status, attempt, at)
+SELECT m.id, s.status, 1, m.created_at + s.k * interval '1 millisecond'
+  FROM m, unnest(ARRAY['queued', 'dispatched', 'accepted', 'sent', 'delivered'])
+          WITH ORDINALITY AS s(status, k)
+""".replace("gen_random_bytes_or_md5(g)", "decode(md5(g::text) || md5(g::text || 'x'), 'hex')")
+
+
+async def prepare_database(dsn: str, n: int, statements: bool,
+                           history: int = 0) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, timeout=10)
     kdf = PasswordKdf(2)
     params = KdfParams(int(CHEAP_ARGON2["SMSNODES_SECURITY_ARGON2_MEMORY_KIB"]),
@@ -344,6 +378,9 @@ async def prepare_database(dsn: str, n: int, statements: bool) -> dict[str, Any]
         await MIGRATE(conn)
         for d in devices:
             await CREATE_DEVICE(conn, kdf, params, d.username, d.password)
+        if history:
+            await conn.execute(_HISTORY, history)
+            await conn.execute("VACUUM ANALYZE")
         await conn.execute("CREATE TABLE bench_ceiling (id bigserial PRIMARY KEY, "
                            "device text NOT NULL, payload bytea NOT NULL, "
                            "created_at timestamptz NOT NULL DEFAULT now())")
@@ -997,7 +1034,9 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
         say = (lambda text: None) if args.json_only else (
             lambda text: print(text, file=sys.stderr, flush=True))
         say(f"creating {args.phones} device accounts ...")
-        prep = await prepare_database(dsn, args.phones, args.statements)
+        if args.history:
+            say(f"filling the database with {args.history:,} finished messages ...")
+        prep = await prepare_database(dsn, args.phones, args.statements, args.history)
         devices: list[Device] = prep["devices"]
         pm_pid = postmaster_pid(prep["data_dir"])
         pg_group = [pm_pid] if pm_pid is not None else []
