@@ -61,7 +61,7 @@ class SecuritySettings:
 @dataclass(frozen=True, slots=True)
 class DeviceSettings:
     heartbeat: int = 30
-    window: int = 10
+    window: int = 100
     ack_timeout: float = 30.0
     auth_timeout: float = 10.0
     outbox_size: int = 256

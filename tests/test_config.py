@@ -22,7 +22,7 @@ def test_defaults_load() -> None:
     assert settings == Settings()
     assert settings.server.port == 3000 and settings.server.host == "0.0.0.0"  # noqa: S104
     assert settings.database.url == "" and settings.database.data_dir == "var"
-    assert settings.device.window == 10 and settings.device.heartbeat == 30
+    assert settings.device.window == 100 and settings.device.heartbeat == 30
     assert settings.logging.level == "info"
     assert settings.tls is False
 
