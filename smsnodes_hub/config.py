@@ -61,7 +61,7 @@ class SecuritySettings:
 @dataclass(frozen=True, slots=True)
 class DeviceSettings:
     heartbeat: int = 30
-    window: int = 10
+    window: int = 100
     ack_timeout: float = 30.0
     auth_timeout: float = 10.0
     outbox_size: int = 256
@@ -345,6 +345,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 def _check_combinations(settings: Settings) -> None:
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError("config: database.pool_min: must not exceed database.pool_max")
+    # A claim pushes up to a whole window at once, and a withdrawal as many cancels: an
+    # outbox that cannot hold both (and a ping) would drop a phone that reads fine as a
+    # slow consumer.
+    device = settings.device
+    if device.outbox_size < 2 * device.window + 8:
+        raise ConfigError(
+            f"config: device.outbox_size: must be at least 2 x device.window + 8 "
+            f"({2 * device.window + 8} for a window of {device.window}, got "
+            f"{device.outbox_size})")
     if bool(settings.server.tls_cert) != bool(settings.server.tls_key):
         raise ConfigError("config: server.tls_cert: tls_cert and tls_key must be set together")
     for key in ("tls_cert", "tls_key"):

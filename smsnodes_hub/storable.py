@@ -36,6 +36,8 @@ def first_problem(value: object) -> tuple[str | None, str] | None:
     being a path such as `phoneNumbers[1]` or `extra.deep[0].x` (None for a field name, which
     is not repeated back), or None when every string is fine. Iterative: a body nested a few
     thousand levels deep (orjson allows 1024) must not exhaust Python's recursion limit."""
+    if _all_storable(value):
+        return None  # every request and frame: no paths built for a body that is fine
     stack: list[tuple[str, object]] = [("", value)]
     while stack:
         path, item = stack.pop()
@@ -53,6 +55,23 @@ def first_problem(value: object) -> tuple[str | None, str] | None:
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(item))))
     return None
+
+
+def _all_storable(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _BAD.search(item) is not None:
+                return False
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _BAD.search(key) is not None:
+                    return False
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def describe(found: tuple[str | None, str]) -> str:

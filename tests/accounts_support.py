@@ -9,6 +9,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.support import NUMBER, PASSWORD, add_account, add_phone, basic, ws_url
@@ -36,6 +37,24 @@ async def account_with_phones(hub: TestClient, count: int, name: str = "acme") -
     body = await resp.json()
     assert resp.status == 201 and body["device"] is None, body
     return Account(name, phones, body["token"])
+
+
+async def credential_rows(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
+    """Every account's and phone's credential, with its tokens and messages: what a refused
+    password command must leave exactly as it was."""
+    rows = await pool.fetch(
+        """SELECT 'account' AS kind, a.name, a.verifier, a.wrapped_key, a.credential_epoch,
+                  (SELECT count(*) FROM tokens t WHERE t.account_id = a.id
+                      AND t.device_id IS NULL) AS tokens,
+                  (SELECT count(*) FROM messages m WHERE m.account_id = a.id) AS messages
+             FROM accounts a
+           UNION ALL
+           SELECT 'phone', d.username, d.verifier, d.wrapped_key, d.credential_epoch,
+                  (SELECT count(*) FROM tokens t WHERE t.device_id = d.id),
+                  (SELECT count(*) FROM messages m WHERE m.device_id = d.id)
+             FROM devices d
+            ORDER BY 1, 2""")
+    return [tuple(r) for r in rows]
 
 
 async def send_routed(hub: TestClient, account: Account, status: int = 200,

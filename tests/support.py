@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from smsnodes_hub.app import kdf_params
 from smsnodes_hub.appkeys import AUTH, POOL
-from smsnodes_hub.auth import accounts, owners
+from smsnodes_hub.auth import accounts, owners, tokens
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.bus import CHANNEL
 from smsnodes_hub.config import Settings, load_settings
@@ -185,58 +185,82 @@ async def send(client: Any, username: str = "shop-phone-1", *, priority: int = 1
 class Seeded:
     """An account with one of everything a caller can name by id (seed_account)."""
 
-    username: str
-    device_id: int
+    username: str  # the account's name: Basic with it means its phone if that shares it
+    device_id: int  # its phone's
     message_id: int
     inbound_id: int
     webhook_id: int | None
-    api_token: str
+    api_token: str  # the phone's (pinned)
     api_token_id: int
-    session_token: str
+    session_token: str  # the phone's session
     session_token_id: int
     idempotency_key: str
+    account_token: str  # the account's own (routed)
+    account_token_id: int
+    phone: str = ""  # its phone's name; "" when it is `username`
 
     def auth(self) -> dict[str, str]:
         return basic(self.username)
 
 
 async def seed_account(client: TestClient, username: str, *,
-                       webhook: dict[str, Any] | None = None) -> Seeded:
-    """A device account, through the real API and socket: a phone session (its token), a
+                       webhook: dict[str, Any] | None = None, phone: str = "") -> Seeded:
+    """A device account (an account and its phone, both `username`), or with `phone` an
+    account of its own (`account add username`) with that phone (`device add phone
+    --account username`); through the real API and socket: a phone session (its token), a
     webhook when `webhook` (the POST body) is given, then an inbound SMS (a delivery for a
     webhook that listens to sms.received), a message sent with an Idempotency-Key (pushed to
-    the phone and left un-acked) and an API token. The phone hangs up at the end."""
+    the phone and left un-acked; routed, with an account of its own), an API token of the
+    phone and one of the account. The phone hangs up at the end."""
     from tests.wsclient import RawPhone  # wsclient is for the tests that need a raw phone
 
-    device_id = await add_device(client, username)
+    if phone:
+        await add_account(client, username)
+        device_id = await add_phone(client, username, phone)
+    else:
+        device_id = await add_device(client, username)
     auth = basic(username)
     webhook_id = None
     if webhook is not None:
         resp = await client.post("/api/webhooks", json=webhook, headers=auth)
         assert resp.status == 201, await resp.text()
         webhook_id = (await resp.json())["id"]
-    phone = await RawPhone.login(ws_url(client), username, PASSWORD)
+    raw = await RawPhone.login(ws_url(client), phone or username, PASSWORD)
     try:
-        await phone.send({"type": "inbound", "ref": f"seed-{username}", "from": "+15550001",
-                          "message": f"hello {username}"})
-        assert (await phone.recv_type("ok"))["ref"] == f"seed-{username}"
+        await raw.send({"type": "inbound", "ref": f"seed-{username}", "from": "+15550001",
+                        "message": f"hello {username}"})
+        assert (await raw.recv_type("ok"))["ref"] == f"seed-{username}"
         key = f"seed-key-{username}"
         resp = await client.post("/api/send-sms", headers={"Idempotency-Key": key}, json={
             "deviceUsername": username, "password": PASSWORD, "phoneNumbers": [NUMBER],
             "message": f"from {username}"})
         assert resp.status == 200, await resp.text()
         message_id = (await resp.json())["messageId"]
-        assert (await phone.recv_type("sms"))["id"] == message_id
+        assert (await raw.recv_type("sms"))["id"] == message_id
     finally:
-        await phone.close()
-    resp = await client.post("/api/tokens", json={"name": "seed"}, headers=auth)
+        await raw.close()
+    resp = await client.post("/api/tokens", json={"name": "seed"},
+                             headers=basic(phone or username))
     assert resp.status == 201, await resp.text()
     api = await resp.json()
     listed = await get(client, "/api/tokens", auth)
     session_id = next(t["id"] for t in listed["data"] if t["kind"] == "session")
     inbound_id = (await get(client, "/api/inbound", auth))["data"][0]["id"]
+    own_id, own = await account_token(client, username)
     return Seeded(username, device_id, message_id, inbound_id, webhook_id, api["token"],
-                  api["id"], phone.auth["token"], session_id, key)
+                  api["id"], raw.auth["token"], session_id, key, own, own_id, phone)
+
+
+async def account_token(client: TestClient, account: str,
+                        password: str = PASSWORD) -> tuple[int, str]:
+    """(id, token) of a new token of the account itself (routed), made as `token create
+    --account` makes it: also for an account whose name is its phone's, where Basic means
+    the phone."""
+    pool, params, kdf = _kdf_of(client)
+    owner = await owners.login_account(pool, kdf, params, account, password)
+    assert owner is not None, f"account {account!r} did not log in"
+    info, token = await tokens.create_api_token(pool, owner, "seed (account)")
+    return info.id, token
 
 
 # -- Raw HTTP ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def test_defaults_load() -> None:
     assert settings == Settings()
     assert settings.server.port == 3000 and settings.server.host == "0.0.0.0"  # noqa: S104
     assert settings.database.url == "" and settings.database.data_dir == "var"
-    assert settings.device.window == 10 and settings.device.heartbeat == 30
+    assert settings.device.window == 100 and settings.device.heartbeat == 30
     assert settings.logging.level == "info"
     assert settings.tls is False
 
@@ -128,6 +128,9 @@ def test_invalid_environment_value_names_the_key(env: dict[str, str], key: str) 
     ('[server]\ntls_cert = "cert.pem"\n', "server.tls_cert"),
     ("[server]\nhost = [1]\n", "server.host"),
     ("[device]\nack_timeout = 0\n", "device.ack_timeout"),
+    # A full window pushed at once would overflow the outbox: every phone dropped as slow.
+    ("[device]\nwindow = 200\n", "device.outbox_size"),
+    ("[device]\nwindow = 10\noutbox_size = 27\n", "device.outbox_size"),
 ])
 def test_invalid_file_value_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -208,6 +208,25 @@ async def remove_device(db: Executor, username: str) -> int:
     return int(row["id"])
 
 
+# The phone row a password change locks: its credential, its account's name, and the
+# account's other phones (which hold the same data key).
+_PHONE_ROW = """SELECT d.id, d.username, d.account_id, d.kdf_salt, d.kdf_memory_kib,
+                       d.kdf_iterations, d.kdf_lanes, d.verifier, d.wrapped_key,
+                       a.name AS account_name, a.name = d.username AS paired,
+                       ARRAY(SELECT o.username FROM devices o WHERE o.account_id = d.account_id
+                                AND o.id <> d.id ORDER BY o.id) AS others
+                  FROM devices d JOIN accounts a ON a.id = d.account_id
+                 WHERE d.username = $1 FOR UPDATE"""
+
+
+async def locked_phone(conn: asyncpg.Connection, username: str) -> asyncpg.Record:
+    """The phone's row (`_PHONE_ROW`), locked until the caller's transaction ends."""
+    row = await conn.fetchrow(_PHONE_ROW, username)
+    if row is None:
+        raise AccountError(f"no device named {username!r}")
+    return row
+
+
 async def change_password(
     conn: asyncpg.Connection,
     kdf: crypto.PasswordKdf,
@@ -215,38 +234,28 @@ async def change_password(
     username: str,
     old_password: str | None,
     new_password: str,
-) -> None:
-    """Re-wrap the account's data key under a new password and end every token of the device.
+) -> bool:
+    """Re-wrap the account's data key under the phone's new password and end every token of
+    the phone. Returns True when the account's own password changed with it (below).
 
     With the current password the data key stays the same, so queued and stored messages
     stay readable. Without it (`old_password=None`, a reset) the key cannot be recovered:
     the server never holds it unwrapped. A reset therefore starts a new key and deletes what
-    was stored under the old one, which nobody could read any more; it is refused while other
-    phones of the account hold the old key.
+    was stored under the old one, which nobody could read any more. That is done only when
+    nothing else holds the key: it is refused while the account's own password (an account
+    that is not the phone's namesake) or another phone does, and the refusal says how to
+    keep the data (`owners.set_phone_password` with the account's password).
 
     A phone that shares its name with its account (a migrated account and its first phone,
-    or `device add NAME`) shares its password too: the account's changes with it, and the
-    account's tokens end as well (see also `owners.change_account_password`)."""
+    or `device add NAME`) shares its password too: one name, one password. The account's
+    changes with it, and the account's own tokens end as well (as
+    `owners.change_account_password` does the other way round)."""
     check_password(new_password)
     async with conn.transaction():
-        row = await conn.fetchrow(
-            """SELECT d.id, d.account_id, d.kdf_salt, d.kdf_memory_kib, d.kdf_iterations,
-                      d.kdf_lanes, d.verifier, d.wrapped_key, a.name AS account_name,
-                      a.name = d.username AS paired,
-                      (SELECT count(*) FROM devices o WHERE o.account_id = d.account_id
-                          AND o.id <> d.id) AS others
-                 FROM devices d JOIN accounts a ON a.id = d.account_id
-                WHERE d.username = $1 FOR UPDATE""",
-            username,
-        )
-        if row is None:
-            raise AccountError(f"no device named {username!r}")
+        row = await locked_phone(conn, username)
         account_id = row["account_id"]
         if old_password is None:
-            if row["others"]:
-                raise AccountError(
-                    f"cannot reset {username!r}: other phones of its account hold its data "
-                    "key; remove them first, or change the password with the current one")
+            refuse_reset(row, username)
             data_key = crypto.new_data_key()
             await conn.execute("DELETE FROM tokens WHERE account_id = $1", account_id)
             await conn.execute("SELECT forget_account_data($1)", account_id)
@@ -264,31 +273,65 @@ async def change_password(
             except crypto.DecryptionError:
                 raise AccountError(
                     f"the stored key of device {username!r} does not open (the database row "
-                    "was altered or damaged); only --reset can give it a new one"
+                    "was altered or damaged); give it a new one with the account's password "
+                    "(--account ACCOUNT), or with --reset"
                 ) from None
-        salt = crypto.new_salt()
-        keys = await kdf.derive(new_password, salt, params)
-        await conn.execute(
-            """UPDATE devices SET kdf_salt = $2, kdf_memory_kib = $3, kdf_iterations = $4,
-                   kdf_lanes = $5, verifier = $6, wrapped_key = $7,
-                   credential_epoch = credential_epoch + 1
-                 WHERE id = $1""",
-            row["id"],
-            salt,
-            params.memory_kib,
-            params.iterations,
-            params.lanes,
-            keys.verifier,
-            crypto.wrap_key(keys.kek, data_key, password_wrap_aad(account_id, username)),
-        )
-        await conn.execute("DELETE FROM tokens WHERE device_id = $1", row["id"])
-        # Hub processes drop cached logins and close the device's sockets (see hub.py).
-        await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"credentials:{row['id']}")
-        if row["paired"] or old_password is None:
-            # The account's copy (a reset gives the account the new key and password too:
-            # the old key is gone, and with it what the account's old password opened).
-            await rewrap_account(conn, account_id, row["account_name"], salt, params, keys,
-                                 data_key)
+        await set_phone_credential(conn, kdf, params, row, new_password, data_key)
+        return bool(row["paired"])
+
+
+def refuse_reset(row: asyncpg.Record, username: str) -> None:
+    """A reset (a new data key, the stored data deleted) only when the lost password was the
+    one thing that opened the key; otherwise the words for what keeps the data."""
+    account = row["account_name"]
+    if not row["paired"]:
+        raise AccountError(
+            f"cannot reset {username!r}: account {account!r} still opens its data key with "
+            "its own password, so nothing needs deleting; give the phone a new password "
+            f"with the account's: `smsnodes-hub device passwd {username} --account "
+            f"{account}`")
+    if row["others"]:
+        phones = ", ".join(row["others"])
+        raise AccountError(
+            f"cannot reset {username!r}: its password is also account {account!r}'s, and "
+            f"its other phones ({phones}) hold the data key, which a reset would destroy for "
+            f"them too; change it with the current password (`smsnodes-hub device passwd "
+            f"{username}`), or remove the other phones (`smsnodes-hub device remove NAME`) "
+            "and then reset, which deletes the account's stored messages")
+
+
+async def set_phone_credential(
+    conn: asyncpg.Connection, kdf: crypto.PasswordKdf, params: crypto.KdfParams,
+    row: asyncpg.Record, new_password: str, data_key: bytes,
+) -> None:
+    """Give the phone (its `locked_phone` row) a new password wrapping `data_key`. A phone
+    that shares its account's name gives the account the same new password."""
+    salt = crypto.new_salt()
+    keys = await kdf.derive(new_password, salt, params)
+    await rewrap_phone(conn, row["account_id"], row["id"], row["username"], salt, params,
+                       keys, data_key)
+    if row["paired"]:
+        await rewrap_account(conn, row["account_id"], row["account_name"], salt, params,
+                             keys, data_key)
+
+
+async def rewrap_phone(
+    conn: asyncpg.Connection, account_id: int, device_id: int, username: str, salt: bytes,
+    params: crypto.KdfParams, keys: crypto.PasswordKeys, data_key: bytes,
+) -> None:
+    """Store a new password credential of the phone (salt and derived keys of the new
+    password), end its tokens and sessions, and tell every hub process, which drop its
+    cached logins and close its sockets (see hub.py)."""
+    await conn.execute(
+        """UPDATE devices SET kdf_salt = $2, kdf_memory_kib = $3, kdf_iterations = $4,
+               kdf_lanes = $5, verifier = $6, wrapped_key = $7,
+               credential_epoch = credential_epoch + 1
+             WHERE id = $1""",
+        device_id, salt, params.memory_kib, params.iterations, params.lanes, keys.verifier,
+        crypto.wrap_key(keys.kek, data_key, password_wrap_aad(account_id, username)),
+    )
+    await conn.execute("DELETE FROM tokens WHERE device_id = $1", device_id)
+    await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"credentials:{device_id}")
 
 
 async def rewrap_account(

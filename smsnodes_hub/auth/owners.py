@@ -25,6 +25,7 @@ from smsnodes_hub.auth.accounts import (
     name_taken,
     password_wrap_aad,
     rewrap_account,
+    rewrap_phone,
 )
 
 log = logging.getLogger(__name__)
@@ -161,11 +162,12 @@ async def list_accounts(db: Executor) -> list[AccountSummary]:
 async def change_account_password(
     conn: asyncpg.Connection, kdf: crypto.PasswordKdf, params: crypto.KdfParams, name: str,
     old_password: str, new_password: str,
-) -> None:
+) -> bool:
     """Re-wrap the data key under the account's new password; the account's own tokens end.
     Its phones' passwords and tokens are their own and keep working, but for the phone that
-    shares the account's name (a migrated account's first phone), which shares its password
-    too and changes with it."""
+    shares the account's name (a migrated account's first phone, or `device add NAME`): one
+    name, one password, so it changes with it, and its tokens and sessions end. Returns True
+    when there was such a phone."""
     check_password(new_password)
     async with conn.transaction():
         row = await conn.fetchrow(_ACCOUNT_ROW + " FOR UPDATE", name)
@@ -178,17 +180,37 @@ async def change_account_password(
         keys = await kdf.derive(new_password, salt, params)
         await rewrap_account(conn, row["id"], name, salt, params, keys, owner.data_key)
         paired = await conn.fetchval(
-            """UPDATE devices SET kdf_salt = $3, kdf_memory_kib = $4, kdf_iterations = $5,
-                   kdf_lanes = $6, verifier = $7, wrapped_key = $8,
-                   credential_epoch = credential_epoch + 1
-                 WHERE account_id = $1 AND username = $2 RETURNING id""",
-            row["id"], name, salt, params.memory_kib, params.iterations, params.lanes,
-            keys.verifier,
-            crypto.wrap_key(keys.kek, owner.data_key, password_wrap_aad(row["id"], name)),
-        )
+            "SELECT id FROM devices WHERE account_id = $1 AND username = $2 FOR UPDATE",
+            row["id"], name)
         if paired is not None:
-            await conn.execute("DELETE FROM tokens WHERE device_id = $1", paired)
-            await conn.execute("SELECT pg_notify('smsnodes_hub', $1)", f"credentials:{paired}")
+            await rewrap_phone(conn, row["id"], paired, name, salt, params, keys,
+                               owner.data_key)
+        return paired is not None
+
+
+async def set_phone_password(
+    conn: asyncpg.Connection, kdf: crypto.PasswordKdf, params: crypto.KdfParams,
+    owner: Principal, username: str, new_password: str,
+) -> bool:
+    """A new password for a phone of the owner's account without the phone's current one
+    (it was lost): the owner (the account itself, by `login_account`) opened the data key,
+    which the new password wraps, so nothing is deleted. The phone's tokens and sessions
+    end. Returns True when the phone shares the account's name, whose password then changes
+    too (one name, one password)."""
+    check_password(new_password)
+    async with conn.transaction():
+        row = await accounts.locked_phone(conn, username)
+        if row["account_id"] != owner.account_id:
+            raise AccountError(f"account {owner.username!r} has no phone named {username!r}")
+        # The owner's password is still good (not changed since its login); the account's
+        # row is locked with the phone's.
+        epoch = await conn.fetchval("SELECT credential_epoch FROM accounts WHERE id = $1",
+                                    owner.account_id)
+        if not owner.is_account or epoch != owner.credential_epoch:
+            raise AccountError("the credentials changed since they were checked")
+        await accounts.set_phone_credential(conn, kdf, params, row, new_password,
+                                            owner.data_key)
+        return bool(row["paired"])
 
 
 async def remove_account(db: Executor, name: str) -> int:

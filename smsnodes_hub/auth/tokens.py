@@ -73,34 +73,42 @@ def check_name(name: str | None) -> None:
         raise ValueError(f"name must be 1 to {MAX_NAME} characters")
 
 
+# Whose tokens a call is about ($1 device, $2 account, $3 the account's own only): the
+# device's, or the account's own, or every token of the account.
+_HELD_BY = """CASE WHEN $1::bigint IS NOT NULL THEN t.device_id = $1
+                   WHEN $3::boolean THEN t.account_id = $2 AND t.device_id IS NULL
+                   ELSE t.account_id = $2 END"""
+
+
 async def list_tokens(db: Executor, device_id: int | None,
-                      account_id: int | None = None) -> list[TokenInfo]:
+                      account_id: int | None = None, *, own: bool = False) -> list[TokenInfo]:
     """The device's API tokens and its phone sessions (so either can be revoked by id); with
-    `device_id` None, every token of `account_id`: its own and its phones'."""
+    `device_id` None, every token of `account_id`: its own and its phones', or with `own`
+    only its own (the routed ones, which belong to no phone)."""
     rows = await db.fetch(
-        """SELECT t.id, t.kind, t.name, t.created_at, t.last_used_at, d.username AS device
-             FROM tokens t LEFT JOIN devices d ON d.id = t.device_id
-            WHERE CASE WHEN $1::bigint IS NULL THEN t.account_id = $2 ELSE t.device_id = $1 END
-            ORDER BY t.id""",
-        device_id, account_id,
+        f"""SELECT t.id, t.kind, t.name, t.created_at, t.last_used_at, d.username AS device
+              FROM tokens t LEFT JOIN devices d ON d.id = t.device_id
+             WHERE {_HELD_BY}
+             ORDER BY t.id""",  # noqa: S608 - a fixed condition
+        device_id, account_id, own,
     )
     return [TokenInfo(**dict(r)) for r in rows]
 
 
 async def revoke_token(db: Executor, device_id: int | None, token_id: int,
-                       account_id: int | None = None) -> bool:
+                       account_id: int | None = None, *, own: bool = False) -> bool:
     """Delete a token of this device (API or session), or with `device_id` None any token of
-    `account_id`, and tell every hub process, so cached logins and sockets that used it end
-    now."""
+    `account_id` (with `own`, only one of the account's own), and tell every hub process,
+    so cached logins and sockets that used it end now."""
     revoked = await db.fetchval(
-        """WITH gone AS (
-               DELETE FROM tokens WHERE id = $1
-                  AND CASE WHEN $2::bigint IS NULL THEN account_id = $3 ELSE device_id = $2 END
-               RETURNING id)
-           SELECT id FROM gone, pg_notify('smsnodes_hub', 'token:' || gone.id)""",
-        token_id,
+        f"""WITH gone AS (
+                DELETE FROM tokens t WHERE t.id = $4 AND {_HELD_BY}
+                RETURNING id)
+            SELECT id FROM gone, pg_notify('smsnodes_hub', 'token:' || gone.id)""",  # noqa: S608 - a fixed condition
         device_id,
         account_id,
+        own,
+        token_id,
     )
     return revoked is not None
 

@@ -45,8 +45,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.set_defaults(handler=_list)
 
     passwd = actions.add_parser(
-        "passwd", help="change an account's own password (asks for the current one); a "
-                       "phone of the same name changes with it")
+        "passwd", help="change an account's own password (asks for the current one); its "
+                       "own tokens end. Its phones keep theirs, but for a phone of the same "
+                       "name, which shares its password: it changes with it")
     passwd.add_argument("name")
     password_options(passwd, _STDIN_HELP)
     passwd.set_defaults(handler=_passwd)
@@ -96,10 +97,15 @@ def _passwd(args: argparse.Namespace, settings: Settings) -> int:
     new = new_password(args, "New password")
 
     async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
-        await owners.change_account_password(conn, kdf, kdf_params(settings), args.name, old,
-                                             new)
+        shared = await owners.change_account_password(conn, kdf, kdf_params(settings),
+                                                      args.name, old, new)
         show_generated(args, new)
-        print(f"password changed for account {args.name!r}; its own tokens no longer work")
+        if shared:
+            print(f"password changed for account {args.name!r} and phone {args.name!r} (one "
+                  "name, one password); their tokens and sessions no longer work")
+        else:
+            print(f"password changed for account {args.name!r}; its own tokens no longer "
+                  "work (its phones keep their passwords and tokens)")
 
     return with_kdf(settings, work)
 

@@ -1,4 +1,5 @@
-"""`smsnodes-hub device add | list | passwd | remove | pace`: phone accounts."""
+"""`smsnodes-hub device add | list | passwd | remove | pace`: phones (and an account of the
+same name, for `device add NAME` without `--account`)."""
 
 from __future__ import annotations
 
@@ -51,14 +52,23 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.set_defaults(handler=_list)
 
     passwd = actions.add_parser(
-        "passwd", help="change a device's password (asks for the current one)"
-    )
+        "passwd", help="change a phone's password (asks for the current one, or with "
+                       "--account for the account's); a phone that shares its account's "
+                       "name shares its password, and the account's changes with it")
     passwd.add_argument("name")
-    password_options(passwd, _STDIN_HELP)
-    passwd.add_argument(
+    password_options(passwd, _STDIN_HELP + "; with --account: the account's password on "
+                     "the first line")
+    how = passwd.add_mutually_exclusive_group()
+    how.add_argument(
+        "--account", metavar="ACCOUNT",
+        help="the phone's password is lost: set a new one with the password of ACCOUNT, "
+             "the phone's account, which opens the data key; nothing is deleted",
+    )
+    how.add_argument(
         "--reset", action="store_true",
-        help="without the current password: starts a new data key and DELETES the "
-             "device's stored messages, which nobody could read any more",
+        help="without any password: starts a new data key and DELETES the account's "
+             "stored messages, which nobody could read any more; only for a phone that is "
+             "its account's namesake and only phone (otherwise use --account)",
     )
     passwd.set_defaults(handler=_passwd)
 
@@ -118,6 +128,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:
+    if args.account is not None:
+        return _passwd_by_account(args, settings)
     old: str | None
     if args.reset:
         old = None
@@ -128,18 +140,41 @@ def _passwd(args: argparse.Namespace, settings: Settings) -> int:
         old = line.rstrip("\r\n")
     elif not sys.stdin.isatty():
         raise CliError("the current password is needed: give it on the first line of "
-                       "--password-stdin, or use --reset")
+                       "--password-stdin, or use --account ACCOUNT (or --reset)")
     else:
         old = ask("Current password: ")
     new = new_password(args, "New password")
 
     async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
-        await accounts.change_password(conn, kdf, kdf_params(settings), args.name, old, new)
+        shared = await accounts.change_password(conn, kdf, kdf_params(settings), args.name,
+                                                old, new)
         show_generated(args, new)
-        note = " (stored messages deleted: new data key)" if old is None else ""
-        print(f"password changed for {args.name!r}; its tokens no longer work{note}")
+        note = "; stored messages deleted: new data key" if old is None else ""
+        print(_changed(args.name, shared) + note)
 
     return with_kdf(settings, work)
+
+
+def _passwd_by_account(args: argparse.Namespace, settings: Settings) -> int:
+    owner_password = current_password(args, f"Password of account {args.account}")
+    new = new_password(args, "New password for the phone")
+
+    async def work(conn: asyncpg.Connection, kdf: PasswordKdf) -> None:
+        owner = await login_account(conn, kdf, settings, args.account, owner_password)
+        shared = await owners.set_phone_password(conn, kdf, kdf_params(settings), owner,
+                                                 args.name, new)
+        show_generated(args, new)
+        print(_changed(args.name, shared) + "; stored messages kept")
+
+    return with_kdf(settings, work)
+
+
+def _changed(name: str, shared: bool) -> str:
+    """What a phone's password change did, the account's too when it shares the name."""
+    if shared:
+        return (f"password changed for phone {name!r} and account {name!r} (one name, one "
+                "password); their tokens and sessions no longer work")
+    return f"password changed for phone {name!r}; its tokens and sessions no longer work"
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:

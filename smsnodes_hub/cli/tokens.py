@@ -1,4 +1,5 @@
-"""`smsnodes-hub token create | list | revoke`: a device's API tokens (Bearer)."""
+"""`smsnodes-hub token create | list | revoke`: API tokens (Bearer) of a device, or with
+`--account` the account's own (routed) tokens."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import argparse
 
 import asyncpg
 
-from smsnodes_hub.auth import tokens
+from smsnodes_hub.auth import owners, tokens
 from smsnodes_hub.auth.crypto import PasswordKdf
 from smsnodes_hub.cli.common import (
     CliError,
+    Column,
     UsageError,
     current_password,
     device_id,
@@ -25,7 +27,8 @@ from smsnodes_hub.config import Settings
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = commands.add_parser("token", help="manage API tokens (Bearer) of a device")
+    token = commands.add_parser("token",
+                                help="manage API tokens (Bearer) of a device or an account")
     actions = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create", help="create an API token (needs the device password; shown once); with "
@@ -40,18 +43,31 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="read the device's (or the account's) password from standard "
                              "input")
     create.set_defaults(handler=_create)
-    listing = actions.add_parser("list", help="list a device's tokens and sessions")
-    listing.add_argument("device")
+    listing = actions.add_parser(
+        "list", help="list a device's tokens and sessions; with --account instead of "
+                     "DEVICE, the account's own tokens (routed; its phones' are listed "
+                     "by phone)")
+    listing.add_argument("device", nargs="?", metavar="DEVICE", help="the phone")
+    listing.add_argument("--account", metavar="ACCOUNT",
+                         help="list this account's own tokens instead of a phone's")
     listing.set_defaults(handler=_list)
-    revoke = actions.add_parser("revoke", help="revoke a token or a phone session")
-    revoke.add_argument("device")
-    revoke.add_argument("id", type=int)
+    revoke = actions.add_parser(
+        "revoke", help="revoke a token or a phone session of DEVICE; with --account "
+                       "instead of DEVICE, one of the account's own tokens")
+    revoke.add_argument("device", nargs="?", metavar="DEVICE", help="the phone")
+    revoke.add_argument("id", type=int, metavar="ID", help="the token's id (`token list`)")
+    revoke.add_argument("--account", metavar="ACCOUNT",
+                        help="revoke a token of this account instead of a phone's")
     revoke.set_defaults(handler=_revoke)
 
 
-def _create(args: argparse.Namespace, settings: Settings) -> int:
+def _holder(args: argparse.Namespace) -> None:
     if (args.device is None) == (args.account is None):
         raise UsageError("give either DEVICE or --account ACCOUNT")
+
+
+def _create(args: argparse.Namespace, settings: Settings) -> int:
+    _holder(args)
     if args.account is not None:
         password = current_password(args, f"Password of account {args.account}")
     else:
@@ -75,24 +91,44 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
     return with_kdf(settings, work, errors=(tokens.TokenError,))
 
 
+_COLUMNS: list[Column] = [
+    ("ID", ">6", lambda t: t.id),
+    ("KIND", "<8", lambda t: t.kind),
+    ("NAME", "<24", lambda t: (t.name or "-")[:24]),
+    ("CREATED", "<20", lambda t: when(t.created_at)),
+    ("LAST USED", "", lambda t: when(t.last_used_at)),
+]
+
+
 def _list(args: argparse.Namespace, settings: Settings) -> int:
+    _holder(args)
+
     async def work(conn: asyncpg.Connection) -> None:
-        print_table(await tokens.list_tokens(conn, await device_id(conn, args.device)),
-                    f"device {args.device!r} has no tokens", [
-                        ("ID", ">6", lambda t: t.id),
-                        ("KIND", "<8", lambda t: t.kind),
-                        ("NAME", "<24", lambda t: (t.name or "-")[:24]),
-                        ("CREATED", "<20", lambda t: when(t.created_at)),
-                        ("LAST USED", "", lambda t: when(t.last_used_at)),
-                    ])
+        if args.account is not None:
+            found = await tokens.list_tokens(
+                conn, None, await owners.account_id_of(conn, args.account), own=True)
+            empty = f"account {args.account!r} has no tokens of its own"
+        else:
+            found = await tokens.list_tokens(conn, await device_id(conn, args.device))
+            empty = f"device {args.device!r} has no tokens"
+        print_table(found, empty, _COLUMNS)
 
     return with_connection(settings, work)
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    _holder(args)
+
     async def work(conn: asyncpg.Connection) -> None:
-        if not await tokens.revoke_token(conn, await device_id(conn, args.device), args.id):
-            raise CliError(f"device {args.device!r} has no token {args.id}")
-        print(f"revoked token {args.id} of {args.device!r}")
+        if args.account is not None:
+            whose = f"account {args.account!r}"
+            done = await tokens.revoke_token(
+                conn, None, args.id, await owners.account_id_of(conn, args.account), own=True)
+        else:
+            whose = f"device {args.device!r}"
+            done = await tokens.revoke_token(conn, await device_id(conn, args.device), args.id)
+        if not done:  # another account's, a phone's, or none: the same words
+            raise CliError(f"{whose} has no token {args.id}")
+        print(f"revoked token {args.id} of {whose}")
 
     return with_connection(settings, work)

@@ -80,7 +80,13 @@ WITH input AS (
 ), msg AS (
     UPDATE messages m SET
         state = nxt.state,
-        status = message_status(nxt.state, nxt.recipient_states),
+        -- One recipient (most messages): its status is the message's, spelled out here
+        -- because a call of message_status() per row costs more than the rest of the row.
+        status = CASE WHEN cardinality(nxt.recipient_states) > 1
+                      THEN message_status(nxt.state, nxt.recipient_states)
+                      WHEN nxt.recipient_states[1] = 'pending' THEN nxt.state
+                      WHEN nxt.recipient_states[1] = 'retry' THEN 'scheduled'
+                      ELSE nxt.recipient_states[1] END,
         accepted_at = CASE WHEN nxt.acks THEN now() ELSE m.accepted_at END,
         dispatched_to = CASE WHEN nxt.acks THEN NULL ELSE m.dispatched_to END
       FROM nxt
@@ -96,18 +102,31 @@ WITH input AS (
            clock_timestamp() + interval '1 microsecond', i.reported_at
       FROM upd u JOIN input i ON i.n = u.n
 ), hook AS (
-    -- A failure that will be retried is not an outcome yet: no message.failed for it.
-    SELECT emit_webhook_event(t.account_id, 'message.' || i.status, t.device_id,
-                              u.message_id, u.position, NULL, i.status, i.error, i.attempt)
-      FROM upd u JOIN input i ON i.n = u.n
-      JOIN target t ON t.n = u.n AND t.position = u.position
-     WHERE u.state <> 'retry'
+    -- The webhook outbox, as emit_webhook_event() writes it but for the whole batch in one
+    -- insert: one event id per outcome, a row per webhook that listens to it. A failure
+    -- that will be retried is not an outcome yet: no message.failed for it.
+    INSERT INTO webhook_deliveries (webhook_id, account_id, event_id, event_type, device_id,
+                                    message_id, position, status, error, attempt)
+    SELECT w.id, e.account_id, e.event_id, e.event_type, e.device_id, e.message_id,
+           e.position, e.status, e.error, e.attempt
+      FROM (SELECT t.account_id, 'message.' || i.status AS event_type, t.device_id,
+                   u.message_id, u.position, i.status, i.error, i.attempt,
+                   gen_random_uuid() AS event_id
+              FROM upd u JOIN input i ON i.n = u.n
+              JOIN target t ON t.n = u.n AND t.position = u.position
+             WHERE u.state <> 'retry') e
+      JOIN webhooks w ON w.account_id = e.account_id AND w.active
+                     AND e.event_type = ANY (w.events)
+    RETURNING 1
+), hook_wake AS (
+    SELECT pg_notify('smsnodes_hub', 'webhook')  -- bus.WebhookQueued, once a batch
+     WHERE EXISTS (SELECT 1 FROM hook)
 )
 SELECT (SELECT t.attempt FROM target t WHERE t.n = i.n LIMIT 1) AS attempt,
        EXISTS (SELECT 1 FROM target t WHERE t.n = i.n) AS found,
        (SELECT count(*) FROM upd u WHERE u.n = i.n) AS changed,
        EXISTS (SELECT 1 FROM msg WHERE msg.n = i.n AND msg.acks) AS accepted,
-       (SELECT count(*) FROM hook) AS hooked
+       (SELECT count(*) FROM hook_wake) AS hooked
   FROM input i
  ORDER BY i.n
 """

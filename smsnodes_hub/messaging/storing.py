@@ -44,12 +44,12 @@ class Inserted:
     over_quota: str | None = None  # "day" or "month": refused, it would pass that quota
 
 
-# Quotas (sql/017): the rows of `{source}` of accounts with a quota, counted in batch order
-# against the account's counter, which is locked (racing sends elsewhere wait for this
-# statement, then see its count). A row that does not fit is refused, and counts no more;
-# one after it that would fit alone is refused too (rare: a batch of one account's sends
-# that ends just at its quota). `remaining` is what is left after the row, of the smaller
-# period.
+# Quotas (sql/017): the rows of `{source}` of accounts with a quota, judged one after the
+# other in batch order against the account's counter, which is locked (racing sends
+# elsewhere wait for this statement, then see its count): as if they came one by one, a
+# row that does not fit is refused and counts nothing, so a smaller one after it may still
+# fit. `remaining` is what is left after the row, of the smaller period. Accounts without
+# a quota have no row: the walk then has no step at all.
 _QUOTA = """
 quota AS (
     SELECT q.account_id, q.daily, q.monthly,
@@ -60,24 +60,36 @@ quota AS (
       FROM quotas q WHERE q.account_id IN (SELECT account_id FROM {source})
      ORDER BY q.account_id
        FOR NO KEY UPDATE
+), asked AS (
+    SELECT s.n, s.account_id, s.sms,
+           row_number() OVER (PARTITION BY s.account_id ORDER BY s.n) AS k
+      FROM {source} s WHERE s.account_id IN (SELECT account_id FROM quota)
+), walk AS (
+    -- Step k judges the account's k-th row against what the rows before it used.
+    SELECT q.account_id, 0::bigint AS k, NULL::bigint AS n, NULL::integer AS sms,
+           true AS day_ok, true AS month_ok, q.daily, q.monthly, q.day_used, q.month_used
+      FROM quota q
+    UNION ALL
+    SELECT w.account_id, a.k, a.n, a.sms, x.day_ok, x.month_ok, w.daily, w.monthly,
+           w.day_used + CASE WHEN x.day_ok AND x.month_ok THEN a.sms ELSE 0 END,
+           w.month_used + CASE WHEN x.day_ok AND x.month_ok THEN a.sms ELSE 0 END
+      FROM walk w JOIN asked a ON a.account_id = w.account_id AND a.k = w.k + 1
+     CROSS JOIN LATERAL (
+           SELECT w.daily IS NULL OR w.day_used + a.sms <= w.daily AS day_ok,
+                  w.monthly IS NULL OR w.month_used + a.sms <= w.monthly AS month_ok) x
 ), verdict AS (
-    SELECT x.n, x.account_id, x.sms,
-           (q.daily IS NULL OR q.day_used + x.cum <= q.daily) AS day_ok,
-           (q.monthly IS NULL OR q.month_used + x.cum <= q.monthly) AS month_ok,
-           least(q.daily - q.day_used - x.cum, q.monthly - q.month_used - x.cum) AS remaining
-      FROM (SELECT s.n, s.account_id, s.sms,
-                   sum(s.sms) OVER (PARTITION BY s.account_id ORDER BY s.n) AS cum
-              FROM {source} s WHERE s.account_id IN (SELECT account_id FROM quota)) x
-      JOIN quota q USING (account_id)
+    SELECT n, account_id, sms, day_ok, month_ok,
+           least(daily - day_used, monthly - month_used) AS remaining
+      FROM walk WHERE n IS NOT NULL
 ), used AS (
     UPDATE quotas q SET day = (now() AT TIME ZONE 'UTC')::date,
            month = date_trunc('month', now() AT TIME ZONE 'UTC')::date,
-           day_used = u.day_used + u.sms, month_used = u.month_used + u.sms
-      FROM (SELECT v.account_id, sum(v.sms) AS sms, min(c.day_used) AS day_used,
-                   min(c.month_used) AS month_used
-              FROM verdict v JOIN quota c USING (account_id)
-             WHERE v.day_ok AND v.month_ok GROUP BY v.account_id) u
+           day_used = u.day_used, month_used = u.month_used
+      FROM (SELECT DISTINCT ON (w.account_id) w.account_id, w.day_used, w.month_used
+              FROM walk w ORDER BY w.account_id, w.k DESC) u
      WHERE q.account_id = u.account_id
+       AND EXISTS (SELECT 1 FROM verdict v
+                    WHERE v.account_id = u.account_id AND v.day_ok AND v.month_ok)
     RETURNING 1
 )"""
 
@@ -102,7 +114,7 @@ rcp AS (
 # Set-based: one input row per message, its recipients flattened beside (`rcp_n` names
 # each one's message). Ids are drawn first so that every input row knows its own.
 _INSERT = f"""
-WITH checked AS (
+WITH RECURSIVE checked AS (
     SELECT i.*
       FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
                   $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
@@ -152,7 +164,7 @@ SELECT (SELECT count(*) FROM wake) AS notified, (SELECT count(*) FROM used) AS c
 # connections of this process that hold a free slot for it: the row is written dispatched
 # to the chosen phone's, if it is among them. $25 is this process.
 _INSERT_ROUTED = f"""
-WITH checked AS (
+WITH RECURSIVE checked AS (
     SELECT i.*
       FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
                   $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],

@@ -240,7 +240,7 @@ class DeliveryWorker:
     # -- The loop -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             self._wake.clear()
             full = False
             try:
@@ -253,8 +253,11 @@ class DeliveryWorker:
                 log.exception("webhook deliveries: claiming failed")
             if full:
                 continue  # more may be due: claim again as soon as a slot frees
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the wake-up does, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL)
+                async with asyncio.timeout(POLL):
+                    await self._wake.wait()
 
     async def _resync(self) -> None:
         self._wake.set()

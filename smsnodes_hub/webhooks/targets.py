@@ -157,9 +157,10 @@ async def check_url(raw: object, settings: WebhookSettings) -> str:
         return raw
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, url.port or 443, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
-        )
+        # asyncio.timeout, not wait_for: a delivery cancelled at shutdown must end (3.11's
+        # wait_for can swallow a cancel that arrives as the lookup completes).
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            infos = await loop.getaddrinfo(host, url.port or 443, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError, UnicodeError):
         raise WebhookError(f"url: the host {host[:100]} does not resolve") from None
     addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}

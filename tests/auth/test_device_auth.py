@@ -18,7 +18,7 @@ async def test_password_login_answers_auth_ok_with_token_heartbeat_window(hub, p
     auth = phone.auth
     assert auth == {
         "type": "auth_ok", "deviceId": device_id, "username": "shop-phone-1",
-        "token": auth["token"], "heartbeat": 30, "window": 10, "protocol": 1,
+        "token": auth["token"], "heartbeat": 30, "window": 100, "protocol": 1,
     }
     assert isinstance(auth["token"], str) and len(auth["token"]) > 40
     row = await pool.fetchrow("SELECT model, app_version, sims, last_seen_at FROM devices")

@@ -5,6 +5,7 @@ ones, and each password wrapping the same data key."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from smsnodes_hub.appkeys import AUTH
 from smsnodes_hub.auth import accounts, owners
 from smsnodes_hub.auth.accounts import AccountError
+from tests.accounts_support import account_with_phones, credential_rows
 from tests.support import (
     PASSWORD,
     add_account,
@@ -20,6 +22,7 @@ from tests.support import (
     add_phone,
     basic,
     get,
+    send,
     until,
     ws_url,
 )
@@ -217,21 +220,87 @@ async def test_a_name_shared_by_an_account_and_its_phone_shares_its_password(
     assert (await get(hub, "/api/device"))["username"] == "shop-phone-1"
 
 
-async def test_a_reset_is_refused_while_other_phones_hold_the_key(hub: TestClient,
-                                                                 pool: asyncpg.Pool) -> None:
+async def test_a_reset_is_refused_while_anything_else_opens_the_key(
+    hub: TestClient, pool: asyncpg.Pool,
+) -> None:
+    """A reset destroys the data key; it is done only when the lost password was all that
+    opened it, and the refusal names the command that keeps the data."""
     await add_account(hub, "acme")
     await add_phone(hub, "acme", "acme-1")
     await add_phone(hub, "acme", "acme-2")
+    await add_device(hub, "solo")
+    await add_phone(hub, "solo", "solo-2")
+    sent = await send(hub, "acme-1")
     auth = hub.app[AUTH]
-    async with pool.acquire() as conn:
-        with pytest.raises(AccountError, match="other phones"):
-            await accounts.change_password(conn, auth.kdf, auth.params, "acme-1", None,
-                                           OTHER_PASSWORD)
-    await get(hub, "/api/device", basic("acme-1"))
-    # The last phone may be reset: a new key, and the account's password becomes the new one.
+    before = await credential_rows(pool)
+    refusals = [("acme-1", "device passwd acme-1 --account acme"),
+                ("solo", "other phones (solo-2) hold the data key")]
+    for name, words in refusals:
+        async with pool.acquire() as conn:
+            with pytest.raises(AccountError, match=re.escape(words)):
+                await accounts.change_password(conn, auth.kdf, auth.params, name, None,
+                                               OTHER_PASSWORD)
+    # The account's own password still opens the key when acme-1 is its only phone.
     await owners.remove_phone(pool, "acme-2")
     async with pool.acquire() as conn:
-        await accounts.change_password(conn, auth.kdf, auth.params, "acme-1", None,
-                                       OTHER_PASSWORD)
-    await get(hub, "/api/device", basic("acme-1", OTHER_PASSWORD))
-    await get(hub, "/api/tokens", basic("acme", OTHER_PASSWORD))
+        with pytest.raises(AccountError, match="--account acme"):
+            await accounts.change_password(conn, auth.kdf, auth.params, "acme-1", None,
+                                           OTHER_PASSWORD)
+    assert [r for r in await credential_rows(pool) if r[1] != "acme-2"] == [
+        r for r in before if r[1] != "acme-2"]
+    assert (await get(hub, f"/api/messages/{sent['messageId']}", basic("acme-1")))[
+        "message"] == "hello"
+    # A device account's only phone may be reset: a new key for it and its account.
+    await owners.remove_phone(pool, "solo-2")
+    async with pool.acquire() as conn:
+        assert await accounts.change_password(conn, auth.kdf, auth.params, "solo", None,
+                                              OTHER_PASSWORD) is True
+    await get(hub, "/api/device", basic("solo", OTHER_PASSWORD))
+    assert await owners.login_account(pool, auth.kdf, auth.params, "solo",
+                                      OTHER_PASSWORD) is not None
+
+
+async def test_a_lost_phone_password_is_replaced_with_the_accounts(
+    hub: TestClient, pool: asyncpg.Pool,
+) -> None:
+    """`owners.set_phone_password`: the account's login opens the key, the phone's new
+    password wraps it; nothing is deleted, and only that phone's credentials change."""
+    account = await account_with_phones(hub, 2)
+    sent = await send(hub, "acme-1")
+    phone_token = (await (await hub.post("/api/tokens", headers=basic("acme-1"),
+                                         json={})).json())["token"]
+    await add_device(hub, "other")
+    auth = hub.app[AUTH]
+    owner = await owners.login_account(pool, auth.kdf, auth.params, "acme", PASSWORD)
+    stranger = await owners.login_account(pool, auth.kdf, auth.params, "other", PASSWORD)
+    assert owner is not None and stranger is not None
+    before = await credential_rows(pool)
+    async with pool.acquire() as conn:
+        with pytest.raises(AccountError, match="account 'other' has no phone named 'acme-1'"):
+            await owners.set_phone_password(conn, auth.kdf, auth.params, stranger, "acme-1",
+                                            OTHER_PASSWORD)
+        with pytest.raises(AccountError, match="no device named 'ghost'"):
+            await owners.set_phone_password(conn, auth.kdf, auth.params, owner, "ghost",
+                                            OTHER_PASSWORD)
+    assert await credential_rows(pool) == before
+
+    async with pool.acquire() as conn:
+        assert await owners.set_phone_password(conn, auth.kdf, auth.params, owner, "acme-1",
+                                               OTHER_PASSWORD) is False
+    await until(lambda: _status(hub, "/api/device", basic("acme-1"), 401))
+    shown = await get(hub, f"/api/messages/{sent['messageId']}", basic("acme-1", OTHER_PASSWORD))
+    assert shown["message"] == "hello"  # the same key: nothing was lost
+    await until(lambda: _status(hub, "/api/tokens", {"Authorization": f"Bearer {phone_token}"},
+                                401))
+    # The account, its token and its other phone are as they were.
+    await get(hub, "/api/tokens", account.bearer)
+    await get(hub, "/api/tokens", basic("acme"))
+    await get(hub, "/api/device", basic("acme-2"))
+    # An owner whose password changed since its login can no longer do it.
+    async with pool.acquire() as conn:
+        await owners.change_account_password(conn, auth.kdf, auth.params, "acme", PASSWORD,
+                                             OTHER_PASSWORD)
+        with pytest.raises(AccountError, match="credentials changed"):
+            await owners.set_phone_password(conn, auth.kdf, auth.params, owner, "acme-2",
+                                            OTHER_PASSWORD)
+    await get(hub, "/api/device", basic("acme-2"))

@@ -168,7 +168,10 @@ async def test_passwd_keeps_the_data_key_and_ends_old_credentials(cli: Cli, pool
     run = await cli("device", "passwd", "phone-p", "--password-stdin",
                     stdin=f"{PASSWORD}\n{NEW_PASSWORD}\n")
     assert run.code == 0, run
-    assert "password changed for 'phone-p'" in run.out
+    # A device account: the phone and the account share the name, and the password.
+    assert run.out.strip() == ("password changed for phone 'phone-p' and account 'phone-p' "
+                               "(one name, one password); their tokens and sessions no longer "
+                               "work")
     assert PASSWORD not in run.out + run.err and NEW_PASSWORD not in run.out + run.err
 
     assert await auth.login(pool, "phone-p", PASSWORD) is None

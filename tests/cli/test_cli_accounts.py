@@ -3,9 +3,21 @@ account with several phones, managed from the command line (ACCOUNTS.md "Managin
 
 from __future__ import annotations
 
+from aiohttp.test_utils import TestClient
+
 from smsnodes_hub.auth import owners
+from tests.accounts_support import credential_rows
 from tests.cli.test_cli import Cli, auth, cli  # noqa: F401 - the fixtures
-from tests.support import NUMBER, PASSWORD, add_device, ws_url
+from tests.support import (
+    NUMBER,
+    PASSWORD,
+    add_account,
+    add_device,
+    add_phone,
+    basic,
+    until,
+    ws_url,
+)
 from tests.wsclient import RawPhone
 
 PHONE_PASSWORD = "the phone's own password"
@@ -107,3 +119,132 @@ async def test_token_create_needs_a_device_or_an_account(cli: Cli, pool) -> None
                     stdin=f"{PASSWORD}\n")
     assert run.code == 0, run
     assert await pool.fetchval("SELECT device_id FROM tokens WHERE kind = 'api'") is None
+
+
+async def test_a_shared_name_is_one_password_and_each_command_says_so(
+        cli: Cli, hub, pool, auth) -> None:  # noqa: F811
+    """A device account (and every migrated one): phone and account share the name and the
+    password, so either command changes both, and says so; a phone of its own changes alone."""
+    await add_device(pool, "solo")
+    made = await cli("token", "create", "--account", "solo", "--password-stdin",
+                     stdin=f"{PASSWORD}\n")
+    routed = made.out.strip().splitlines()[-1]
+    pinned = await token_of(hub, basic("solo"), account=False)
+    run = await cli("device", "passwd", "solo", "--password-stdin",
+                    stdin=f"{PASSWORD}\n{NEW_PASSWORD}\n")
+    assert run.code == 0, run
+    assert run.out.strip() == ("password changed for phone 'solo' and account 'solo' (one "
+                               "name, one password); their tokens and sessions no longer work")
+    assert await owners.login_account(pool, auth.kdf, auth.params, "solo", PASSWORD) is None
+    assert await owners.login_account(pool, auth.kdf, auth.params, "solo",
+                                      NEW_PASSWORD) is not None
+    for token in (routed, pinned):
+        await until(lambda: _answers(hub, token, 401), message="a token still works")  # noqa: B023
+
+    back = await cli("account", "passwd", "solo", "--password-stdin",
+                     stdin=f"{NEW_PASSWORD}\n{PASSWORD}\n")
+    assert back.code == 0, back
+    assert back.out.strip() == ("password changed for account 'solo' and phone 'solo' (one "
+                                "name, one password); their tokens and sessions no longer work")
+    assert await auth.login(pool, "solo", PASSWORD) is not None
+    assert await auth.login(pool, "solo", NEW_PASSWORD) is None
+    # With the account's password (the same one) instead of the phone's: both, again.
+    by_account = await cli("device", "passwd", "solo", "--account", "solo", "--password-stdin",
+                           stdin=f"{PASSWORD}\n{NEW_PASSWORD}\n")
+    assert by_account.out.strip().startswith("password changed for phone 'solo' and account "
+                                             "'solo' (one name, one password)"), by_account
+    assert await owners.login_account(pool, auth.kdf, auth.params, "solo",
+                                      NEW_PASSWORD) is not None
+    assert await auth.login(pool, "solo", NEW_PASSWORD) is not None
+
+    # An account of its own (`account add`): its phone's password is the phone's alone.
+    await add_account(hub, "acme")
+    await add_phone(hub, "acme", "acme-1", PHONE_PASSWORD)
+    await add_phone(hub, "acme", "acme-2", PHONE_PASSWORD)
+    acme = await token_of(hub, basic("acme"), account=True)
+    own = await cli("device", "passwd", "acme-1", "--password-stdin",
+                    stdin=f"{PHONE_PASSWORD}\n{NEW_PASSWORD}\n")
+    assert own.code == 0, own
+    assert own.out.strip() == ("password changed for phone 'acme-1'; its tokens and sessions "
+                               "no longer work")
+    assert await owners.login_account(pool, auth.kdf, auth.params, "acme",
+                                      PASSWORD) is not None
+    assert await auth.login(pool, "acme-2", PHONE_PASSWORD) is not None
+    assert await _answers(hub, acme, 200)
+
+
+async def test_a_lost_phone_password_is_replaced_with_the_accounts_and_nothing_is_lost(
+        cli: Cli, hub, pool, auth) -> None:  # noqa: F811
+    """`device passwd PHONE --account ACCOUNT`: the account's password opens the data key for
+    the phone's new one; a reset, which would delete the data, is refused with those words."""
+    await add_account(hub, "acme")
+    await add_phone(hub, "acme", "acme-1", PHONE_PASSWORD)
+    await add_phone(hub, "acme", "acme-2", PHONE_PASSWORD)
+    await add_device(hub, "other")
+    phone = await RawPhone.login(ws_url(hub), "acme-1", PHONE_PASSWORD)
+    try:
+        sent = await hub.post("/api/send-sms", headers=basic("acme-1", PHONE_PASSWORD),
+                              json={"phoneNumbers": [NUMBER], "message": "kept"})
+        message_id = (await sent.json())["messageId"]
+        before = await credential_rows(pool)
+        refused = [
+            (["acme-1", "--reset"], f"{NEW_PASSWORD}\n",
+             "cannot reset 'acme-1': account 'acme' still opens its data key with its own "
+             "password, so nothing needs deleting; give the phone a new password with the "
+             "account's: `smsnodes-hub device passwd acme-1 --account acme`"),
+            (["acme-1", "--account", "acme"], f"not the password\n{NEW_PASSWORD}\n",
+             "wrong account name or password"),
+            (["acme-1", "--account", "other"], f"{PASSWORD}\n{NEW_PASSWORD}\n",
+             "account 'other' has no phone named 'acme-1'"),
+            (["ghost", "--account", "acme"], f"{PASSWORD}\n{NEW_PASSWORD}\n",
+             "no device named 'ghost'"),
+            (["acme-1", "--account", "acme"], f"{PASSWORD}\nshort\n",
+             "password must be at least 8 characters"),
+        ]
+        for argv, stdin, words in refused:
+            run = await cli("device", "passwd", *argv, "--password-stdin", stdin=stdin)
+            assert run.one_error_line() == f"smsnodes-hub: {words}", argv
+            assert NEW_PASSWORD not in run.out + run.err and PASSWORD not in run.err
+        both = await cli("device", "passwd", "acme-1", "--account", "acme", "--reset")
+        assert both.code == 2 and "not allowed with argument" in both.err
+        assert await credential_rows(pool) == before
+
+        run = await cli("device", "passwd", "acme-1", "--account", "acme", "--password-stdin",
+                        stdin=f"{PASSWORD}\n{NEW_PASSWORD}\n")
+        assert run.code == 0, run
+        assert run.out.strip() == ("password changed for phone 'acme-1'; its tokens and sessions "
+                                   "no longer work; stored messages kept")
+        assert await phone.closed_with(timeout=10) == 4401  # its old login ended
+    finally:
+        await phone.session.close()
+    assert await auth.login(pool, "acme-1", PHONE_PASSWORD) is None
+    again = await hub.get(f"/api/messages/{message_id}", headers=basic("acme-1", NEW_PASSWORD))
+    assert (await again.json())["message"] == "kept"
+    assert await auth.login(pool, "acme-2", PHONE_PASSWORD) is not None
+    assert await owners.login_account(pool, auth.kdf, auth.params, "acme",
+                                      PASSWORD) is not None
+
+
+async def test_a_reset_of_a_shared_name_is_refused_while_other_phones_hold_the_key(
+        cli: Cli, hub, pool) -> None:  # noqa: F811
+    await add_device(hub, "solo")
+    await add_phone(hub, "solo", "solo-2")
+    before = await credential_rows(pool)
+    run = await cli("device", "passwd", "solo", "--reset", "--password-stdin",
+                    stdin=f"{NEW_PASSWORD}\n")
+    line = run.one_error_line()
+    assert "its password is also account 'solo''s" in line and "(solo-2)" in line, line
+    assert "`smsnodes-hub device passwd solo`" in line, line
+    assert await credential_rows(pool) == before
+
+
+async def token_of(hub: TestClient, credentials: dict[str, str], *, account: bool) -> str:
+    resp = await hub.post("/api/tokens", headers=credentials, json={})
+    body = await resp.json()
+    assert resp.status == 201 and (body["device"] is None) == account, body
+    return str(body["token"])
+
+
+async def _answers(hub: TestClient, token: str, status: int) -> bool:
+    resp = await hub.get("/api/tokens", headers={"Authorization": f"Bearer {token}"})
+    return resp.status == status

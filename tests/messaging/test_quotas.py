@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from smsnodes_hub.messaging import quotas
+from smsnodes_hub.appkeys import AUTH
+from smsnodes_hub.messaging import messages, quotas
 from tests.accounts_support import account_with_phones, send_routed
 from tests.cli.test_cli import Cli, cli  # noqa: F401 - the fixture
 from tests.support import NUMBER, PASSWORD, HubFactory, add_device, basic, get, until
@@ -156,3 +157,27 @@ async def test_account_quota_on_the_command_line(cli: Cli, hub: TestClient,  # n
         run = await cli("account", "quota", "shop-phone-1", "--daily", bad)
         assert "--daily must be a whole number" in run.one_error_line()
     assert "no account named" in (await cli("account", "quota", "ghost")).one_error_line()
+
+
+async def test_in_one_batch_a_send_that_does_not_fit_leaves_room_for_a_smaller_one(
+    hub: TestClient, pool: asyncpg.Pool,
+) -> None:
+    # Sends that arrive together are stored by one statement (the sends lane): they are
+    # judged as if they came one by one, so the 5 that does not fit leaves the 2 after it.
+    await add_device(hub, "shop-phone-1")
+    await set_quota(pool, "shop-phone-1", 10)
+    principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
+    assert principal is not None
+
+    def new(recipients: int) -> messages.NewMessage:
+        return messages.new_message(
+            principal, priority=2, text="counted", numbers=[NUMBER] * recipients,
+            dispatch_to=None, notify=False, local_online=False, stale_seconds=15)
+
+    async with pool.acquire() as conn:
+        results = await messages.insert_all(conn, [new(8), new(5), new(2), new(1)])
+    assert [r.id is not None for r in results] == [True, False, True, False]
+    assert [r.over_quota for r in results] == [None, "day", None, "day"]
+    assert [r.remaining_quota for r in results] == [2, 2, 0, 0]
+    assert await pool.fetchval("SELECT day_used FROM quotas") == 10
+    assert await pool.fetchval("SELECT sum(recipient_count) FROM messages") == 10

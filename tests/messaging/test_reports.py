@@ -6,7 +6,7 @@ from __future__ import annotations
 from smsnodes_hub.appkeys import AUTH
 from smsnodes_hub.messaging import reports
 from smsnodes_hub.messaging.reports import StatusReport
-from tests.support import NUMBER, PASSWORD, add_device, send
+from tests.support import NUMBER, PASSWORD, add_device, basic, send
 
 OTHER = "+1987654321"
 
@@ -47,3 +47,44 @@ async def test_reports_of_one_message_in_one_call_apply_in_order(hub, pool):
         "SELECT status FROM message_events WHERE message_id = $1 AND status <> 'queued' "
         "AND status <> 'dispatched' ORDER BY at, id", one)]
     assert events == ["accepted", "sent", "delivered"]
+
+
+async def test_a_batch_of_reports_queues_one_event_per_outcome_for_each_webhook_listening(
+        make_hub, pool):
+    hub = await make_hub(SMSNODES_WEBHOOKS_ALLOW_PRIVATE="true",
+                         SMSNODES_WEBHOOKS_ALLOW_HTTP="true")
+    await add_device(hub, "shop-phone-1")
+    principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
+    assert principal is not None
+    # Nothing listens on port 9 here: the deliveries fail at once and stay queued.
+    hooks = {}
+    for name, events in (("both", ["message.sent", "message.failed"]),
+                         ("sent", ["message.sent"]), ("other", ["message.delivered"])):
+        resp = await hub.post("/api/webhooks", headers=basic(), json={
+            "url": f"http://127.0.0.1:9/{name}", "events": events})
+        assert resp.status == 201, await resp.text()
+        hooks[(await resp.json())["id"]] = name
+    one = (await send(hub, text="one"))["messageId"]
+    two = (await send(hub, text="two", numbers=[NUMBER, OTHER]))["messageId"]
+
+    async with pool.acquire() as conn:
+        await reports.record_statuses(conn, [
+            StatusReport.of(principal, one, 1, NUMBER, "sent", None),
+            StatusReport.of(principal, two, 1, NUMBER, "sent", None),
+            # Retried later: not an outcome yet, so no message.failed.
+            StatusReport.of(principal, two, 1, OTHER, "failed", "radio off", retry=True),
+        ])
+
+    rows = await pool.fetch(
+        "SELECT webhook_id, event_id, event_type, message_id, position, status, attempt "
+        "FROM webhook_deliveries WHERE event_type LIKE 'message.%' ORDER BY message_id, "
+        "webhook_id")
+    got = [(hooks[r["webhook_id"]], r["event_type"], r["message_id"], r["position"],
+            r["status"], r["attempt"]) for r in rows]
+    assert got == [("both", "message.sent", one, 1, "sent", 1),
+                   ("sent", "message.sent", one, 1, "sent", 1),
+                   ("both", "message.sent", two, 1, "sent", 1),
+                   ("sent", "message.sent", two, 1, "sent", 1)]
+    # One event id per outcome, the same for every webhook that gets it.
+    assert rows[0]["event_id"] == rows[1]["event_id"] != rows[2]["event_id"]
+    assert rows[2]["event_id"] == rows[3]["event_id"]

@@ -15,8 +15,12 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 from device_sim import SimulatedPhone
 
+from smsnodes_hub.appkeys import BUS, KEYRING, POOL, SETTINGS
+from smsnodes_hub.webhooks.delivery import DeliveryWorker
+from smsnodes_hub.webhooks.hubkey import HubKeys
 from tests.cli.test_cli import cli_env
 from tests.cli.test_serve import LISTENING
 from tests.support import PASSWORD, add_device, basic, until
@@ -107,3 +111,20 @@ async def test_shutdown_does_not_wait_for_a_receiver_that_never_answers(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_stop_that_comes_with_a_wake_up_still_stops(hub: TestClient) -> None:
+    # The worker idles waiting for a wake-up; a stop that lands in the same turns of the
+    # loop as one (an event committed as the hub shuts down) must still end it. Each run
+    # puts the stop a few more turns after the wake-up.
+    app = hub.app
+    for turns in range(8):
+        worker = DeliveryWorker(app[SETTINGS].webhooks, app[POOL], app[KEYRING], app[BUS],
+                                HubKeys(app[SETTINGS]))
+        await worker.start()
+        await asyncio.sleep(0.05)  # past its first claim, waiting
+        worker.wake()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            await worker.stop()
