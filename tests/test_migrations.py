@@ -140,6 +140,32 @@ async def test_removing_a_device_leaves_no_events_of_its_messages(hub, pool) -> 
     assert gone["messageId"] not in events
 
 
+async def test_one_recipient_status_is_the_rule_of_message_status_and_is_inlined(pool) -> None:
+    """reports.py writes a one-recipient message's status with recipient_status(), which the
+    planner must expand (a call per row is what it replaced), and which must say what
+    message_status() says of one recipient."""
+    states = ["queued", "dispatched", "accepted", "done", "scheduled", "cancelled", "expired"]
+    recipients = ["pending", "retry", "sent", "delivered", "failed", "cancelled", "expired"]
+    disagree = await pool.fetchval(
+        """SELECT count(*) FROM unnest($1::text[]) s, unnest($2::text[]) r
+            WHERE recipient_status(s, r) IS DISTINCT FROM message_status(s, ARRAY[r])""",
+        states, recipients)
+    assert disagree == 0
+    plan = await pool.fetchval(
+        "EXPLAIN (VERBOSE, FORMAT JSON) SELECT recipient_status(m.state, r.state) "
+        "FROM messages m JOIN recipients r ON r.message_id = m.id")
+    assert "recipient_status" not in plan and "CASE" in plan
+
+
+async def test_webhook_listeners_is_expanded_into_the_statement_that_joins_it(pool) -> None:
+    """The outbox insert of a batch of reports joins webhook_listeners() per outcome: it
+    must plan as a join on webhooks, not as a function called for every row."""
+    plan = await pool.fetchval(
+        "EXPLAIN (FORMAT JSON) SELECT w.id FROM (VALUES (1::bigint, 'message.sent')) e(a, t) "
+        "CROSS JOIN LATERAL webhook_listeners(e.a, e.t) AS w(id)")
+    assert "Function Scan" not in plan and '"webhooks"' in plan
+
+
 def test_the_package_carries_the_migrations_so_an_installed_hub_can_migrate() -> None:
     """sql/ is linked into the package (pyproject ships it as package data in the wheel)."""
     package = Path(db.__file__).resolve().parent

@@ -80,13 +80,11 @@ WITH input AS (
 ), msg AS (
     UPDATE messages m SET
         state = nxt.state,
-        -- One recipient (most messages): its status is the message's, spelled out here
-        -- because a call of message_status() per row costs more than the rest of the row.
+        -- One recipient (most messages): its status is the message's. recipient_status()
+        -- is expanded inline; a call of message_status() per row costs more than the row.
         status = CASE WHEN cardinality(nxt.recipient_states) > 1
                       THEN message_status(nxt.state, nxt.recipient_states)
-                      WHEN nxt.recipient_states[1] = 'pending' THEN nxt.state
-                      WHEN nxt.recipient_states[1] = 'retry' THEN 'scheduled'
-                      ELSE nxt.recipient_states[1] END,
+                      ELSE recipient_status(nxt.state, nxt.recipient_states[1]) END,
         accepted_at = CASE WHEN nxt.acks THEN now() ELSE m.accepted_at END,
         dispatched_to = CASE WHEN nxt.acks THEN NULL ELSE m.dispatched_to END
       FROM nxt
@@ -103,8 +101,8 @@ WITH input AS (
       FROM upd u JOIN input i ON i.n = u.n
 ), hook AS (
     -- The webhook outbox, as emit_webhook_event() writes it but for the whole batch in one
-    -- insert: one event id per outcome, a row per webhook that listens to it. A failure
-    -- that will be retried is not an outcome yet: no message.failed for it.
+    -- insert: one event id per outcome, a row per webhook_listeners() of it (sql/019). A
+    -- failure that will be retried is not an outcome yet: no message.failed for it.
     INSERT INTO webhook_deliveries (webhook_id, account_id, event_id, event_type, device_id,
                                     message_id, position, status, error, attempt)
     SELECT w.id, e.account_id, e.event_id, e.event_type, e.device_id, e.message_id,
@@ -115,8 +113,7 @@ WITH input AS (
               FROM upd u JOIN input i ON i.n = u.n
               JOIN target t ON t.n = u.n AND t.position = u.position
              WHERE u.state <> 'retry') e
-      JOIN webhooks w ON w.account_id = e.account_id AND w.active
-                     AND e.event_type = ANY (w.events)
+     CROSS JOIN LATERAL webhook_listeners(e.account_id, e.event_type) AS w(id)
     RETURNING 1
 ), hook_wake AS (
     SELECT pg_notify('smsnodes_hub', 'webhook')  -- bus.WebhookQueued, once a batch
