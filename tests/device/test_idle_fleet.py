@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from smsnodes_hub.appkeys import HUB
+from smsnodes_hub.appkeys import AUTH, HUB
+from smsnodes_hub.auth import accounts
 from smsnodes_hub.device.window import Window
 from smsnodes_hub.device.writer import SocketWriter
 from tests.support import PASSWORD, add_device, basic, send, until, ws_url
@@ -71,3 +72,40 @@ async def test_a_paced_phone_keeps_its_minute_across_a_reconnect(hub):
     assert the_hub.pacers[device_id].allowance() == 0  # not reset by the reconnect
     await again.nothing_for(0.5)
     await again.close()
+
+
+async def test_a_fleet_back_at_once_with_its_tokens_gets_in_but_for_a_voided_one(hub, pool):
+    # Logins that arrive together share one transaction (Hub.logins, Hub.sessions): the
+    # phone whose token the password change voided is refused alone, the rest get in,
+    # each with its session and its queued message.
+    names = [f"fleet-phone-{i}" for i in range(12)]
+    for name in names:
+        await add_device(hub, name)
+    first = await asyncio.gather(*(RawPhone.login(ws_url(hub), n, PASSWORD) for n in names))
+    tokens = {n: p.auth["token"] for n, p in zip(names, first, strict=True)}
+    for phone in first:
+        await phone.close()
+    the_hub = hub.app[HUB]
+    await until(lambda: not the_hub.connections and not the_hub._detaching)
+    queued = {n: (await send(hub, n, text=f"for {n}"))["messageId"] for n in names}
+    auth = hub.app[AUTH]
+    async with pool.acquire() as conn:
+        await accounts.change_password(conn, auth.kdf, auth.params, names[5], PASSWORD,
+                                       "a new password")
+
+    async def back(name: str) -> tuple[RawPhone, dict[str, object]]:
+        phone = await RawPhone.connect(ws_url(hub))
+        await phone.send({"type": "auth", "token": tokens[name]})
+        return phone, await phone.recv()
+
+    again = await asyncio.gather(*(back(n) for n in names))
+    answers = {n: reply["type"] for n, (_p, reply) in zip(names, again, strict=True)}
+    assert answers == {n: "auth_failed" if n == names[5] else "auth_ok" for n in names}
+    for name, (phone, _reply) in zip(names, again, strict=True):
+        if name != names[5]:
+            [frame] = await phone.recv_sms(1)
+            assert frame["id"] == queued[name]
+    live = {r["device_id"] for r in await pool.fetch("SELECT device_id FROM device_sessions")}
+    assert len(live) == len(names) - 1
+    for phone, _reply in again:
+        await phone.close()
