@@ -42,7 +42,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     remote = client_address(request)
     try:
         authenticated = await _authenticate(request, ws, remote)
-    except NOT_RECORDED as exc:
+    except FAILED as exc:
         log.warning("device login failed: database unavailable: %s", exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return ws
@@ -89,7 +89,7 @@ async def _open(
     )
     try:
         attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
-    except NOT_RECORDED as exc:
+    except FAILED as exc:
         log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return None
@@ -154,9 +154,7 @@ async def _authenticate(
     pool = request.app[POOL]
     try:
         if auth.token is not None:  # not throttled, as over HTTP (api/auth.py)
-            token_login = auth.token
-            principal = await request.app[HUB].logins.submit(
-                lambda db: authenticator.login_token(db, token_login))
+            principal = await authenticator.login_token(pool, auth.token)
             token = auth.token
         else:
             assert auth.username is not None and auth.password is not None

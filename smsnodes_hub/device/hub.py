@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 import asyncpg
 
 from smsnodes_hub import bus
-from smsnodes_hub.auth.accounts import Principal
-from smsnodes_hub.batching import GroupCommit, LaneClosed
 from smsnodes_hub.bus import Bus
 from smsnodes_hub.config import Settings
 from smsnodes_hub.db import FAILED, UNAVAILABLE
@@ -63,12 +61,10 @@ class Hub:
         "bus",
         "connections",
         "lanes",
-        "logins",
         "other_processes",
         "pacers",
         "pool",
         "process_id",
-        "sessions",
         "settings",
     )
 
@@ -78,11 +74,6 @@ class Hub:
         self.bus = events
         # Group commit for the hot path's writes; flushed on stop, before leaving.
         self.lanes = Lanes.open(pool)
-        # A fleet reconnecting at once (after a restart) would wait for a WAL flush per
-        # session-token check and per session row: those that arrive together share one.
-        self.logins: GroupCommit[Principal | None] = GroupCommit(pool, name="logins")
-        self.sessions: GroupCommit[sessions.Registered | None] = GroupCommit(
-            pool, name="sessions")
         self.process_id = uuid.uuid4()
         self.connections: dict[int, DeviceConnection] = {}
         # Other live hub processes on this database, as of the last heartbeat. Informative
@@ -140,8 +131,6 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.lanes.close()
-        await self.logins.close()
-        await self.sessions.close()
         with contextlib.suppress(*FAILED):
             await sessions.leave(self.pool, self.process_id)
 
@@ -342,10 +331,10 @@ class Hub:
     async def _register_session(
         self, conn: DeviceConnection, *, model: str | None, app: str | None, sims: int | None
     ) -> list[int] | None:
-        registered = await self.sessions.submit(lambda db: sessions.register(
-            db, self.process_id, conn.device_id, conn.id, conn.remote,
+        registered = await sessions.register(
+            self.pool, self.process_id, conn.device_id, conn.id, conn.remote,
             conn.principal.credential_epoch, model=model, app=app, sims=sims,
-        ))
+        )
         if registered is None:
             return None
         self.pacer(conn.device_id).per_minute = registered.pace_per_minute
@@ -371,10 +360,7 @@ class Hub:
             # reads the pace from the database: a fleet that came and went leaves no trace.
             del self.pacers[conn.device_id]
         try:
-            await self.sessions.submit(
-                lambda db: sessions.unregister(db, conn.device_id, conn.id))
-        except LaneClosed:
-            return  # the hub stops: leaving the process table ends the session
+            await sessions.unregister(self.pool, conn.device_id, conn.id)
         except FAILED as exc:
             # The orphan sweep requeues them once the database is back.
             log.warning("could not requeue in-flight messages of device %s: %s",

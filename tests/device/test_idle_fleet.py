@@ -75,9 +75,8 @@ async def test_a_paced_phone_keeps_its_minute_across_a_reconnect(hub):
 
 
 async def test_a_fleet_back_at_once_with_its_tokens_gets_in_but_for_a_voided_one(hub, pool):
-    # Logins that arrive together share one transaction (Hub.logins, Hub.sessions): the
-    # phone whose token the password change voided is refused alone, the rest get in,
-    # each with its session and its queued message.
+    # A reconnect storm in small: the phone whose token the password change voided is
+    # refused alone, the rest get in, each with its session and its queued message.
     names = [f"fleet-phone-{i}" for i in range(12)]
     for name in names:
         await add_device(hub, name)
@@ -109,3 +108,4 @@ async def test_a_fleet_back_at_once_with_its_tokens_gets_in_but_for_a_voided_one
     assert len(live) == len(names) - 1
     for phone, _reply in again:
         await phone.close()
+
