@@ -100,7 +100,7 @@ from benchlib import (  # noqa: E402
 )
 
 TARGETS = {  # issue 15, item 5
-    "rss_per_phone_kib": 20.0,
+    "rss_per_phone_kb": 20.0,  # the issue's unit: 1,000 bytes (19.53 KiB)
     "given_back": 0.8,  # share of the growth returned once the phones have gone
     "health_p99_ms": 50.0,
     "push_p99_ms": 50.0,
@@ -1053,8 +1053,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": name, "value": value, "goal": goal, "shown": shown,
                      "verdict": verdict})
 
-    row("hub memory per phone (KiB)", round(per_phone, 2), T["rss_per_phone_kib"], False,
-        "≤ 20 KiB")
+    row("hub memory per phone (kB)", round(per_phone * 1.024, 2), T["rss_per_phone_kb"],
+        False, "≤ 20 kB")
     row("growth given back after close", given_back, T["given_back"], True, "≥ 80 %")
     row("/api/health p99 (ms), all open", (r["health"]["ms"] or {}).get("p99"),
         T["health_p99_ms"], False, "≤ 50 ms")
