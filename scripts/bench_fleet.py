@@ -12,7 +12,8 @@ It starts everything itself and cleans up on every exit path (Ctrl-C and SIGTERM
 3. two ceilings, each a small server in a child process, hit by the same senders for the
    same seconds: `bare` (aiohttp + orjson, parses the send body and answers the same shape of
    JSON, no database) and `+INSERT` (the same plus one INSERT of a row with a 64-byte bytea
-   into the same PostgreSQL through an asyncpg pool of the hub's size);
+   into the same PostgreSQL through an asyncpg pool of the hub's size); `+INSERT` runs once
+   more after the hub has stopped (`after`), since a ceiling moves between minutes;
 4. the hub, `python -m smsnodes_hub serve` in a child process (with `--workers N` when its
    `serve` has that option);
 5. the phones in their own child process(es) (`--phone-procs`): each phone is its own device
@@ -874,6 +875,14 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
                      "pg": {k: run_pg1[k] - run_pg0[k] for k in run_pg0}}
         statements = await watch.top_statements(accepted_run) if drained else []
         results = [await c.ask("stop") for c in phone_procs]
+        if not args.skip_ceilings:
+            # Once more after the hub: a ceiling moves between minutes on a shared VM, and
+            # the ratio target holds against the higher of the two.
+            await hub.stop()
+            await asyncio.sleep(1.0)
+            say(f"ceiling insert, after the hub: {args.warmup:g} + {args.duration:g} s ...")
+            ceilings["insert_after"] = await run_ceiling(args, "insert", dsn, workdir,
+                                                         requests_for, pg_group)
 
     fig = hub_figures(samples, w, results, not args.no_status)
     fig["cpu_pct"] = cpu_shares(marks["cpu0"], marks["cpu1"])
@@ -975,6 +984,11 @@ def per_message(marks: dict[str, Any], messages: int) -> dict[str, float | None]
     return out
 
 
+CEILING_COLUMNS = {"bare": "bare", "insert": "+INSERT", "insert_after": "after"}
+CEILING_NAMES = {"bare": "bare aiohttp + orjson", "insert": "+ one INSERT (asyncpg pool)",
+                 "insert_after": "+ one INSERT, measured after the hub"}
+
+
 def ratios(fig: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for key in ("accepted_per_s", "frames_per_s", "status_ok_per_s", "lifecycle_per_s"):
@@ -1000,7 +1014,9 @@ def targets(args: argparse.Namespace, fig: dict[str, Any], ceilings: dict[str, A
     fleet = not args.no_status and args.rate is None
     life = fig.get("lifecycle_per_s")
     row("lifecycle/s", life, T["lifecycle_per_s"], True, "≥ 1,000/s", fleet)
-    ins = ceilings.get("insert", {}).get("accepted_per_s")
+    # The higher of the two +INSERT ceilings: a ratio never flattered by a slower machine.
+    ins = max((ceilings[k]["accepted_per_s"] for k in ("insert", "insert_after")
+               if k in ceilings), default=None)
     row("lifecycle ÷ +INSERT ceiling", round(life / ins, 4) if life and ins else None,
         T["lifecycle_vs_insert"], True, "≥ 27 %", fleet)
     acc = fig["accepted_per_s"]
@@ -1059,7 +1075,7 @@ def print_table(r: dict[str, Any]) -> None:
           + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
     print()
     kinds = list(r["ceilings"])
-    head = "".join(f"{'÷ ' + ('bare' if k == 'bare' else '+INSERT'):>11}" for k in kinds)
+    head = "".join(f"{'÷ ' + CEILING_COLUMNS[k]:>11}" for k in kinds)
     print(f"  {'hub':<34}{'value':>10}{head}")
     for key, label in (("accepted_per_s", "accepted/s"), ("frames_per_s", "first sms frames/s"),
                        ("status_ok_per_s", "status ok/s"),
@@ -1102,7 +1118,7 @@ def print_table(r: dict[str, Any]) -> None:
                           for k in (*PG_STAT_NAMES, "pg_cpu_us", "hub_cpu_us")))
     for kind in kinds:
         c = r["ceilings"][kind]
-        name = "bare aiohttp + orjson" if kind == "bare" else "+ one INSERT (asyncpg pool)"
+        name = CEILING_NAMES[kind]
         cc = c["cpu_pct"]
         print(f"  ceiling {name}: {c['accepted_per_s']:,.1f} req/s, p50 "
               f"{_fmt((c['request_ms'] or {}).get('p50'), '.2f')} ms; CPU server "
