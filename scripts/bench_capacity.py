@@ -1053,7 +1053,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": name, "value": value, "goal": goal, "shown": shown,
                      "verdict": verdict})
 
-    row("hub memory per phone (kB)", round(per_phone * 1.024, 2), T["rss_per_phone_kb"],
+    row("hub memory per phone (kB)", round(per_phone * 1024 / 1000, 2), T["rss_per_phone_kb"],
         False, "≤ 20 kB")
     row("growth given back after close", given_back, T["given_back"], True, "≥ 80 %")
     row("/api/health p99 (ms), all open", (r["health"]["ms"] or {}).get("p99"),

@@ -108,4 +108,3 @@ async def test_a_fleet_back_at_once_with_its_tokens_gets_in_but_for_a_voided_one
     assert len(live) == len(names) - 1
     for phone, _reply in again:
         await phone.close()
-
