@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 import asyncpg
 
-from smsnodes_hub.db import UNAVAILABLE
+from smsnodes_hub.db import FAILED, UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ CLOSE_TIMEOUT = 10.0
 
 class LaneClosed(Exception):
     """The lane was closed (the hub is stopping): nothing more is accepted."""
+
+
+# What a write through a lane may raise when it was not committed: the database failed, or
+# the hub is stopping.
+NOT_COMMITTED: tuple[type[BaseException], ...] = (*FAILED, LaneClosed)
 
 
 class _Lane(Generic[P, R]):

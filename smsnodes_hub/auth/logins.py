@@ -136,6 +136,21 @@ class _Turns:
                 self._locks[key] = (lock, users - 1)
 
 
+_BY_LOOKUP = """{head}
+SELECT t.id, t.account_id, t.device_id, t.wrapped_key,
+       coalesce(d.username, a.name) AS username,
+       coalesce(d.credential_epoch, a.credential_epoch) AS credential_epoch
+  FROM {source} t JOIN accounts a ON a.id = t.account_id
+  LEFT JOIN devices d ON d.id = t.device_id"""
+_SESSION_LOOKUP = _BY_LOOKUP.format(
+    head="", source="(SELECT * FROM tokens WHERE lookup = $1 AND kind = $2)")
+_API_LOOKUP = _BY_LOOKUP.format(head="""
+WITH t AS (
+    UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = $2
+    RETURNING id, account_id, device_id, wrapped_key
+)""", source="t")
+
+
 class Authenticator:
     """Password and token logins for the HTTP API and the device socket. With a `throttle`,
     a password login that names its client `address` is throttled (throttle.py); without one
@@ -256,20 +271,10 @@ class Authenticator:
             return None
         keys = crypto.token_keys(token)
         # A token of a phone (pinned) carries the phone's name and epoch; an account token
-        # (no device) the account's.
+        # (no device) the account's. A session token's use is recorded with the session it
+        # starts (device/sessions.py), in that commit: its login only reads.
         row = await db.fetchrow(
-            """WITH t AS (
-                   UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = $2
-                   RETURNING id, account_id, device_id, wrapped_key
-               )
-               SELECT t.id, t.account_id, t.device_id, t.wrapped_key,
-                      coalesce(d.username, a.name) AS username,
-                      coalesce(d.credential_epoch, a.credential_epoch) AS credential_epoch
-                 FROM t JOIN accounts a ON a.id = t.account_id
-                 LEFT JOIN devices d ON d.id = t.device_id""",
-            keys.lookup,
-            kind,
-        )
+            _SESSION_LOOKUP if kind == "session" else _API_LOOKUP, keys.lookup, kind)
         if row is None:
             return None
         try:

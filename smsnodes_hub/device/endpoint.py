@@ -16,7 +16,7 @@ from smsnodes_hub.auth import logins
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import Throttled
-from smsnodes_hub.batching import LaneClosed
+from smsnodes_hub.batching import NOT_COMMITTED
 from smsnodes_hub.db import FAILED
 from smsnodes_hub.device import protocol
 from smsnodes_hub.device import store as devices
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 # read until one finishes (a phone that floods waits, nobody else does).
 MAX_PENDING_FRAMES = 256
 HANDLING_GRACE = 15.0  # seconds a closing socket waits for its frames to be recorded
-# A frame whose effect could not be committed: the phone gets no `ok` and sends it again.
-NOT_RECORDED: tuple[type[BaseException], ...] = (*FAILED, LaneClosed)
 
 
 
@@ -89,7 +87,7 @@ async def _open(
     )
     try:
         attached = await hub.attach(conn, model=auth.model, app=auth.app, sims=auth.sims)
-    except FAILED as exc:
+    except NOT_COMMITTED as exc:  # the database, or the hub stopping
         log.warning("device %s login failed: database unavailable: %s", principal.device_id, exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return None
@@ -242,7 +240,7 @@ async def _handle_guarded(conn: DeviceConnection, frame: protocol.Frame) -> bool
     """Handle one frame; False (and the socket closed) when it could not be recorded."""
     try:
         await _handle(conn, frame)
-    except NOT_RECORDED as exc:
+    except NOT_COMMITTED as exc:
         # Not durable, so no `ok`: the phone keeps the frame and resends it later.
         log.warning("device %s: frame not stored: %s", conn.device_id, exc)
         conn.close(CloseCode.TRY_AGAIN, "database unavailable")

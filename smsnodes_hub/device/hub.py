@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 import asyncpg
 
 from smsnodes_hub import bus
+from smsnodes_hub.batching import NOT_COMMITTED, SetCommit
 from smsnodes_hub.bus import Bus
 from smsnodes_hub.config import Settings
 from smsnodes_hub.db import FAILED, UNAVAILABLE
@@ -32,6 +33,7 @@ ORPHAN_SWEEP = 5.0
 CLOCK_TICK = 0.25  # scheduled messages go out, and expired ones are withdrawn, this promptly
 IDEMPOTENCY_PRUNE_TICKS = 4 * 600  # forget expired idempotency keys every ten minutes
 OFFLINE_SWEEP_TICKS = 4  # look for devices to announce offline every second
+LOGIN_BATCH = 256  # sessions started in one statement at most
 
 
 async def _every(
@@ -61,6 +63,8 @@ class Hub:
         "bus",
         "connections",
         "lanes",
+        "logins",
+        "logouts",
         "other_processes",
         "pacers",
         "pool",
@@ -75,6 +79,13 @@ class Hub:
         # Group commit for the hot path's writes; flushed on stop, before leaving.
         self.lanes = Lanes.open(pool)
         self.process_id = uuid.uuid4()
+        # Sessions of sockets that log in together (a fleet back after a restart) start in
+        # one statement and commit.
+        self.logins: SetCommit[sessions.Registration, sessions.Registered | None] = SetCommit(
+            pool, lambda conn, items: sessions.register_all(conn, self.process_id, items),
+            name="logins", max_batch=LOGIN_BATCH, atomic=True)
+        self.logouts: SetCommit[sessions.Closed, None] = SetCommit(
+            pool, sessions.unregister_all, name="logouts", max_batch=LOGIN_BATCH, atomic=True)
         self.connections: dict[int, DeviceConnection] = {}
         # Other live hub processes on this database, as of the last heartbeat. Informative
         # only: NOTIFY is never skipped on it, since a process may have started since.
@@ -130,6 +141,8 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.logins.close()
+        await self.logouts.close()
         await self.lanes.close()
         with contextlib.suppress(*FAILED):
             await sessions.leave(self.pool, self.process_id)
@@ -331,10 +344,9 @@ class Hub:
     async def _register_session(
         self, conn: DeviceConnection, *, model: str | None, app: str | None, sims: int | None
     ) -> list[int] | None:
-        registered = await sessions.register(
-            self.pool, self.process_id, conn.device_id, conn.id, conn.remote,
-            conn.principal.credential_epoch, model=model, app=app, sims=sims,
-        )
+        registered = await self.logins.submit(sessions.Registration(
+            conn.device_id, conn.id, conn.remote, conn.principal.credential_epoch,
+            conn.principal.token_id, model, app, sims))
         if registered is None:
             return None
         self.pacer(conn.device_id).per_minute = registered.pace_per_minute
@@ -360,8 +372,8 @@ class Hub:
             # reads the pace from the database: a fleet that came and went leaves no trace.
             del self.pacers[conn.device_id]
         try:
-            await sessions.unregister(self.pool, conn.device_id, conn.id)
-        except FAILED as exc:
+            await self.logouts.submit(sessions.Closed(conn.device_id, conn.id))
+        except NOT_COMMITTED as exc:
             # The orphan sweep requeues them once the database is back.
             log.warning("could not requeue in-flight messages of device %s: %s",
                         conn.device_id, exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -18,88 +19,111 @@ from smsnodes_hub.messaging.messages import FAILOVER
 
 PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessions
 
-_REGISTER = """
-WITH gate AS (
+# Many logins in one statement (a fleet reconnecting after a restart arrives together):
+# one row per item of the arrays, in their order. A device twice in one batch makes the
+# upsert touch its row twice, which PostgreSQL refuses: the lane then runs them one by one.
+_REGISTER_ALL = """
+WITH i AS (
+    SELECT * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                         $7::smallint[], $8::bigint[], $9::bigint[])
+                  WITH ORDINALITY AS i(device_id, connection_id, remote, model, app, sims,
+                                       epoch, token_id, n)
+), gate AS (
     -- Locked: a racing announce_offline must not slip between this read of
     -- announced_online and the update below, or device.online would be lost. NO KEY
-    -- UPDATE, so sends (foreign-key checks) are not held up meanwhile.
-    SELECT id, account_id, announced_online FROM devices
-     WHERE id = $1 AND credential_epoch = $8
-       FOR NO KEY UPDATE
+    -- UPDATE, so sends (foreign-key checks) are not held up meanwhile. In id order, so two
+    -- batches never wait for each other's rows crosswise.
+    SELECT d.id, d.account_id, d.announced_online, i.connection_id, i.remote, i.model,
+           i.app, i.sims, i.token_id, i.n
+      FROM devices d JOIN i ON d.id = i.device_id AND d.credential_epoch = i.epoch
+     ORDER BY d.id
+       FOR NO KEY UPDATE OF d
 ), s AS (
     INSERT INTO device_sessions (device_id, connection_id, process_id, remote)
-    SELECT $1, $2, $3, $4 FROM gate
+    SELECT id, connection_id, $1, remote FROM gate
     ON CONFLICT (device_id) DO UPDATE
        SET connection_id = EXCLUDED.connection_id, process_id = EXCLUDED.process_id,
            connected_at = now(), remote = EXCLUDED.remote, room_at = NULL
     -- An upsert that updated locked the row first, so its new version has xmax set; one
     -- that inserted has 0. This holds when a racing login committed the row after this
     -- statement's snapshot, which a separate read of device_sessions would miss.
-    RETURNING xmax <> 0 AS replaced
+    RETURNING device_id, connection_id, xmax <> 0 AS replaced
 ), d AS (
-    UPDATE devices SET last_seen_at = now(), model = coalesce($5, model),
-                       app_version = coalesce($6, app_version), sims = coalesce($7, sims),
-                       announced_online = true
-     WHERE id IN (SELECT id FROM gate)
-    RETURNING 1
+    UPDATE devices SET last_seen_at = now(), model = coalesce(gate.model, devices.model),
+                       app_version = coalesce(gate.app, devices.app_version),
+                       sims = coalesce(gate.sims, devices.sims), announced_online = true
+      FROM gate WHERE devices.id = gate.id
+), used AS (
+    -- The session token the socket logged in with: its use is recorded here, in this
+    -- commit, rather than by a write of its own at the lookup.
+    UPDATE tokens SET last_used_at = now() FROM gate WHERE tokens.id = gate.token_id
 ), online AS (
-    SELECT emit_webhook_event(gate.account_id, 'device.online', $1, NULL, NULL, NULL, NULL,
+    SELECT emit_webhook_event(account_id, 'device.online', id, NULL, NULL, NULL, NULL,
                               NULL, NULL)
-      FROM gate WHERE NOT gate.announced_online AND EXISTS (SELECT 1 FROM d)
+      FROM gate WHERE NOT announced_online
 ), rq AS (
-    UPDATE messages SET state = 'queued', dispatched_to = NULL
-     WHERE device_id IN (SELECT id FROM gate) AND state = 'dispatched'
-       AND dispatched_to IS DISTINCT FROM $2
-    RETURNING 1
+    UPDATE messages m SET state = 'queued', dispatched_to = NULL
+      FROM gate WHERE m.device_id = gate.id AND m.state = 'dispatched'
+       AND m.dispatched_to IS DISTINCT FROM gate.connection_id
 ), n AS (
     -- Whenever this replaced a session, whatever the cached count of other processes says
     -- (one may have just started). Only then: with no session row no other socket of the
     -- device is live anywhere, and a NOTIFY holds one lock for all notifying commits until
     -- theirs is flushed, which would make a fleet reconnecting after a restart log in one
     -- at a time. The payload is bus.Replaced.
-    SELECT pg_notify('smsnodes_hub', 'replace:' || $1 || ':' || $2) FROM s WHERE s.replaced
+    SELECT pg_notify('smsnodes_hub', 'replace:' || device_id || ':' || connection_id)
+      FROM s WHERE replaced
 ), back AS (
-    -- Routed messages this phone lost to failover and that no other phone took since: it
+    -- Routed messages a phone lost to failover and that no other phone took since: it
     -- takes them back (same id and attempt, as after any reconnect), with no cancel.
-    UPDATE messages SET device_id = $1
-     WHERE id IN (SELECT message_id FROM pending_cancels
-                   WHERE device_id IN (SELECT id FROM gate))
-       AND device_id IS NULL AND state = 'queued'
-    RETURNING id
+    UPDATE messages m SET device_id = c.device_id
+      FROM pending_cancels c JOIN gate ON gate.id = c.device_id
+     WHERE m.id = c.message_id AND m.device_id IS NULL AND m.state = 'queued'
+    RETURNING m.id, c.device_id
 ), kept AS (
-    DELETE FROM pending_cancels WHERE device_id = $1 AND message_id IN (SELECT id FROM back)
+    DELETE FROM pending_cancels c USING back
+     WHERE c.device_id = back.device_id AND c.message_id = back.id
 ), wd AS (
     -- Cancels and expiries the phone has not been told of yet (the flag is cleared once a
     -- cancel is written to its socket): a repeat is harmless, the phone ignores it. And the
     -- routed messages it lost to failover that another phone has now.
-    SELECT id FROM messages
-     WHERE device_id IN (SELECT id FROM gate) AND withdraw_pending
+    SELECT m.device_id, m.id FROM messages m JOIN gate ON m.device_id = gate.id
+     WHERE m.withdraw_pending
     UNION
-    SELECT message_id FROM pending_cancels
-     WHERE device_id IN (SELECT id FROM gate) AND message_id NOT IN (SELECT id FROM back)
+    SELECT c.device_id, c.message_id FROM pending_cancels c JOIN gate ON gate.id = c.device_id
+     WHERE NOT EXISTS (SELECT 1 FROM back WHERE back.id = c.message_id
+                                             AND back.device_id = c.device_id)
 )
--- Every CTE is named here: one that only SELECTs (the NOTIFY, the webhook) runs only when
--- something reads it.
-SELECT (SELECT count(*) FROM s) AS registered, (SELECT count(*) FROM rq) AS requeued,
-       (SELECT count(*) FROM n) AS notified, (SELECT count(*) FROM online) AS hooked,
-       (SELECT pace_per_minute FROM devices WHERE id = $1) AS pace,
-       ARRAY(SELECT id FROM wd ORDER BY id) AS withdrawn
+SELECT gate.id IS NOT NULL AS registered, p.pace_per_minute AS pace,
+       ARRAY(SELECT wd.id FROM wd WHERE wd.device_id = i.device_id ORDER BY wd.id)
+           AS withdrawn,
+       -- Output, so that the CTEs that only SELECT (the NOTIFY, the webhook) run: one
+       -- whose result nobody reads is never run.
+       (SELECT count(*) FROM n) + (SELECT count(*) FROM online) AS told
+  FROM i LEFT JOIN gate ON gate.n = i.n LEFT JOIN devices p ON p.id = gate.id
+ ORDER BY i.n
 """
 
-# The socket closed: what it held in flight waits again, pinned messages for their phone,
+# Sockets closed: what each held in flight waits again, pinned messages for their phone,
 # routed ones in the pool for another (failover, messages.FAILOVER); so do the routed ones
-# only waiting for it, once it has no connection left (this one was its session).
-_UNREGISTER = f"""
-WITH s AS (
-    DELETE FROM device_sessions WHERE device_id = $1 AND connection_id = $2 RETURNING 1
+# only waiting for it, once it has no connection left (this one was its session). Many at
+# once: a fleet that loses its network, or a hub that stops, closes them together.
+_UNREGISTER_ALL = f"""
+WITH i AS (
+    SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS i(device_id, connection_id)
+), s AS (
+    DELETE FROM device_sessions ds USING i
+     WHERE ds.device_id = i.device_id AND ds.connection_id = i.connection_id
+    RETURNING ds.device_id
 ), d AS (
-    UPDATE devices SET last_seen_at = now() WHERE id = $1
+    UPDATE devices SET last_seen_at = now() FROM i WHERE devices.id = i.device_id
 ), gone AS (
-    SELECT id, device_id, account_id, routed, state = 'dispatched' AS pushed FROM messages
-     WHERE device_id = $1
-       AND ((state = 'dispatched' AND dispatched_to = $2)
-            OR (routed AND state = 'queued' AND EXISTS (SELECT 1 FROM s)))
-       FOR UPDATE
+    SELECT m.id, m.device_id, m.account_id, m.routed, m.state = 'dispatched' AS pushed
+      FROM messages m JOIN i ON m.device_id = i.device_id
+     WHERE (m.state = 'dispatched' AND m.dispatched_to = i.connection_id)
+        OR (m.routed AND m.state = 'queued'
+            AND EXISTS (SELECT 1 FROM s WHERE s.device_id = i.device_id))
+       FOR UPDATE OF m
 ), {FAILOVER}
 SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS woken
 """  # noqa: S608 - fixed fragments
@@ -182,25 +206,57 @@ async def beat(db: Executor, process_id: uuid.UUID, device_ids: list[int]) -> He
     return Heartbeat(bool(row["alive"]), row["others"])
 
 
-async def register(
-    db: Executor, process_id: uuid.UUID, device_id: int, connection_id: uuid.UUID,
-    remote: str | None, credential_epoch: int, *, model: str | None, app: str | None,
-    sims: int | None,
-) -> Registered | None:
-    """Make this connection the device's one session, requeue what another connection of
-    it held, announce `device.online`. None if the credentials changed meanwhile."""
-    row = await db.fetchrow(_REGISTER, device_id, connection_id, process_id, remote, model,
-                            app, sims, credential_epoch)
-    assert row is not None
-    if not row["registered"]:
-        return None
-    return Registered(row["pace"], list(row["withdrawn"]))
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One socket's login, to make it its device's session (register_all)."""
+
+    device_id: int
+    connection_id: uuid.UUID
+    remote: str | None
+    credential_epoch: int
+    token_id: int | None = None  # the session token it logged in with, marked used
+    model: str | None = None
+    app: str | None = None
+    sims: int | None = None
 
 
-async def unregister(db: Executor, device_id: int, connection_id: uuid.UUID) -> None:
-    """The socket closed: end its session and put what it held back in the queue, or in
-    the pool for another phone (failover)."""
-    await db.fetchrow(_UNREGISTER, device_id, connection_id)
+async def register_all(
+    db: Executor, process_id: uuid.UUID, items: Sequence[Registration]
+) -> list[Registered | None]:
+    """Make each connection its device's one session, requeue what another connection of
+    it held, announce `device.online`: one statement for them all. None for an item whose
+    credentials changed meanwhile."""
+    rows = await db.fetch(
+        _REGISTER_ALL, process_id,
+        [x.device_id for x in items], [x.connection_id for x in items],
+        [x.remote for x in items], [x.model for x in items], [x.app for x in items],
+        [x.sims for x in items], [x.credential_epoch for x in items],
+        [x.token_id for x in items],
+    )
+    return [Registered(row["pace"], list(row["withdrawn"])) if row["registered"] else None
+            for row in rows]
+
+
+async def register(db: Executor, process_id: uuid.UUID, item: Registration) -> Registered | None:
+    """register_all for one connection."""
+    return (await register_all(db, process_id, [item]))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A socket that closed, to end its session (unregister_all)."""
+
+    device_id: int
+    connection_id: uuid.UUID
+
+
+async def unregister_all(db: Executor, items: Sequence[Closed]) -> list[None]:
+    """The sockets closed: end their sessions and put what they held back in the queue, or
+    in the pool for another phone (failover): one statement for them all."""
+    ordered = sorted(items, key=lambda x: x.device_id)  # rows locked in one order
+    await db.fetchrow(_UNREGISTER_ALL, [x.device_id for x in ordered],
+                      [x.connection_id for x in ordered])
+    return [None] * len(items)
 
 
 async def set_room(db: Executor, device_id: int, connection_id: uuid.UUID,

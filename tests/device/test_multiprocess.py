@@ -142,11 +142,10 @@ async def test_a_login_racing_another_on_a_second_process_still_replaces_it(
     async with bus_tap(database_url) as tap, pool.acquire() as first:
         tx = first.transaction()
         await tx.start()
-        await sessions.register(first, process_a, device_id, conn_a, "127.0.0.1", epoch,
-                                model=None, app=None, sims=None)
+        await sessions.register(
+            first, process_a, sessions.Registration(device_id, conn_a, "127.0.0.1", epoch))
         racing = asyncio.ensure_future(sessions.register(
-            pool, process_b, device_id, conn_b, "127.0.0.1", epoch,
-            model=None, app=None, sims=None))
+            pool, process_b, sessions.Registration(device_id, conn_b, "127.0.0.1", epoch)))
         await until(lambda: pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock'"))

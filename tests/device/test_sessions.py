@@ -1,0 +1,90 @@
+"""Sessions that start together (a fleet back after a restart) start in one statement
+(device/sessions.py register_all), each login still answered on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from smsnodes_hub.batching import SetCommit
+from smsnodes_hub.device import sessions
+from tests.support import PASSWORD, add_device, basic, get, send, ws_url
+from tests.wsclient import RawPhone
+
+
+async def _epoch(pool, device_id: int) -> int:
+    return await pool.fetchval("SELECT credential_epoch FROM devices WHERE id = $1", device_id)
+
+
+async def test_one_statement_starts_many_sessions_but_not_one_with_stale_credentials(pool):
+    ids = [await add_device(pool, f"fleet-phone-{i}") for i in range(4)]
+    process = uuid.uuid4()
+    await sessions.register_process(pool, process)
+    conns = [uuid.uuid4() for _ in ids]
+    items = [sessions.Registration(d, c, "127.0.0.1", await _epoch(pool, d), model="Pixel 8")
+             for d, c in zip(ids, conns, strict=True)]
+    items[2] = sessions.Registration(ids[2], conns[2], "127.0.0.1", items[2].credential_epoch - 1)
+    results = await sessions.register_all(pool, process, items)
+    assert [r is not None for r in results] == [True, True, False, True]
+    rows = await pool.fetch("SELECT device_id, connection_id FROM device_sessions")
+    assert {r["device_id"]: r["connection_id"] for r in rows} == {
+        ids[k]: conns[k] for k in (0, 1, 3)}
+    models = await pool.fetch("SELECT id, model, announced_online FROM devices ORDER BY id")
+    assert [(r["model"], r["announced_online"]) for r in models] == [
+        ("Pixel 8", True), ("Pixel 8", True), (None, False), ("Pixel 8", True)]
+
+
+async def test_a_device_twice_in_one_batch_ends_with_its_later_connection(pool):
+    # The upsert cannot touch one row twice in a statement: the lane runs the batch again
+    # one item at a time, in order, and each caller still gets its own answer.
+    one, two = await add_device(pool, "fleet-phone-1"), await add_device(pool, "fleet-phone-2")
+    process = uuid.uuid4()
+    await sessions.register_process(pool, process)
+    lane: SetCommit[sessions.Registration, sessions.Registered | None] = SetCommit(
+        pool, lambda conn, items: sessions.register_all(conn, process, items),
+        name="logins", atomic=True)
+    first, later, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    blocker = await pool.acquire()
+    try:
+        # Hold the lane's first batch on a lock so the three logins queue up together.
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", two)
+        waiting = asyncio.ensure_future(lane.submit(
+            sessions.Registration(two, uuid.uuid4(), None, await _epoch(pool, two))))
+        await asyncio.sleep(0.2)
+        together = [asyncio.ensure_future(lane.submit(sessions.Registration(
+            d, c, None, await _epoch(pool, d)))) for d, c in ((one, first), (one, later),
+                                                              (two, other))]
+        await asyncio.sleep(0.1)
+        await tx.commit()
+    finally:
+        await pool.release(blocker)
+    assert await waiting is not None
+    assert all(r is not None for r in await asyncio.gather(*together))
+    rows = await pool.fetch("SELECT device_id, connection_id FROM device_sessions")
+    assert {r["device_id"]: r["connection_id"] for r in rows} == {one: later, two: other}
+    assert lane.stats.retried == 1  # the shared statement, refused once
+
+
+async def test_a_phone_back_with_its_session_token_shows_when_it_was_last_used(hub):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    token = phone.auth["token"]
+    await phone.close()
+    before = await _session_token(hub)
+    back = await RawPhone.connect(ws_url(hub))
+    await back.send({"type": "auth", "token": token})
+    assert (await back.recv())["type"] == "auth_ok"
+    after = await _session_token(hub)
+    assert after["lastUsedAt"] is not None and after["lastUsedAt"] > before["lastUsedAt"]
+    await send(hub, text="still delivered")
+    [frame] = await back.recv_sms(1)
+    assert frame["message"] == "still delivered"
+    await back.close()
+
+
+async def _session_token(hub) -> dict[str, object]:
+    body = await get(hub, "/api/tokens", headers=basic())
+    [session] = [t for t in body["data"] if t["kind"] == "session"]
+    return session
