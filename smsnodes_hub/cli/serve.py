@@ -24,6 +24,7 @@ from aiohttp import web
 
 from smsnodes_hub import db, embedded
 from smsnodes_hub.app import create_app
+from smsnodes_hub.cli import collector
 from smsnodes_hub.cli.common import UsageError, database
 from smsnodes_hub.cli.workers import inherited_sockets, supervise, worker_count
 from smsnodes_hub.config import Settings
@@ -235,6 +236,7 @@ async def _run_server(settings: Settings, dsn: str, sockets: list[socket.socket]
         for site in sites:
             await site.start()
         started = True
+        collector.tune()
         if announce:
             print(listening_line(settings, sockets), flush=True)
         await stop.wait()

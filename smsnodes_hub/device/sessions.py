@@ -149,7 +149,12 @@ WITH me AS (
     DELETE FROM hub_processes
      WHERE heartbeat_at < now() - make_interval(secs => $2 * 4) AND id <> $1
 ), seen AS (
-    UPDATE devices SET last_seen_at = now() WHERE id = ANY($3::bigint[])
+    -- A row locked meanwhile is being written by a login or a close, which sets
+    -- last_seen_at itself: skipped, so that neither waits for the other (a fleet logging
+    -- in while thousands of its rows are marked seen).
+    UPDATE devices SET last_seen_at = now()
+     WHERE id IN (SELECT id FROM devices WHERE id = ANY($3::bigint[])
+                    FOR NO KEY UPDATE SKIP LOCKED)
 )
 SELECT (SELECT count(*) FROM me) AS alive,
        (SELECT count(*) FROM hub_processes
