@@ -9,9 +9,10 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import TypeAlias
 
 import asyncpg
 
@@ -26,6 +27,7 @@ from smsnodes_hub.auth.accounts import (
     token_wrap_aad,
 )
 from smsnodes_hub.auth.throttle import DEVICE, LoginThrottle, Throttled, client_key
+from smsnodes_hub.batching import SetCommit
 
 log = logging.getLogger(__name__)
 
@@ -136,19 +138,36 @@ class _Turns:
                 self._locks[key] = (lock, users - 1)
 
 
-_BY_LOOKUP = """{head}
-SELECT t.id, t.account_id, t.device_id, t.wrapped_key,
+_LOGIN_COLUMNS = """t.id, t.account_id, t.device_id, t.wrapped_key,
        coalesce(d.username, a.name) AS username,
-       coalesce(d.credential_epoch, a.credential_epoch) AS credential_epoch
-  FROM {source} t JOIN accounts a ON a.id = t.account_id
-  LEFT JOIN devices d ON d.id = t.device_id"""
-_SESSION_LOOKUP = _BY_LOOKUP.format(
-    head="", source="(SELECT * FROM tokens WHERE lookup = $1 AND kind = $2)")
-_API_LOOKUP = _BY_LOOKUP.format(head="""
+       coalesce(d.credential_epoch, a.credential_epoch) AS credential_epoch"""
+# Session tokens, many at once (phones logging in together): one row per lookup, in order,
+# NULLs where none matches. A session token's use is recorded with the session it starts
+# (device/sessions.py), in that commit: its lookup only reads.
+_SESSION_LOOKUPS = f"""
+SELECT {_LOGIN_COLUMNS}
+  FROM unnest($1::bytea[]) WITH ORDINALITY AS i(lookup, n)
+  LEFT JOIN tokens t ON t.lookup = i.lookup AND t.kind = 'session'
+  LEFT JOIN accounts a ON a.id = t.account_id
+  LEFT JOIN devices d ON d.id = t.device_id
+ ORDER BY i.n"""  # noqa: S608 - fixed fragments
+_API_LOOKUP = f"""
 WITH t AS (
-    UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = $2
+    UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = 'api'
     RETURNING id, account_id, device_id, wrapped_key
-)""", source="t")
+)
+SELECT {_LOGIN_COLUMNS}
+  FROM t JOIN accounts a ON a.id = t.account_id LEFT JOIN devices d ON d.id = t.device_id
+"""  # noqa: S608 - fixed fragments
+
+# A batch of session-token lookups, answered by find_sessions.
+SessionLookups: TypeAlias = SetCommit[bytes, "asyncpg.Record | None"]
+
+
+async def find_sessions(db: Executor, lookups: Sequence[bytes]) -> list[asyncpg.Record | None]:
+    """The session tokens with these lookups, each None where there is none."""
+    return [None if row["id"] is None else row
+            for row in await db.fetch(_SESSION_LOOKUPS, list(lookups))]
 
 
 class Authenticator:
@@ -270,23 +289,36 @@ class Authenticator:
         if not plausible_token(token):
             return None
         keys = crypto.token_keys(token)
-        # A token of a phone (pinned) carries the phone's name and epoch; an account token
-        # (no device) the account's. A session token's use is recorded with the session it
-        # starts (device/sessions.py), in that commit: its login only reads.
-        row = await db.fetchrow(
-            _SESSION_LOOKUP if kind == "session" else _API_LOOKUP, keys.lookup, kind)
-        if row is None:
+        if kind == "session":
+            [row] = await find_sessions(db, [keys.lookup])
+        else:
+            row = await db.fetchrow(_API_LOOKUP, keys.lookup)
+        return _token_principal(keys, row)
+
+    async def login_session(self, lookups: SessionLookups, token: str) -> Principal | None:
+        """login_token of a session token, its lookup batched with those of the other phones
+        logging in at the same time (a fleet back after a restart)."""
+        if not plausible_token(token):
             return None
-        try:
-            data_key = crypto.unwrap_key(
-                keys.kek, row["wrapped_key"], token_wrap_aad(row["account_id"])
-            )
-        except crypto.DecryptionError:
-            return None
-        return Principal.build(
-            row["account_id"], row["device_id"], row["username"], data_key,
-            row["credential_epoch"], row["id"],
+        keys = crypto.token_keys(token)
+        return _token_principal(keys, await lookups.submit(keys.lookup))
+
+
+def _token_principal(keys: crypto.TokenKeys, row: asyncpg.Record | None) -> Principal | None:
+    """Who the token's row logs in: a token of a phone (pinned) carries the phone's name
+    and epoch, an account token (no device) the account's."""
+    if row is None:
+        return None
+    try:
+        data_key = crypto.unwrap_key(
+            keys.kek, row["wrapped_key"], token_wrap_aad(row["account_id"])
         )
+    except crypto.DecryptionError:
+        return None
+    return Principal.build(
+        row["account_id"], row["device_id"], row["username"], data_key,
+        row["credential_epoch"], row["id"],
+    )
 
 
 def plausible_token(token: str) -> bool:

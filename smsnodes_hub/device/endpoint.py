@@ -152,7 +152,7 @@ async def _authenticate(
     pool = request.app[POOL]
     try:
         if auth.token is not None:  # not throttled, as over HTTP (api/auth.py)
-            principal = await authenticator.login_token(pool, auth.token)
+            principal = await authenticator.login_session(request.app[HUB].lookups, auth.token)
             token = auth.token
         else:
             assert auth.username is not None and auth.password is not None

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 import asyncpg
 
 from smsnodes_hub import bus
+from smsnodes_hub.auth import logins
 from smsnodes_hub.batching import NOT_COMMITTED, SetCommit
 from smsnodes_hub.bus import Bus
 from smsnodes_hub.config import Settings
@@ -65,6 +66,7 @@ class Hub:
         "lanes",
         "logins",
         "logouts",
+        "lookups",
         "other_processes",
         "pacers",
         "pool",
@@ -84,6 +86,9 @@ class Hub:
         self.logins: SetCommit[sessions.Registration, sessions.Registered | None] = SetCommit(
             pool, lambda conn, items: sessions.register_all(conn, self.process_id, items),
             name="logins", max_batch=LOGIN_BATCH, atomic=True)
+        self.lookups: logins.SessionLookups = SetCommit(
+            pool, logins.find_sessions, name="session-lookups", max_batch=LOGIN_BATCH,
+            atomic=True)
         self.logouts: SetCommit[sessions.Closed, None] = SetCommit(
             pool, sessions.unregister_all, name="logouts", max_batch=LOGIN_BATCH, atomic=True)
         self.connections: dict[int, DeviceConnection] = {}
@@ -141,6 +146,7 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.lookups.close()
         await self.logins.close()
         await self.logouts.close()
         await self.lanes.close()
