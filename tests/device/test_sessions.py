@@ -88,3 +88,24 @@ async def _session_token(hub) -> dict[str, object]:
     body = await get(hub, "/api/tokens", headers=basic())
     [session] = [t for t in body["data"] if t["kind"] == "session"]
     return session
+
+
+async def test_phones_that_close_together_get_back_what_they_held_on_their_next_login(hub):
+    # Their sessions end in one statement: each phone's un-acked message waits for it again,
+    # the same id and attempt, and no phone gets another's.
+    names = [f"fleet-phone-{i}" for i in range(3)]
+    for name in names:
+        await add_device(hub, name)
+    phones = await asyncio.gather(*(RawPhone.login(ws_url(hub), n, PASSWORD) for n in names))
+    held = {}
+    for name, phone in zip(names, phones, strict=True):
+        sent = await send(hub, name, text=f"for {name}")
+        [frame] = await phone.recv_sms(1)  # not acked
+        held[name] = (sent["messageId"], frame["attempt"])
+    await asyncio.gather(*(p.close() for p in phones))
+    again = await asyncio.gather(*(RawPhone.login(ws_url(hub), n, PASSWORD) for n in names))
+    for name, phone in zip(names, again, strict=True):
+        [frame] = await phone.recv_sms(1)
+        assert (frame["id"], frame["attempt"]) == held[name]
+        assert frame["message"] == f"for {name}"
+    await asyncio.gather(*(p.close() for p in again))
