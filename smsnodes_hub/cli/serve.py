@@ -168,9 +168,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_loop(main: Coroutine[object, object, T]) -> T:
-    """asyncio.run, on uvloop when it is installed (`pip install smsnodes-hub[fast]`)."""
+    """asyncio.run, on uvloop (a dependency everywhere but on Windows) when it is there."""
     try:
-        import uvloop  # optional: the [fast] extra
+        import uvloop  # not on Windows
     except ImportError:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
