@@ -424,3 +424,11 @@ def self_signed(folder: Path, common_name: str = "127.0.0.1") -> Certificate:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     return paths
+
+
+def plan_indexes(plan: dict[str, Any]) -> set[str]:
+    """The names of the indexes an EXPLAIN (FORMAT JSON) plan node and its children read."""
+    found = {str(plan["Index Name"])} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        found |= plan_indexes(child)
+    return found

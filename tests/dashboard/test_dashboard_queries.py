@@ -8,7 +8,7 @@ import json
 import asyncpg
 
 from smsnodes_hub.dashboard import queries
-from tests.support import add_device
+from tests.support import add_device, plan_indexes
 
 # 20,000 messages over four accounts, newest first; `failed` only among the 100 oldest.
 _MANY = """
@@ -18,13 +18,6 @@ SELECT d.account_id, d.id, 3, 'accepted', '\\x00', 1, now() - make_interval(secs
        CASE WHEN g > 19900 THEN 'failed' ELSE 'delivered' END
   FROM generate_series(1, 20000) g JOIN devices d ON d.id = $1 + (g % 4)
 """
-
-
-def _indexes(plan: dict[str, object]) -> set[str]:
-    found = {str(plan["Index Name"])} if "Index Name" in plan else set()
-    for child in plan.get("Plans", []):  # type: ignore[attr-defined]
-        found |= _indexes(child)
-    return found
 
 
 async def test_the_status_filter_reads_the_stored_status_through_its_index(
@@ -44,7 +37,7 @@ async def test_the_status_filter_reads_the_stored_status_through_its_index(
             values = f"({', '.join(str(a) for a in args)})" if args else ""
             raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE search{n}{values}")
             plan = json.loads(raw)[0]["Plan"]
-            assert "messages_account_status" in _indexes(plan), json.dumps(plan, indent=1)
+            assert "messages_account_status" in plan_indexes(plan), json.dumps(plan, indent=1)
             rows = await queries.search_messages(conn, search, 51, 0)
             assert {r["status"] for r in rows} == {"failed"}
             if search.device_id:
