@@ -15,7 +15,8 @@ from tests.support import add_device, plan_indexes
 _INSERT = """
 INSERT INTO messages (account_id, device_id, priority, state, body, recipient_count, status)
 SELECT d.account_id, d.id, 1, $2, '\\x00', 1, $3
-  FROM generate_series(1, $4) g JOIN devices d ON d.id = ($1::bigint[])[1 + g % cardinality($1::bigint[])]
+  FROM generate_series(1, $4) g
+  JOIN devices d ON d.id = ($1::bigint[])[1 + g % cardinality($1::bigint[])]
 """
 
 
