@@ -17,7 +17,6 @@ from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.auth.addresses import client_address
 from smsnodes_hub.auth.throttle import Throttled
 from smsnodes_hub.batching import NOT_COMMITTED
-from smsnodes_hub.db import FAILED
 from smsnodes_hub.device import protocol
 from smsnodes_hub.device import store as devices
 from smsnodes_hub.device.connection import DeviceConnection
@@ -40,7 +39,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     remote = client_address(request)
     try:
         authenticated = await _authenticate(request, ws, remote)
-    except FAILED as exc:
+    except NOT_COMMITTED as exc:  # the database, or the hub stopping (its lanes closed)
         log.warning("device login failed: database unavailable: %s", exc)
         await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
         return ws

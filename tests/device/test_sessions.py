@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from smsnodes_hub.appkeys import HUB
 from smsnodes_hub.batching import SetCommit
 from smsnodes_hub.device import sessions
+from smsnodes_hub.device.protocol import CloseCode
 from tests.support import PASSWORD, add_device, basic, get, send, ws_url
 from tests.wsclient import RawPhone
 
@@ -109,3 +111,16 @@ async def test_phones_that_close_together_get_back_what_they_held_on_their_next_
         assert (frame["id"], frame["attempt"]) == held[name]
         assert frame["message"] == f"for {name}"
     await asyncio.gather(*(p.close() for p in again))
+
+
+async def test_a_phone_logging_in_while_the_hub_stops_is_told_to_try_again(hub):
+    # The hub's login lanes close first on the way down: a token login then is not
+    # refused as a bad token, nor left to an unhandled error, but told 1013 (try again).
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    token = phone.auth["token"]
+    await phone.close()
+    await hub.app[HUB].lookups.close()
+    late = await RawPhone.connect(ws_url(hub))
+    await late.send({"type": "auth", "token": token})
+    assert await late.closed_with() == CloseCode.TRY_AGAIN
