@@ -33,8 +33,8 @@ WITH i AS (
     -- announced_online and the update below, or device.online would be lost. NO KEY
     -- UPDATE, so sends (foreign-key checks) are not held up meanwhile. In id order, so two
     -- batches never wait for each other's rows crosswise.
-    SELECT d.id, d.account_id, d.announced_online, i.connection_id, i.remote, i.model,
-           i.app, i.sims, i.token_id, i.n
+    SELECT d.id, d.account_id, d.announced_online, d.pace_per_minute, i.connection_id,
+           i.remote, i.model, i.app, i.sims, i.token_id, i.n
       FROM devices d JOIN i ON d.id = i.device_id AND d.credential_epoch = i.epoch
      ORDER BY d.id
        FOR NO KEY UPDATE OF d
@@ -94,13 +94,13 @@ WITH i AS (
      WHERE NOT EXISTS (SELECT 1 FROM back WHERE back.id = c.message_id
                                              AND back.device_id = c.device_id)
 )
-SELECT gate.id IS NOT NULL AS registered, p.pace_per_minute AS pace,
+SELECT gate.id IS NOT NULL AS registered, gate.pace_per_minute AS pace,
        ARRAY(SELECT wd.id FROM wd WHERE wd.device_id = i.device_id ORDER BY wd.id)
            AS withdrawn,
        -- Output, so that the CTEs that only SELECT (the NOTIFY, the webhook) run: one
        -- whose result nobody reads is never run.
        (SELECT count(*) FROM n) + (SELECT count(*) FROM online) AS told
-  FROM i LEFT JOIN gate ON gate.n = i.n LEFT JOIN devices p ON p.id = gate.id
+  FROM i LEFT JOIN gate ON gate.n = i.n
  ORDER BY i.n
 """
 
