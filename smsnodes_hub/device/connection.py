@@ -13,6 +13,7 @@ from aiohttp import web
 
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.config import DeliverySettings
+from smsnodes_hub.device.keepalive import Keepalive
 from smsnodes_hub.device.pacing import Pacer
 from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.device.window import Window
@@ -45,7 +46,7 @@ class DeviceConnection:
         *,
         window: int,
         ack_timeout: float,
-        heartbeat: float,
+        keepalive: Keepalive,
         outbox_size: int,
         remote: str,
         pacer: Pacer | None = None,
@@ -62,7 +63,7 @@ class DeviceConnection:
             ws,
             device_id=principal.phone_id,
             connection_id=self.id,
-            heartbeat=heartbeat,
+            keepalive=keepalive,
             outbox_size=outbox_size,
         )
         self.window = Window(

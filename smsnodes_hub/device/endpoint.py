@@ -36,16 +36,7 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     # a zlib compressor and decompressor (hundreds of KB) for as long as it is open.
     ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME, autoping=False, compress=False)
     await ws.prepare(request)
-    remote = client_address(request)
-    try:
-        authenticated = await _authenticate(request, ws, remote)
-    except NOT_COMMITTED as exc:  # the database, or the hub stopping (its lanes closed)
-        log.warning("device login failed: database unavailable: %s", exc)
-        await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
-        return ws
-    if authenticated is None:
-        return ws
-    conn = await _open(request, ws, remote, *authenticated)
+    conn = await _login(request, ws)
     if conn is None:
         return ws
     hub = request.app[HUB]
@@ -62,13 +53,29 @@ async def device_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def _login(request: web.Request, ws: web.WebSocketResponse) -> DeviceConnection | None:
+    """The phone's connection, authenticated, attached and told auth_ok; None (and the
+    socket closed) when it cannot be. Apart from the handler, so that what only the login
+    needed (the auth frame with its password, the token) is not held for the connection's
+    whole life: ten thousand phones held half a kilobyte each of it."""
+    remote = client_address(request)
+    try:
+        authenticated = await _authenticate(request, ws, remote)
+    except NOT_COMMITTED as exc:  # the database, or the hub stopping (its lanes closed)
+        log.warning("device login failed: database unavailable: %s", exc)
+        await ws.close(code=CloseCode.TRY_AGAIN, message=b"database unavailable")
+        return None
+    if authenticated is None:
+        return None
+    return await _open(request, ws, remote, *authenticated)
+
+
 async def _open(
     request: web.Request, ws: web.WebSocketResponse, remote: str, principal: Principal,
     token: str, auth: protocol.Auth,
 ) -> DeviceConnection | None:
     """The authenticated phone's connection, attached and told auth_ok; None (and the
-    socket closed) when it cannot be. Apart from the handler, so that what only the login
-    needed (the auth frame, the token) is not held for the connection's whole life."""
+    socket closed) when it cannot be."""
     settings = request.app[SETTINGS]
     hub = request.app[HUB]
     conn = DeviceConnection(
@@ -78,7 +85,7 @@ async def _open(
         hub.lanes,
         window=settings.device.window,
         ack_timeout=settings.device.ack_timeout,
-        heartbeat=settings.device.heartbeat,
+        keepalive=hub.keepalive,
         outbox_size=settings.device.outbox_size,
         remote=remote,
         pacer=hub.pacer(principal.phone_id),

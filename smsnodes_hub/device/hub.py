@@ -21,6 +21,7 @@ from smsnodes_hub.config import Settings
 from smsnodes_hub.db import FAILED, UNAVAILABLE
 from smsnodes_hub.device import sessions
 from smsnodes_hub.device.connection import DeviceConnection
+from smsnodes_hub.device.keepalive import Keepalive
 from smsnodes_hub.device.pacing import Pacer
 from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.device.sessions import PROCESS_STALE
@@ -63,6 +64,7 @@ class Hub:
         "_tasks",
         "bus",
         "connections",
+        "keepalive",
         "lanes",
         "logins",
         "logouts",
@@ -92,6 +94,7 @@ class Hub:
         self.logouts: SetCommit[sessions.Closed, None] = SetCommit(
             pool, sessions.unregister_all, name="logouts", max_batch=LOGIN_BATCH, atomic=True)
         self.connections: dict[int, DeviceConnection] = {}
+        self.keepalive = Keepalive(settings.device.heartbeat)
         # Other live hub processes on this database, as of the last heartbeat. Informative
         # only: NOTIFY is never skipped on it, since a process may have started since.
         self.other_processes = 0
@@ -141,6 +144,7 @@ class Hub:
                 await asyncio.wait_for(asyncio.gather(*closing), 5)
         if self._detaching:
             await asyncio.wait(list(self._detaching), timeout=5)
+        self.keepalive.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

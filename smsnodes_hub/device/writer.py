@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
+from smsnodes_hub.device.keepalive import Keepalive
 from smsnodes_hub.device.protocol import CloseCode
 from smsnodes_hub.device.protocol import cancel as protocol_cancel
 
@@ -106,8 +107,8 @@ def _ignore_stop() -> None:
 
 
 class SocketWriter:
-    """The writer task and the keepalive timer of one socket, and the bounded outbox
-    between the rest of the hub and the writer."""
+    """The writer task of one socket, its place in the hub's keepalive, and the bounded
+    outbox between the rest of the hub and the writer."""
 
     __slots__ = (
         "_asked",
@@ -119,6 +120,7 @@ class SocketWriter:
         "connection_id",
         "device_id",
         "heartbeat",
+        "keepalive_slot",
         "last_pong",
         "on_cancel_written",
         "on_stopped",
@@ -131,13 +133,14 @@ class SocketWriter:
         *,
         device_id: int,
         connection_id: uuid.UUID,
-        heartbeat: float,
+        keepalive: Keepalive,
         outbox_size: int,
     ) -> None:
         self.ws = ws
         self.device_id = device_id  # for the log
         self.connection_id = connection_id  # for the tasks' names
-        self.heartbeat = heartbeat
+        self.heartbeat = keepalive.interval
+        self.keepalive_slot = 0
         self.last_pong = time.monotonic()
         self.closing = False
         # Called with a message id once its cancel frame is on the wire.
@@ -147,7 +150,7 @@ class SocketWriter:
         self._slow = False
         self._outbox = Outbox(outbox_size)
         self._task: asyncio.Task[None] | None = None
-        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive = keepalive
         self._asked: float | None = None  # when the last ping was queued
 
     @property
@@ -157,7 +160,7 @@ class SocketWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._write_loop(),
                                          name=f"ws-writer-{self.connection_id}")
-        self._arm_keepalive()
+        self._keepalive.add(self)
 
     def send(self, frame: WriterFrame) -> None:
         if self.closing:
@@ -265,32 +268,25 @@ class SocketWriter:
                 # requeued, whatever state the writer left the socket in.
                 self._abort_transport()
             self.on_stopped()
-            if self._keepalive is not None:
-                self._keepalive.cancel()
-                self._keepalive = None
+            self._keepalive.discard(self)
             # The callbacks hold the window, which holds this writer: without the cycle a
             # closed connection is freed at once, not at the next full garbage collection.
             self.on_cancel_written = _ignore_cancel
             self.on_stopped = _ignore_stop
 
-    def _arm_keepalive(self) -> None:
-        self._keepalive = asyncio.get_running_loop().call_later(self.heartbeat,
-                                                                self._keepalive_due)
-
-    def _keepalive_due(self) -> None:
+    def keepalive_due(self) -> bool:
         """Ping every heartbeat; no pong by the next one and the phone is gone (PROTOCOL.md).
-        A timer, not a task of each socket (idle phones are many), and apart from the
-        writer, so a writer stuck on a full socket cannot stop it: that ping is simply
-        never answered."""
+        Called by the keepalive, not by a task of each socket (idle phones are many), and
+        apart from the writer, so a writer stuck on a full socket cannot stop it: that ping
+        is simply never answered. True: ping again a heartbeat from now."""
         if self.closing:
-            return
+            return False
         if self._asked is not None and self.last_pong < self._asked:
             log.info("device %s answered no ping; dropping", self.device_id)
             self.closing = True
             if self._task is not None:
                 self._task.cancel()  # its finally drops TCP, no close frame
-            return
+            return False
         self._asked = time.monotonic()
         self.send(Ping())
-        if not self.closing:  # the ping may have found the outbox full
-            self._arm_keepalive()
+        return not self.closing  # the ping may have found the outbox full

@@ -199,6 +199,27 @@ async def test_hub_pings_every_heartbeat_and_drops_a_phone_that_never_pongs(make
     await phone.session.close()
 
 
+async def test_a_phone_that_pongs_is_pinged_every_heartbeat_and_kept(make_hub):
+    hub = await make_hub(SMSNODES_DEVICE_HEARTBEAT="1")
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.connect(ws_url(hub), autoping=False)
+    await phone.send({"type": "auth", "username": "shop-phone-1", "password": PASSWORD})
+    assert (await phone.recv())["type"] == "auth_ok"
+    loop = asyncio.get_running_loop()
+    pings = []
+    while len(pings) < 4:
+        msg = await phone.ws.receive(timeout=3)
+        assert msg.type == WSMsgType.PING
+        pings.append(loop.time())
+        await phone.ws.pong(msg.data)
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    # A heartbeat apart, late by at most one keepalive tick (a tenth of it) plus scheduling.
+    assert all(0.8 < gap < 1.4 for gap in gaps), gaps
+    health = await (await hub.get("/api/health")).json()
+    assert health["connectedDevices"] == 1
+    await phone.close()
+
+
 async def _until_async(hub, predicate, timeout: float) -> None:
     async def health_matches() -> bool:
         return predicate(await (await hub.get("/api/health")).json())

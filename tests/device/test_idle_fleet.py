@@ -9,6 +9,7 @@ import gc
 
 from smsnodes_hub.appkeys import AUTH, HUB
 from smsnodes_hub.auth import accounts
+from smsnodes_hub.device import protocol
 from smsnodes_hub.device.window import Window
 from smsnodes_hub.device.writer import SocketWriter
 from tests.support import PASSWORD, add_device, basic, send, until, ws_url
@@ -36,6 +37,19 @@ async def test_a_fleet_that_came_and_went_leaves_nothing_behind(hub):
         await phone.close()
     await until(lambda: not the_hub.connections and not the_hub._detaching)
     assert the_hub.pacers == {}
+    assert len(the_hub.keepalive) == 0
+
+
+async def test_a_connected_phone_holds_nothing_of_its_login(hub):
+    # The auth frame carries the password: once the phone is in, nothing may keep it, nor
+    # the half kilobyte a login frame costs each of thousands of phones.
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, protocol.Auth)] == []
+    assert not [o for o in gc.get_objects()
+                if isinstance(o, dict) and o.get("type") == "auth" and "password" in o]
+    await phone.close()
 
 
 async def test_a_closed_connection_is_freed_at_once_not_by_the_garbage_collector(hub):
