@@ -173,7 +173,8 @@ def name_taken(name: str, exc: asyncpg.UniqueViolationError) -> AccountError:
 
 async def list_devices(db: Executor) -> list[DeviceSummary]:
     rows = await db.fetch(
-        "SELECT id, username, created_at, last_seen_at FROM devices ORDER BY id"
+        "SELECT id, username, created_at, device_seen_at(id, last_seen_at) AS last_seen_at"
+        " FROM devices ORDER BY id"
     )
     return [DeviceSummary(**dict(r)) for r in rows]
 

@@ -138,7 +138,8 @@ async def webhook_summary(db: Executor) -> asyncpg.Record:
 # Counts come from two grouped passes (open messages by state; today's sent events) rather
 # than one subquery per device and state: a long device list costs two scans, not hundreds.
 DEVICES = f"""
-SELECT d.id, d.username, d.created_at, d.last_seen_at, d.model, d.app_version, d.sims,
+SELECT d.id, d.username, d.created_at, device_seen_at(d.id, d.last_seen_at) AS last_seen_at,
+       d.model, d.app_version, d.sims,
        d.account_id, (SELECT a.name FROM accounts a WHERE a.id = d.account_id) AS account,
        d.battery, d.charging, d.signal, d.telemetry_at, d.pace_per_minute,
        live.connected_at AS connected_since,

@@ -163,7 +163,7 @@ class Hub:
         await self._sweep_orphans()
 
     async def _beat(self) -> None:
-        beat = await sessions.beat(self.pool, self.process_id, list(self.connections))
+        beat = await sessions.beat(self.pool, self.process_id)
         self.other_processes = beat.other_processes
         if not beat.alive:
             # We were paused long enough to be declared dead: come back, with our sessions.

@@ -133,7 +133,8 @@ SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS wok
 ANNOUNCE_OFFLINE = """
 WITH gone AS (
     UPDATE devices d SET announced_online = false
-     WHERE announced_online AND last_seen_at < now() - make_interval(secs => $1)
+     WHERE announced_online
+       AND device_seen_at(d.id, d.last_seen_at) < now() - make_interval(secs => $1)
        AND NOT EXISTS (SELECT 1 FROM live_sessions($2) s WHERE s.device_id = d.id)
     RETURNING id, account_id
 )
@@ -148,13 +149,13 @@ WITH me AS (
 ), dead AS (
     DELETE FROM hub_processes
      WHERE heartbeat_at < now() - make_interval(secs => $2 * 4) AND id <> $1
+    RETURNING id, heartbeat_at
 ), seen AS (
-    -- A row locked meanwhile is being written by a login or a close, which sets
-    -- last_seen_at itself: skipped, so that neither waits for the other (a fleet logging
-    -- in while thousands of its rows are marked seen).
-    UPDATE devices SET last_seen_at = now()
-     WHERE id IN (SELECT id FROM devices WHERE id = ANY($3::bigint[])
-                    FOR NO KEY UPDATE SKIP LOCKED)
+    -- Their phones were last seen at their last beat (device_seen_at, sql/021); the
+    -- sessions that said so go with the process.
+    UPDATE devices d SET last_seen_at = greatest(d.last_seen_at, dead.heartbeat_at)
+      FROM device_sessions s JOIN dead ON dead.id = s.process_id
+     WHERE d.id = s.device_id
 )
 SELECT (SELECT count(*) FROM me) AS alive,
        (SELECT count(*) FROM hub_processes
@@ -200,13 +201,22 @@ async def register_process(db: Executor, process_id: uuid.UUID) -> None:
 
 
 async def leave(db: Executor, process_id: uuid.UUID) -> None:
-    """This process stops: its sessions go with it (ON DELETE CASCADE)."""
-    await db.execute("DELETE FROM hub_processes WHERE id = $1", process_id)
+    """This process stops: its sessions go with it (ON DELETE CASCADE), their phones last
+    seen now."""
+    await db.execute(
+        """WITH seen AS (
+               UPDATE devices d SET last_seen_at = now() FROM device_sessions s
+                WHERE s.process_id = $1 AND d.id = s.device_id
+           )
+           DELETE FROM hub_processes WHERE id = $1""",
+        process_id,
+    )
 
 
-async def beat(db: Executor, process_id: uuid.UUID, device_ids: list[int]) -> Heartbeat:
-    """Prove this process alive, forget long-dead ones, and mark its devices seen."""
-    row = await db.fetchrow(_BEAT, process_id, PROCESS_STALE, device_ids)
+async def beat(db: Executor, process_id: uuid.UUID) -> Heartbeat:
+    """Prove this process alive (and so every phone it holds seen: device_seen_at), and
+    forget long-dead processes."""
+    row = await db.fetchrow(_BEAT, process_id, PROCESS_STALE)
     assert row is not None
     return Heartbeat(bool(row["alive"]), row["others"])
 

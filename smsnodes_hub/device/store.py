@@ -35,7 +35,8 @@ async def set_pace(db: Executor, device_id: int, per_minute: int | None) -> bool
     return changed is not None
 
 
-_COLUMNS = """d.id, d.username, d.created_at, d.last_seen_at, d.model, d.app_version,
+_COLUMNS = """d.id, d.username, d.created_at,
+              device_seen_at(d.id, d.last_seen_at) AS last_seen_at, d.model, d.app_version,
               d.sims, d.battery, d.charging, d.signal, d.telemetry_at, d.pace_per_minute,
               s.connected_at AS connected_since"""
 
