@@ -129,13 +129,20 @@ SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS wok
 """  # noqa: S608 - fixed fragments
 
 # A device gone longer than the grace period is announced offline, once, by whichever
-# process gets there first (the row lock decides).
+# process gets there first (the row lock decides). Gone: device_seen_at (sql/021) before
+# the grace period, so last_seen_at that old and no session whose process beat since, and
+# no live session (a process that beat within $2 seconds). Spelled out as one join, not
+# that function per row: this runs every second, for every phone connected longer than
+# the grace period.
 ANNOUNCE_OFFLINE = """
 WITH gone AS (
     UPDATE devices d SET announced_online = false
-     WHERE announced_online
-       AND device_seen_at(d.id, d.last_seen_at) < now() - make_interval(secs => $1)
-       AND NOT EXISTS (SELECT 1 FROM live_sessions($2) s WHERE s.device_id = d.id)
+     WHERE announced_online AND last_seen_at < now() - make_interval(secs => $1)
+       AND NOT EXISTS (SELECT 1 FROM device_sessions s JOIN hub_processes p
+                                ON p.id = s.process_id
+                        WHERE s.device_id = d.id
+                          AND p.heartbeat_at > least(now() - make_interval(secs => $1),
+                                                     now() - make_interval(secs => $2)))
     RETURNING id, account_id
 )
 SELECT emit_webhook_event(account_id, 'device.offline', id, NULL, NULL, NULL, NULL, NULL,

@@ -176,3 +176,24 @@ async def test_a_process_that_leaves_marks_the_phones_it_still_held_seen(pool):
     assert await pool.fetchval(
         "SELECT last_seen_at > now() - interval '1 minute' FROM devices WHERE id = $1",
         device_id)
+
+
+async def test_offline_is_announced_a_grace_period_after_the_phone_was_last_seen(pool):
+    # Its row says an hour ago (the login); its session says when its process last beat.
+    device_id = await add_device(pool, "shop-phone-1")
+    process = uuid.uuid4()
+    await sessions.register_process(pool, process)
+    await sessions.register(pool, process, sessions.Registration(
+        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id)))
+    await pool.execute("UPDATE devices SET last_seen_at = now() - interval '1 hour'")
+
+    async def announced_after(beat_ago: float, grace: float) -> bool:
+        await pool.execute(
+            "UPDATE hub_processes SET heartbeat_at = now() - make_interval(secs => $1)",
+            beat_ago)
+        await sessions.announce_offline(pool, grace)
+        return not await pool.fetchval("SELECT announced_online FROM devices")
+
+    assert not await announced_after(0, 0)  # live: never, whatever the grace
+    assert not await announced_after(30, 60)  # dead, but seen 30 s ago
+    assert await announced_after(120, 60)
