@@ -18,6 +18,18 @@ async def _epoch(pool, device_id: int) -> int:
     return await pool.fetchval("SELECT credential_epoch FROM devices WHERE id = $1", device_id)
 
 
+async def _held_since_an_hour(pool) -> tuple[int, uuid.UUID]:
+    """A phone whose session a process (of its own, not a hub's) holds, its row last
+    written an hour ago: (device id, process id)."""
+    device_id = await add_device(pool, "shop-phone-1")
+    process = uuid.uuid4()
+    await sessions.register_process(pool, process)
+    await sessions.register(pool, process, sessions.Registration(
+        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id)))
+    await pool.execute("UPDATE devices SET last_seen_at = now() - interval '1 hour'")
+    return device_id, process
+
+
 async def test_one_statement_starts_many_sessions_but_not_one_with_stale_credentials(pool):
     ids = [await add_device(pool, f"fleet-phone-{i}") for i in range(4)]
     process = uuid.uuid4()
@@ -148,15 +160,10 @@ async def test_a_connected_phone_is_seen_at_each_heartbeat_without_its_row_writt
 
 
 async def test_the_phones_of_a_dead_process_were_last_seen_at_its_last_beat(hub, pool):
-    device_id = await add_device(hub, "shop-phone-1")
-    dead = uuid.uuid4()
-    await sessions.register_process(pool, dead)
-    await sessions.register(pool, dead, sessions.Registration(
-        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id)))
+    device_id, dead = await _held_since_an_hour(pool)
     last_beat = await pool.fetchval(
         "UPDATE hub_processes SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1"
         " RETURNING heartbeat_at", dead)
-    await pool.execute("UPDATE devices SET last_seen_at = now() - interval '1 hour'")
     await hub.app[HUB]._beat()  # a live process sweeps the dead one
     assert await pool.fetchval("SELECT count(*) FROM hub_processes WHERE id = $1", dead) == 0
     assert await pool.fetchval("SELECT count(*) FROM device_sessions") == 0
@@ -165,12 +172,7 @@ async def test_the_phones_of_a_dead_process_were_last_seen_at_its_last_beat(hub,
 
 
 async def test_a_process_that_leaves_marks_the_phones_it_still_held_seen(pool):
-    device_id = await add_device(pool, "shop-phone-1")
-    process = uuid.uuid4()
-    await sessions.register_process(pool, process)
-    await sessions.register(pool, process, sessions.Registration(
-        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id)))
-    await pool.execute("UPDATE devices SET last_seen_at = now() - interval '1 hour'")
+    device_id, process = await _held_since_an_hour(pool)
     await sessions.leave(pool, process)
     assert await pool.fetchval("SELECT count(*) FROM device_sessions") == 0
     assert await pool.fetchval(
@@ -180,12 +182,7 @@ async def test_a_process_that_leaves_marks_the_phones_it_still_held_seen(pool):
 
 async def test_offline_is_announced_a_grace_period_after_the_phone_was_last_seen(pool):
     # Its row says an hour ago (the login); its session says when its process last beat.
-    device_id = await add_device(pool, "shop-phone-1")
-    process = uuid.uuid4()
-    await sessions.register_process(pool, process)
-    await sessions.register(pool, process, sessions.Registration(
-        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id)))
-    await pool.execute("UPDATE devices SET last_seen_at = now() - interval '1 hour'")
+    await _held_since_an_hour(pool)
 
     async def announced_after(beat_ago: float, grace: float) -> bool:
         await pool.execute(
