@@ -32,11 +32,12 @@ from smsnodes_hub.config import Settings
 START_TIMEOUT = 120.0  # the hub's own start (pool, migrations, bus), the database running
 STOP_GRACE = 20.0  # beyond server.shutdown_timeout, before the watchdog ends the process
 SECOND_SIGNAL_GRACE = 5.0
-# Connections the kernel holds for the hub before it accepts them (capped by the kernel's
-# net.core.somaxconn). After a restart a whole fleet reconnects at once; with aiohttp's
-# usual 128, every phone past them has its SYN dropped and tries again only 1, 3, 7 ...
-# seconds later (scripts/bench_capacity.py).
-LISTEN_BACKLOG = 4096
+# Connections the kernel holds for the hub before it accepts them. After a restart a whole
+# fleet reconnects at once; with aiohttp's usual 128, every phone past them has its SYN
+# dropped and tries again only 1, 3, 7 ... seconds later (scripts/bench_capacity.py). As
+# many as the kernel allows: it caps this at net.core.somaxconn (4,096 by default), which
+# an operator of a larger fleet raises.
+LISTEN_BACKLOG = 65535
 
 T = TypeVar("T")
 
