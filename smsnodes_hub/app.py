@@ -101,7 +101,8 @@ def create_app(settings: Settings, dsn: str, *, migrate: bool = True) -> web.App
         app[HUB] = hub
         app[KEYRING] = KeyRing(
             sec.credential_cache_seconds,
-            lambda: [conn.principal for conn in hub.connections.values()],
+            lambda: (conn.principal for conn in hub.connections.values()),
+            lambda: hub.connections.generation,
         )
         await hub.start()
         yield

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from device_sim import SimulatedPhone
 
-from smsnodes_hub.appkeys import KEYRING
+from smsnodes_hub.appkeys import KEYRING, POOL
 from smsnodes_hub.timefmt import parse_iso
 from smsnodes_hub.webhooks.hubkey import KEY_FILE
 from tests.support import PASSWORD, add_device, basic, until, ws_url
 from tests.webhooks.receiver import LOCAL, NUMBER, Receiver, register
+from tests.wsclient import RawPhone
 
 # No cached logins: only a connected phone brings the account's key into memory.
 NO_CACHE = {**LOCAL, "SMSNODES_SECURITY_CREDENTIAL_CACHE_SECONDS": "0"}
@@ -165,3 +166,27 @@ async def test_the_hub_key_is_a_file_of_the_data_dir_made_only_when_needed(
     assert (await hub.delete(f"/api/messages/{message_id}", headers=basic())).status == 200
     [event] = await receiver.count("/hook", 1)
     assert event["data"]["redacted"] == ["to", "message"] and time.monotonic() - started < 3
+
+
+async def test_the_keys_here_follow_the_phones_that_come_and_go(make_hub):
+    # The key ring derives the accounts from the connected phones only when they changed:
+    # never a key of a phone that left, never one account's key for another.
+    hub = await make_hub(**NO_CACHE)
+    a = await add_device(hub, "shop-phone-1")
+    b = await add_device(hub, "other-phone-1")
+    accounts = {a: await hub.app[POOL].fetchval("SELECT account_id FROM devices WHERE id = $1", a),
+                b: await hub.app[POOL].fetchval("SELECT account_id FROM devices WHERE id = $1", b)}
+    keyring = hub.app[KEYRING]
+    phone_a = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    phone_b = await RawPhone.login(ws_url(hub), "other-phone-1", PASSWORD)
+    assert keyring.accounts() == sorted(accounts.values())
+    assert keyring.get(accounts[a]).device_id == a
+    assert keyring.get(accounts[b]).device_id == b
+    await phone_a.close()
+    await until(lambda: keyring.accounts() == [accounts[b]])
+    assert keyring.get(accounts[a]) is None
+    phone_a = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    assert keyring.accounts() == sorted(accounts.values())
+    await phone_a.close()
+    await phone_b.close()
+    await until(lambda: keyring.accounts() == [])
