@@ -33,9 +33,13 @@ WITH i AS (
     -- announced_online and the update below, or device.online would be lost. NO KEY
     -- UPDATE, so sends (foreign-key checks) are not held up meanwhile. In id order, so two
     -- batches never wait for each other's rows crosswise.
+    -- A session token revoked since its lookup starts no session. One revoked after this
+    -- statement's snapshot is deleted by a transaction whose NOTIFY reaches the hub after
+    -- the socket was attached (Hub.attach), which closes it then.
     SELECT d.id, d.account_id, d.announced_online, d.pace_per_minute, i.connection_id,
            i.remote, i.model, i.app, i.sims, i.token_id, i.n
       FROM devices d JOIN i ON d.id = i.device_id AND d.credential_epoch = i.epoch
+     WHERE i.token_id IS NULL OR EXISTS (SELECT 1 FROM tokens t WHERE t.id = i.token_id)
      ORDER BY d.id
        FOR NO KEY UPDATE OF d
 ), s AS (

@@ -194,3 +194,22 @@ async def test_offline_is_announced_a_grace_period_after_the_phone_was_last_seen
     assert not await announced_after(0, 0)  # live: never, whatever the grace
     assert not await announced_after(30, 60)  # dead, but seen 30 s ago
     assert await announced_after(120, 60)
+
+
+async def test_a_session_token_revoked_after_its_lookup_starts_no_session(hub, pool):
+    # The lookup only reads the token; an operator's "end sessions" can come between it and
+    # the session's start. The phone must be refused then, not connected on a dead token.
+    device_id = await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    token_id = await pool.fetchval(
+        "SELECT id FROM tokens WHERE device_id = $1 AND kind = 'session'", device_id)
+    await phone.close()
+    await pool.execute("DELETE FROM tokens WHERE id = $1", token_id)
+    process = uuid.uuid4()
+    await sessions.register_process(pool, process)
+    refused = await sessions.register(pool, process, sessions.Registration(
+        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id), token_id=token_id))
+    assert refused is None
+    assert await pool.fetchval("SELECT count(*) FROM device_sessions") == 0
+    assert await sessions.register(pool, process, sessions.Registration(
+        device_id, uuid.uuid4(), "127.0.0.1", await _epoch(pool, device_id))) is not None
