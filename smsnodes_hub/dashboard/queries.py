@@ -33,9 +33,9 @@ _STATUS_LITERAL = {s: f"'{s}'" for s in STATUSES}
 # other recipient of this attempt has an outcome.
 _WHEN = """
 CASE WHEN m.attempt = 1 THEN m.scheduled_at
-     ELSE (SELECT min(q.at) FROM message_events q
+     ELSE (SELECT min(q.at) FROM message_timeline q
             WHERE q.message_id = m.id AND q.attempt = 1 AND q.status = 'queued'
-              AND EXISTS (SELECT 1 FROM message_events s WHERE s.message_id = m.id
+              AND EXISTS (SELECT 1 FROM message_timeline s WHERE s.message_id = m.id
                              AND s.attempt = 1 AND s.status = 'scheduled'))
 END AS scheduled_for,
 CASE WHEN m.attempt > 1 THEN m.scheduled_at END AS retry_at,
@@ -185,7 +185,7 @@ async def recent_messages(db: Executor, device_id: int, limit: int) -> list[asyn
         f"""SELECT m.id, m.priority, m.attempt, m.recipient_count, m.created_at,
                    m.scheduled_at, m.expires_at, m.status, {_WHEN},
                    ARRAY(SELECT row(e.status, e.position, e.at, e.error)
-                           FROM message_events e WHERE e.message_id = m.id
+                           FROM message_timeline e WHERE e.message_id = m.id
                           ORDER BY e.at, e.id) AS events
               FROM messages m
              WHERE m.account_id = (SELECT account_id FROM devices WHERE id = $1)
@@ -267,7 +267,7 @@ async def get_message(
     if row is None:
         return None
     events = await db.fetch(
-        """SELECT position, status, error, attempt, at FROM message_events
+        """SELECT position, status, error, attempt, at FROM message_timeline
             WHERE message_id = $1 ORDER BY at, id""",
         message_id,
     )

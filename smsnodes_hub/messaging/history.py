@@ -38,7 +38,7 @@ async def get_message(
                   CASE WHEN e.status = 'dispatched'
                        THEN (SELECT d.username FROM devices d
                               WHERE d.id = coalesce(e.device_id, $2)) END AS device
-             FROM message_events e WHERE e.message_id = $1 ORDER BY e.at, e.id""",
+             FROM message_timeline e WHERE e.message_id = $1 ORDER BY e.at, e.id""",
         message_id, row["device_id"],
     )
     return row, events

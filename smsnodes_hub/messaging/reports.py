@@ -92,12 +92,20 @@ WITH input AS (
        AND (nxt.acks OR EXISTS (SELECT 1 FROM upd u WHERE u.n = nxt.n))
     RETURNING nxt.n, m.id, m.attempt, nxt.acks
 ), ev AS (
-    INSERT INTO message_events (message_id, position, status, error, attempt, at, reported_at)
-    SELECT id, NULL, 'accepted', NULL, attempt, clock_timestamp(), NULL::timestamptz
-      FROM msg WHERE acks
+    -- The report's row says that it stood in for the ack (`with_ack`: the message was
+    -- accepted a microsecond before, in message_timeline, sql/022); an ack without a
+    -- change of a recipient has its own row.
+    INSERT INTO message_events (message_id, position, status, error, attempt, at,
+                                reported_at, with_ack)
+    SELECT id, NULL, 'accepted', NULL, attempt, clock_timestamp(), NULL::timestamptz, NULL
+      FROM msg WHERE acks AND NOT EXISTS (SELECT 1 FROM upd u WHERE u.n = msg.n)
     UNION ALL
     SELECT u.message_id, u.position, i.status, i.error, i.attempt,
-           clock_timestamp() + interval '1 microsecond', i.reported_at
+           clock_timestamp() + interval '1 microsecond', i.reported_at,
+           -- One row per ack: a number listed twice changes two recipients.
+           CASE WHEN EXISTS (SELECT 1 FROM msg WHERE msg.n = u.n AND msg.acks)
+                 AND u.position = (SELECT min(o.position) FROM upd o WHERE o.n = u.n)
+                THEN true END
       FROM upd u JOIN input i ON i.n = u.n
 ), hook AS (
     -- The webhook outbox, as emit_webhook_event() writes it but for the whole batch in one

@@ -101,14 +101,11 @@ rcp AS (
            AS r(n, position, number, mac)
       JOIN input ON input.n = r.n
 ), ev AS (
-    -- A message written dispatched was queued a microsecond before; `dispatched` names
-    -- the phone (rule 5).
-    INSERT INTO message_events (message_id, status, attempt, at, device_id)
-    SELECT input.id, s.status, 1, now() + s.k * interval '1 microsecond',
-           CASE WHEN s.status = 'dispatched' THEN input.device_id END
-      FROM input, unnest(CASE WHEN input.state = 'dispatched'
-                              THEN ARRAY['queued', 'dispatched']
-                              ELSE ARRAY[input.state] END) WITH ORDINALITY AS s(status, k)
+    -- A message written dispatched has no event rows: its `stored_to` implies them
+    -- (queued, then dispatched to that phone, in message_timeline: sql/022).
+    INSERT INTO message_events (message_id, status, attempt, at)
+    SELECT input.id, input.state, 1, now() + interval '1 microsecond'
+      FROM input WHERE input.state <> 'dispatched'
 )"""
 
 # Set-based: one input row per message, its recipients flattened beside (`rcp_n` names
@@ -136,11 +133,12 @@ WITH RECURSIVE checked AS (
     -- Every recipient is pending, so the overall status is the message's state.
     INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
                           recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at, sim, segments)
+                          expires_at, sim, segments, stored_to)
     OVERRIDING SYSTEM VALUE
     SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
            dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at, sim, segments
+           expires_at, sim, segments,
+           CASE WHEN state = 'dispatched' THEN device_id END
       FROM input
     RETURNING id, created_at
 ), {_RECIPIENTS_AND_EVENTS}, wake AS (
@@ -241,11 +239,12 @@ WITH RECURSIVE checked AS (
 ), msg AS (
     INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
                           recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at, sim, routed, segments)
+                          expires_at, sim, routed, segments, stored_to)
     OVERRIDING SYSTEM VALUE
     SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
            dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at, sim, routed, segments
+           expires_at, sim, routed, segments,
+           CASE WHEN state = 'dispatched' THEN device_id END
       FROM input
     RETURNING id
 ), {_RECIPIENTS_AND_EVENTS}, locked AS (

@@ -91,7 +91,7 @@ async def stored_rows(pool: asyncpg.Pool) -> tuple[int, int, int]:
     """(messages, recipients, events): what any accepted request would have written."""
     row = await pool.fetchrow(
         """SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM recipients),
-                  (SELECT count(*) FROM message_events)"""
+                  (SELECT count(*) FROM message_timeline)"""
     )
     assert row is not None
     return row[0], row[1], row[2]

@@ -127,7 +127,10 @@ async def test_a_scheduled_message_keeps_its_schedule_apart_from_its_retry(
     # Sent as scheduled, released when due, then retried: the row's scheduled_at now holds
     # the retry's time; the moment attempt 1 was queued stands for the sender's schedule.
     await pool.execute(
-        """UPDATE message_events SET at = now() - interval '2 hours'
+        """UPDATE messages SET created_at = created_at - interval '2 hours'
+            WHERE id = $1""", mid)
+    await pool.execute(
+        """UPDATE message_events SET at = at - interval '2 hours'
             WHERE message_id = $1""", mid)
     await pool.execute(
         """INSERT INTO message_events (message_id, status, attempt, at)
@@ -136,7 +139,7 @@ async def test_a_scheduled_message_keeps_its_schedule_apart_from_its_retry(
         """UPDATE messages SET attempt = 2, state = 'scheduled',
                   scheduled_at = now() + interval '10 minutes' WHERE id = $1""", mid)
     released, retry_at = await pool.fetchrow(
-        """SELECT (SELECT min(at) FROM message_events WHERE message_id = $1
+        """SELECT (SELECT min(at) FROM message_timeline WHERE message_id = $1
                     AND status = 'queued'), scheduled_at FROM messages WHERE id = $1""", mid)
     row = element(await (await hub.get("/dashboard/messages")).text(), f"message-{mid}")
     assert _cell(row, "Scheduled") == released.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -92,7 +92,7 @@ async def test_scheduled_message_moves_once_with_two_processes(make_hub, pool):
     _, body = await post(hub_a, scheduledAt=at(0.6))
     await asyncio.sleep(1.5)
     queued = await pool.fetchval(
-        "SELECT count(*) FROM message_events WHERE message_id = $1 AND status = 'queued'",
+        "SELECT count(*) FROM message_timeline WHERE message_id = $1 AND status = 'queued'",
         body["messageId"])
     assert queued == 1  # both clocks ran over the same row
     [frame] = await phone.recv_sms(1)

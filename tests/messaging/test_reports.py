@@ -44,7 +44,7 @@ async def test_reports_of_one_message_in_one_call_apply_in_order(hub, pool):
     assert (rows[one]["state"], rows[one]["status"]) == ("done", "delivered")
     assert (rows[two]["state"], rows[two]["status"]) == ("done", "partial")
     events = [r["status"] for r in await pool.fetch(
-        "SELECT status FROM message_events WHERE message_id = $1 AND status <> 'queued' "
+        "SELECT status FROM message_timeline WHERE message_id = $1 AND status <> 'queued' "
         "AND status <> 'dispatched' ORDER BY at, id", one)]
     assert events == ["accepted", "sent", "delivered"]
 

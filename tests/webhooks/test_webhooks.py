@@ -467,7 +467,7 @@ async def test_a_failing_outbox_insert_leaves_no_state_change(make_hub, receiver
             [tuple(r) for r in await pool.fetch(
                 "SELECT message_id, state FROM recipients ORDER BY message_id")],
             [tuple(r) for r in await pool.fetch("SELECT id, state FROM messages ORDER BY id")],
-            await pool.fetchval("SELECT count(*) FROM message_events"),
+            await pool.fetchval("SELECT count(*) FROM message_timeline"),
             await pool.fetchval("SELECT count(*) FROM inbound_messages"),
             await pool.fetchval("SELECT count(*) FROM webhook_deliveries"),
         ]

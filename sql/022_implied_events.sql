@@ -1,0 +1,39 @@
+-- A message's timeline without the event rows that its other rows already say
+-- (issue 13's WAL budget: each event row is a heap record and an index entry, and the
+-- happy path wrote five of them, a third of the records of a message's whole life):
+--
+-- * a message written dispatched as it was stored (most of them) was queued and then
+--   dispatched to `stored_to` in that instant: `messages.created_at` holds the time, so
+--   no rows are written for either;
+-- * a report that stands in for the phone's ack (the phone reported before its ack
+--   arrived, or the ack was lost) was accepted in the same instant: its row says so
+--   with `with_ack` instead of a row of its own.
+--
+-- `message_timeline` is every event, written or implied: what shows a timeline reads
+-- that. An outcome (sent, delivered, failed, ...) always has its own row, so the counts
+-- of outcomes still read message_events. Older messages are unchanged (stored_to and
+-- with_ack NULL): every event of theirs has its row.
+ALTER TABLE messages ADD COLUMN stored_to bigint;
+ALTER TABLE message_events ADD COLUMN with_ack boolean;
+
+CREATE VIEW message_timeline AS
+SELECT e.message_id, e.id, e.position, e.status, e.error, e.attempt, e.at, e.reported_at,
+       e.device_id
+  FROM message_events e
+UNION ALL
+SELECT e.message_id, e.id, NULL, 'accepted', NULL, e.attempt,
+       e.at - interval '1 microsecond', NULL, NULL
+  FROM message_events e
+ WHERE e.with_ack
+UNION ALL
+SELECT m.id, s.id, NULL, s.status, NULL, 1, m.created_at + s.k * interval '1 microsecond',
+       NULL, CASE WHEN s.status = 'dispatched' THEN m.stored_to END
+  FROM messages m
+ CROSS JOIN (VALUES (1, 'queued', -2::bigint), (2, 'dispatched', -1::bigint)) AS s(k, status, id)
+ WHERE m.stored_to IS NOT NULL;
+
+-- Room on each page for the updates of its rows: a report's update then stays on its
+-- row's page (a recipient's stays HOT, without index entries), instead of moving to
+-- another page, which costs a lock record and, for a recipient, an entry in each index.
+ALTER TABLE messages SET (fillfactor = 85);
+ALTER TABLE recipients SET (fillfactor = 85);
