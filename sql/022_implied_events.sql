@@ -7,14 +7,18 @@
 --   no rows are written for either;
 -- * a report that stands in for the phone's ack (the phone reported before its ack
 --   arrived, or the ack was lost) was accepted in the same instant: its row says so
---   with `with_ack` instead of a row of its own.
+--   with `with_ack` instead of a row of its own;
+-- * a recipient is delivered once and then never changes: its row keeps when
+--   (`delivered_at`, and the phone's `delivered_reported_at`), so no event row either.
 --
 -- `message_timeline` is every event, written or implied: what shows a timeline reads
--- that. An outcome (sent, delivered, failed, ...) always has its own row, so the counts
--- of outcomes still read message_events. Older messages are unchanged (stored_to and
--- with_ack NULL): every event of theirs has its row.
+-- that. The other outcomes (sent, failed, cancelled, expired) keep their rows, so the
+-- counts of sent and failed still read message_events. Events from before are unchanged
+-- (the new columns NULL): each has its row.
 ALTER TABLE messages ADD COLUMN stored_to bigint;
 ALTER TABLE message_events ADD COLUMN with_ack boolean;
+ALTER TABLE recipients ADD COLUMN delivered_at timestamptz,
+                       ADD COLUMN delivered_reported_at timestamptz;
 
 CREATE VIEW message_timeline AS
 SELECT e.message_id, e.id, e.position, e.status, e.error, e.attempt, e.at, e.reported_at,
@@ -30,7 +34,12 @@ SELECT m.id, s.id, NULL, s.status, NULL, 1, m.created_at + s.k * interval '1 mic
        NULL, CASE WHEN s.status = 'dispatched' THEN m.stored_to END
   FROM messages m
  CROSS JOIN (VALUES (1, 'queued', -2::bigint), (2, 'dispatched', -1::bigint)) AS s(k, status, id)
- WHERE m.stored_to IS NOT NULL;
+ WHERE m.stored_to IS NOT NULL
+UNION ALL
+SELECT r.message_id, 0, r.position, 'delivered', r.error, r.attempt, r.delivered_at,
+       r.delivered_reported_at, NULL
+  FROM recipients r
+ WHERE r.delivered_at IS NOT NULL;
 
 -- Room on each page for the updates of its rows: a report's update then stays on its
 -- row's page (a recipient's stays HOT, without index entries), instead of moving to

@@ -46,7 +46,10 @@ WITH input AS (
     UPDATE recipients r SET
         state = CASE WHEN i.status = 'failed' AND i.retry AND r.state = 'pending'
                      THEN 'retry' ELSE i.status END,
-        error = i.error, updated_at = now()
+        error = i.error, updated_at = now(),
+        -- Delivered is final: the row keeps its time instead of an event row (sql/022).
+        delivered_at = CASE WHEN i.status = 'delivered' THEN clock_timestamp() END,
+        delivered_reported_at = CASE WHEN i.status = 'delivered' THEN i.reported_at END
       FROM target t JOIN input i ON i.n = t.n
      WHERE r.message_id = t.id AND r.position = t.position AND r.attempt = i.attempt
        AND (CASE r.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
@@ -91,22 +94,25 @@ WITH input AS (
      WHERE m.id = nxt.id
        AND (nxt.acks OR EXISTS (SELECT 1 FROM upd u WHERE u.n = nxt.n))
     RETURNING nxt.n, m.id, m.attempt, nxt.acks
+), written AS (
+    -- The outcomes that have an event row: a delivery is kept on its recipient (sql/022).
+    SELECT u.n, u.message_id, u.position FROM upd u WHERE u.state <> 'delivered'
 ), ev AS (
     -- The report's row says that it stood in for the ack (`with_ack`: the message was
-    -- accepted a microsecond before, in message_timeline, sql/022); an ack without a
-    -- change of a recipient has its own row.
+    -- accepted a microsecond before, in message_timeline, sql/022); an ack without such
+    -- a row has its own.
     INSERT INTO message_events (message_id, position, status, error, attempt, at,
                                 reported_at, with_ack)
     SELECT id, NULL, 'accepted', NULL, attempt, clock_timestamp(), NULL::timestamptz, NULL
-      FROM msg WHERE acks AND NOT EXISTS (SELECT 1 FROM upd u WHERE u.n = msg.n)
+      FROM msg WHERE acks AND NOT EXISTS (SELECT 1 FROM written w WHERE w.n = msg.n)
     UNION ALL
-    SELECT u.message_id, u.position, i.status, i.error, i.attempt,
+    SELECT w.message_id, w.position, i.status, i.error, i.attempt,
            clock_timestamp() + interval '1 microsecond', i.reported_at,
            -- One row per ack: a number listed twice changes two recipients.
-           CASE WHEN EXISTS (SELECT 1 FROM msg WHERE msg.n = u.n AND msg.acks)
-                 AND u.position = (SELECT min(o.position) FROM upd o WHERE o.n = u.n)
+           CASE WHEN EXISTS (SELECT 1 FROM msg WHERE msg.n = w.n AND msg.acks)
+                 AND w.position = (SELECT min(o.position) FROM written o WHERE o.n = w.n)
                 THEN true END
-      FROM upd u JOIN input i ON i.n = u.n
+      FROM written w JOIN input i ON i.n = w.n
 ), hook AS (
     -- The webhook outbox, as emit_webhook_event() writes it but for the whole batch in one
     -- insert: one event id per outcome, a row per webhook_listeners() of it (sql/019). A

@@ -37,6 +37,35 @@ async def test_timeline_reads_queued_to_delivered_with_monotonic_times(hub):
     assert body["createdAt"].endswith("Z") and body["scheduledAt"] is None
 
 
+async def test_a_message_pushed_as_it_is_stored_has_its_whole_timeline(hub):
+    """The store, an ack folded into a report and a delivery write no event rows of their
+    own (sql/022); the timeline shows them all the same."""
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    # The first send after a login waits for the phone's queue to be looked at once.
+    await send(hub, numbers=[NUMBER])
+    [first] = await phone.recv_sms(1)
+    await phone.ack(first)
+    sent = await send(hub, numbers=[NUMBER])
+    [frame] = await phone.recv_sms(1)
+    for ref, status in ((1, "sent"), (2, "delivered")):  # no ack: the report stands for it
+        await phone.send({"type": "status", "ref": ref, "id": frame["id"], "attempt": 1,
+                          "to": NUMBER, "status": status, "at": "2026-11-21T10:00:02Z"})
+        assert await phone.recv_type("ok") == {"type": "ok", "ref": ref}
+    await phone.close()
+    body = await get(hub, f"/api/messages/{sent['messageId']}")
+    assert [(e["status"], e["to"], e.get("device")) for e in body["events"]] == [
+        ("queued", None, None), ("dispatched", None, "shop-phone-1"), ("accepted", None, None),
+        ("sent", NUMBER, None), ("delivered", NUMBER, None)]
+    times = [datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in body["events"]]
+    assert times == sorted(times)
+    assert body["events"][-1]["reportedAt"] == "2026-11-21T10:00:02.000Z"
+    rows = await hub.app[POOL].fetch(
+        "SELECT status, with_ack FROM message_events WHERE message_id = $1",
+        sent["messageId"])
+    assert [tuple(r) for r in rows] == [("sent", True)]
+
+
 async def test_overall_status_partial_and_least_advanced(hub):
     await add_device(hub, "shop-phone-1")
     phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
