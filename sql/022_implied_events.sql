@@ -40,9 +40,3 @@ SELECT r.message_id, 0, r.position, 'delivered', r.error, r.attempt, r.delivered
        r.delivered_reported_at, NULL
   FROM recipients r
  WHERE r.delivered_at IS NOT NULL;
-
--- Room on each page for the updates of its rows: a report's update then stays on its
--- row's page (a recipient's stays HOT, without index entries), instead of moving to
--- another page, which costs a lock record and, for a recipient, an entry in each index.
-ALTER TABLE messages SET (fillfactor = 85);
-ALTER TABLE recipients SET (fillfactor = 85);
