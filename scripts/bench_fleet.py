@@ -35,6 +35,7 @@ Usage (from the repository root)::
     .venv/bin/python scripts/bench_fleet.py --rate 500             # open loop, latency
     .venv/bin/python scripts/bench_fleet.py --phones 1 --no-status # one phone, 50 callers
     .venv/bin/python scripts/bench_fleet.py --statements           # + pg_stat_statements
+    .venv/bin/python scripts/bench_fleet.py --wal --skip-ceilings  # + WAL by relation
     .venv/bin/python scripts/bench_fleet.py --skip-ceilings --duration 5
     .venv/bin/python scripts/bench_fleet.py --hub-env SMSNODES_DATABASE_POOL_MAX=20
 """
@@ -159,6 +160,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--statements", action="store_true",
                      help="pg_stat_statements: top statements per message (restarts the "
                           "private server once to load it)")
+    out.add_argument("--wal", action="store_true",
+                     help="pg_walinspect: the measured window's WAL records per message, by "
+                          "relation and kind of record")
     out.add_argument("--json-only", action="store_true", help="print only the JSON line")
     out.add_argument("--timeout", type=positive_float, default=None,
                      help="hard limit for the whole run in seconds")
@@ -257,7 +261,7 @@ SELECT m.id, s.status, 1, m.created_at + s.k * interval '1 millisecond'
 
 
 async def prepare_database(dsn: str, n: int, statements: bool,
-                           history: int = 0) -> dict[str, Any]:
+                           history: int = 0, wal: bool = False) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, timeout=10)
     tag = secrets.token_hex(3)
     try:
@@ -283,10 +287,17 @@ async def prepare_database(dsn: str, n: int, statements: bool,
                 have_statements = True
             except asyncpg.PostgresError as exc:
                 print(f"bench_fleet: no pg_stat_statements: {exc}", file=sys.stderr)
+        have_wal = False
+        if wal:
+            try:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+                have_wal = True
+            except asyncpg.PostgresError as exc:
+                print(f"bench_fleet: no pg_walinspect: {exc}", file=sys.stderr)
     finally:
         await conn.close()
     return {"devices": devices, "version": version, "data_dir": data_dir,
-            "statements": have_statements}
+            "statements": have_statements, "wal": have_wal}
 
 
 PG_STATS = """
@@ -301,6 +312,17 @@ SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_databas
 PG_STAT_NAMES = ("commits", "rollbacks", "rows_inserted", "rows_updated", "rows_deleted",
                  "wal_records", "wal_bytes")
 
+# The WAL of a stretch, record by record, grouped by the relation of its first block (the
+# catalog names it by file node) and the kind of record.
+WAL_SPLIT = """
+SELECT w.resource_manager || ' ' || w.record_type AS record,
+       coalesce(c.relname, '') AS relation, count(*) AS records
+  FROM pg_get_wal_records_info($1, $2) w
+  LEFT JOIN pg_class c
+         ON c.relfilenode = substring(w.block_ref FROM 'rel \\d+/\\d+/(\\d+)')::oid
+ GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 25
+"""
+
 TOP_STATEMENTS = """
 SELECT toplevel, calls, total_exec_time, total_plan_time, plans, rows, wal_records, query
 FROM pg_stat_statements
@@ -313,9 +335,22 @@ ORDER BY total_exec_time + total_plan_time DESC LIMIT 15
 class PgWatch:
     """Snapshots of PostgreSQL's statistics views on one connection of its own."""
 
-    def __init__(self, conn: asyncpg.Connection, statements: bool) -> None:
+    def __init__(self, conn: asyncpg.Connection, statements: bool, wal: bool = False) -> None:
         self.conn = conn
         self.statements = statements
+        self.wal = wal
+
+    async def lsn(self) -> int | None:  # asyncpg reads a pg_lsn as an int
+        return int(await self.conn.fetchval("SELECT pg_current_wal_lsn()")) if self.wal else None
+
+    async def wal_split(self, lsns: tuple[int | None, int | None], messages: int
+                        ) -> list[dict[str, Any]]:
+        start, end = lsns
+        if start is None or end is None or messages == 0:
+            return []
+        rows = await self.conn.fetch(WAL_SPLIT, start, end)
+        return [{"record": r["record"], "relation": r["relation"],
+                 "per_msg": round(r["records"] / messages, 3)} for r in rows]
 
     async def snapshot(self) -> dict[str, float]:
         row = await self.conn.fetchrow(PG_STATS)
@@ -724,12 +759,14 @@ async def measure_window(w: Window, groups: dict[str, list[int]], watch: PgWatch
     """At the window's start and end: CPU of every group, PostgreSQL's statistics."""
     await asyncio.sleep(max(0.0, w.start - clock()))
     pg0 = await watch.snapshot() if watch is not None else None
+    lsn0 = await watch.lsn() if watch is not None else None
     cpu0 = CpuMark.take(groups)
     await asyncio.sleep(max(0.0, w.end - clock()))
     cpu1 = CpuMark.take(groups)
+    lsn1 = await watch.lsn() if watch is not None else None
     pg1 = await watch.snapshot() if watch is not None else None
     pg = ({k: pg1[k] - pg0[k] for k in pg0} if pg0 is not None and pg1 is not None else None)
-    return {"cpu0": cpu0, "cpu1": cpu1, "pg": pg}
+    return {"cpu0": cpu0, "cpu1": cpu1, "pg": pg, "lsns": (lsn0, lsn1)}
 
 
 async def run_load(args: argparse.Namespace, port: int, requests: list[bytes],
@@ -779,7 +816,8 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
         say(f"creating {args.phones} device accounts ...")
         if args.history:
             say(f"filling the database with {args.history:,} finished messages ...")
-        prep = await prepare_database(dsn, args.phones, args.statements, args.history)
+        prep = await prepare_database(dsn, args.phones, args.statements, args.history,
+                                      args.wal)
         devices: list[Device] = prep["devices"]
         pm_pid = postmaster_pid(prep["data_dir"])
         pg_group = [pm_pid] if pm_pid is not None else []
@@ -852,7 +890,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
 
         watch_conn = await asyncpg.connect(dsn, timeout=10)
         stack.push_async_callback(watch_conn.close)
-        watch = PgWatch(watch_conn, prep["statements"])
+        watch = PgWatch(watch_conn, prep["statements"], prep["wal"])
         groups = {"hub": [hub.proc.pid], "postgres": pg_group, "senders": [os.getpid()],
                   "phones": [c.proc.pid for c in phone_procs]}
         mode = f"open loop {args.rate:g}/s" if args.rate else f"closed loop, {args.senders}"
@@ -874,6 +912,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
         whole_run = {"cpu0": run_cpu0, "cpu1": run_cpu1,
                      "pg": {k: run_pg1[k] - run_pg0[k] for k in run_pg0}}
         statements = await watch.top_statements(accepted_run) if drained else []
+        wal_split = await watch.wal_split(marks["lsns"], load_figures(samples, w)["accepted"])
         results = [await c.ask("stop") for c in phone_procs]
         if not args.skip_ceilings:
             # Once more after the hub: a ceiling moves between minutes on a shared VM, and
@@ -891,6 +930,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
     # drain finished: the exact cost of a whole lifecycle, whatever the backlog did.
     fig["per_message_whole_run"] = per_message(whole_run, accepted_run) if drained else None
     fig["statements"] = statements
+    fig["wal_split"] = wal_split
     fig.update(extra)
     return {
         "bench": "fleet", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
@@ -1097,12 +1137,12 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"  {'latency (ms)':<34}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}")
     for key, label in (("request_ms", "send request"), ("send_to_frame_ms", "send → sms frame"),
                        ("send_to_delivered_ok_ms", "send → delivered ok")):
-        s = h.get(key)
-        if s is None:
+        spread = h.get(key)
+        if spread is None:
             continue
-        cells = [_fmt(s[q], ",.2f") if s[q] is not None else "never"
-                 for q in ("p50", "p90", "p99", "max")]
-        print(f"  {label:<34}" + "".join(f"{c:>10}" for c in cells))
+        quantiles = [_fmt(spread[q], ",.2f") if spread[q] is not None else "never"
+                     for q in ("p50", "p90", "p99", "max")]
+        print(f"  {label:<34}" + "".join(f"{c:>10}" for c in quantiles))
     print()
     cpu = h["cpu_pct"]
     print("  CPU, % of one core: " + ", ".join(f"{k} {_fmt(v, '.0f')}" for k, v in cpu.items()))
@@ -1133,6 +1173,11 @@ def print_table(r: dict[str, Any]) -> None:
             print(f"  {mark + s['query'][:90]:<40}\n  {'':<40}{s['calls_per_msg']:>10}"
                   f"{s['us_per_msg']:>9}{s['plan_us_per_msg']:>9}{s['mean_ms']:>9}"
                   f"{s['wal_per_msg']:>9}")
+    if h["wal_split"]:
+        print()
+        print(f"  {'WAL records of the window (pg_walinspect)':<46}{'relation':<32}{'per msg':>8}")
+        for row in h["wal_split"]:
+            print(f"  {row['record']:<46}{row['relation']:<32}{row['per_msg']:>8}")
     print()
     print(f"  {'target':<34}{'value':>12}  {'goal':<11}verdict")
     for t in r["targets"]:

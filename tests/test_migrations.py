@@ -45,11 +45,11 @@ def test_migration_files_are_numbered_in_order() -> None:
 
 
 def test_sql_readme_names_where_each_function_body_is_now() -> None:
-    """sql/README.md points at the last migration that (re)defines each function."""
+    """sql/README.md points at the last migration that (re)defines each function and view."""
     last: dict[str, str] = {}
     for migration in db.migrations():
         text = migration.path.read_text()
-        for verb, name in re.findall(r"(CREATE (?:OR REPLACE )?|DROP )FUNCTION (\w+)", text):
+        for verb, name in re.findall(r"(CREATE (?:OR REPLACE )?|DROP )(?:FUNCTION|VIEW) (\w+)", text):
             if verb == "DROP ":
                 last.pop(name, None)
             else:
