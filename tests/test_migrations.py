@@ -49,7 +49,8 @@ def test_sql_readme_names_where_each_function_body_is_now() -> None:
     last: dict[str, str] = {}
     for migration in db.migrations():
         text = migration.path.read_text()
-        for verb, name in re.findall(r"(CREATE (?:OR REPLACE )?|DROP )(?:FUNCTION|VIEW) (\w+)", text):
+        found = re.findall(r"(CREATE (?:OR REPLACE )?|DROP )(?:FUNCTION|VIEW) (\w+)", text)
+        for verb, name in found:
             if verb == "DROP ":
                 last.pop(name, None)
             else:
