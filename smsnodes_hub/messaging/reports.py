@@ -55,7 +55,7 @@ WITH input AS (
        AND (CASE r.state WHEN 'pending' THEN 0 WHEN 'cancelled' THEN 1 WHEN 'expired' THEN 1
                          WHEN 'sent' THEN 2 ELSE 3 END)
          < (CASE i.status WHEN 'sent' THEN 2 ELSE 3 END)
-    RETURNING t.n, r.message_id, r.position, r.state
+    RETURNING t.n, r.message_id, r.position, r.state, r.delivered_at
 ), nxt AS (
     -- A report stands in for a lost ack; the last recipient to leave 'pending' ends it.
     SELECT i.n, m.id, CASE
@@ -100,10 +100,12 @@ WITH input AS (
 ), ev AS (
     -- The report's row says that it stood in for the ack (`with_ack`: the message was
     -- accepted a microsecond before, in message_timeline, sql/022); an ack without such
-    -- a row has its own.
+    -- a row has its own, before the delivery it came with.
     INSERT INTO message_events (message_id, position, status, error, attempt, at,
                                 reported_at, with_ack)
-    SELECT id, NULL, 'accepted', NULL, attempt, clock_timestamp(), NULL::timestamptz, NULL
+    SELECT id, NULL, 'accepted', NULL, attempt,
+           coalesce((SELECT min(u.delivered_at) FROM upd u WHERE u.n = msg.n)
+                    - interval '1 microsecond', clock_timestamp()), NULL::timestamptz, NULL
       FROM msg WHERE acks AND NOT EXISTS (SELECT 1 FROM written w WHERE w.n = msg.n)
     UNION ALL
     SELECT w.message_id, w.position, i.status, i.error, i.attempt,

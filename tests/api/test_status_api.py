@@ -66,6 +66,22 @@ async def test_a_message_pushed_as_it_is_stored_has_its_whole_timeline(hub):
     assert [tuple(r) for r in rows] == [("sent", True)]
 
 
+async def test_a_delivery_reported_first_follows_the_ack_it_stood_in_for(hub):
+    await add_device(hub, "shop-phone-1")
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    sent = await send(hub, numbers=[NUMBER])
+    [frame] = await phone.recv_sms(1)
+    await phone.send({"type": "status", "ref": 1, "id": frame["id"], "attempt": 1,
+                      "to": NUMBER, "status": "delivered"})
+    assert await phone.recv_type("ok") == {"type": "ok", "ref": 1}
+    await phone.close()
+    body = await get(hub, f"/api/messages/{sent['messageId']}")
+    assert [e["status"] for e in body["events"]] == [
+        "queued", "dispatched", "accepted", "delivered"]
+    times = [datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in body["events"]]
+    assert times == sorted(times)
+
+
 async def test_overall_status_partial_and_least_advanced(hub):
     await add_device(hub, "shop-phone-1")
     phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
