@@ -86,9 +86,11 @@ from benchlib import (  # noqa: E402
     Child,
     Device,
     HttpConnection,
+    add_hub_env_arguments,
     child_env,
     clock,
     create_devices,
+    hub_env,
     machine_busy,
     positive_float,
     positive_int,
@@ -146,8 +148,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     load.add_argument("--storm-limit", type=positive_float, default=60.0,
                       help="seconds to wait for the storm to finish before calling it (60)")
     hub = p.add_argument_group("hub")
-    hub.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
-                     help="another hub setting, repeatable")
+    add_hub_env_arguments(hub)
     hub.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
                      help="PostgreSQL server to use (default $DATABASE_URL, else embedded); "
                           "a database bench_<random> is created and dropped")
@@ -161,10 +162,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="hard limit for the whole run in seconds")
     p.add_argument("--_role", choices=("phones",), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for item in args.hub_env:
-        key, sep, _ = item.partition("=")
-        if not sep or not key.startswith("SMSNODES_"):
-            p.error(f"--hub-env wants SMSNODES_KEY=VALUE, got {item!r}")
+    args.hub_vars = hub_env(p, args)
     if args.hold < 0 or args.settle < 0:
         p.error("--hold and --settle must be 0 or more")
     args.phone_procs = min(args.phone_procs, args.phones)
@@ -871,6 +869,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
     r: dict[str, Any] = {"bench": "capacity", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
                          "code": _git_describe(), "phones": n, "phone_procs": args.phone_procs,
                          "hold": args.hold, "settle": args.settle, "hub_env": args.hub_env,
+                         "allocator": args.allocator,
                          "queued_phones": args.queued_phones, "queue_depth": args.queue_depth,
                          "nofile": list(nofile), "loadavg_before": round(loadavg, 2),
                          "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -893,9 +892,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path,
                          "SMSNODES_LIMITS_SEND_PER_MINUTE": "0",
                          "SMSNODES_LOGGING_LEVEL": "warning", **CHEAP_ARGON2,
                          "DATABASE_URL": dsn})
-        for item in args.hub_env:
-            key, _, value = item.partition("=")
-            env[key] = value
+        env.update(args.hub_vars)
         say("starting the hub ...")
         hub, drain = await start_hub(env, workdir, "hub")
         hub_alive = [True]
@@ -1085,6 +1082,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"open files limit {r['nofile'][0]} (hub {r['hub_nofile']}); accounts made in "
           f"{r['accounts_seconds']:g} s with cheap Argon2id (8 KiB, 1 pass, 1 lane: "
           f"SMSNODES_SECURITY_ARGON2_*, given to the hub too)"
+          + (f"; allocator {r['allocator']}" if r.get("allocator", "python") != "python" else "")
           + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
     print()
     lg, rl = r["login"], r["relogin"]

@@ -79,10 +79,12 @@ from benchlib import (  # noqa: E402
     Child,
     Device,
     HttpConnection,
+    add_hub_env_arguments,
     child_env,
     clock,
     close_phone,
     create_devices,
+    hub_env,
     machine_busy,
     non_negative_float,
     non_negative_int,
@@ -149,8 +151,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="passed to `serve --workers` if the hub has that option")
     hub.add_argument("--window", type=positive_int, default=None,
                      help="SMSNODES_DEVICE_WINDOW (default: the hub's)")
-    hub.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
-                     help="another hub setting, repeatable")
+    add_hub_env_arguments(hub)
     hub.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
                      help="PostgreSQL server to use (default $DATABASE_URL, else embedded); "
                           "a database bench_<random> is created and dropped")
@@ -171,10 +172,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--_kind", choices=("bare", "insert"), help=argparse.SUPPRESS)
     p.add_argument("--_dsn", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for item in args.hub_env:
-        key, sep, _ = item.partition("=")
-        if not sep or not key.startswith("SMSNODES_"):
-            p.error(f"--hub-env wants SMSNODES_KEY=VALUE, got {item!r}")
+    args.hub_vars = hub_env(p, args)
     if args.phone_procs > args.phones:
         args.phone_procs = args.phones
     if args.timeout is None:
@@ -840,9 +838,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
                           "DATABASE_URL": dsn})
         if args.window is not None:
             env["SMSNODES_DEVICE_WINDOW"] = str(args.window)
-        for item in args.hub_env:
-            key, _, value = item.partition("=")
-            env[key] = value
+        env.update(args.hub_vars)
         cmd = [sys.executable, "-m", "smsnodes_hub", "serve"]
         workers_used = None
         if args.workers is not None:
@@ -938,6 +934,7 @@ async def bench(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, 
         "rate": args.rate, "phones": args.phones, "senders": args.senders,
         "status_reports": not args.no_status, "phone_procs": args.phone_procs,
         "workers": workers_used, "window": window_size, "hub_env": args.hub_env,
+        "allocator": args.allocator,
         "warmup": args.warmup, "duration": args.duration, "drain": args.drain,
         "hub": fig, "ceilings": ceilings, "ratios": ratios(fig, ceilings),
         "targets": targets(args, fig, ceilings),
@@ -1112,6 +1109,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"window {r['window']}), {mode}; "
           f"{r['warmup']:g} s warm-up + {r['duration']:g} s measured"
           + (f"; hub workers {r['workers']}" if r["workers"] else "")
+          + (f"; allocator {r['allocator']}" if r.get("allocator", "python") != "python" else "")
           + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
     print()
     kinds = list(r["ceilings"])

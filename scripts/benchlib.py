@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import ctypes.util
 import math
 import os
 import re
@@ -158,6 +159,43 @@ async def create_devices(dsn: str, names: list[str], connections: int = 1) -> li
     finally:
         kdf.close()
     return devices
+
+
+# -- The hub's environment ------------------------------------------------------------------------
+
+# Besides its settings, a hub process may be given another memory allocator
+# (docs/configuration.md, "Memory"). These are the only other variables --hub-env takes, and
+# `--allocator jemalloc` sets them as that page says.
+ALLOCATOR_VARIABLES = ("LD_PRELOAD", "PYTHONMALLOC", "MALLOC_CONF")
+JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
+def add_hub_env_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
+                       help="another hub setting (SMSNODES_...) or one of "
+                            f"{', '.join(ALLOCATOR_VARIABLES)}; repeatable")
+    group.add_argument("--allocator", choices=("python", "jemalloc"), default="python",
+                       help="python: CPython's own (default); jemalloc: the hub process "
+                            "on jemalloc (Debian: apt-get install libjemalloc2)")
+
+
+def hub_env(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """What --allocator and --hub-env add to the hub's environment; a bad item is a usage
+    error."""
+    env: dict[str, str] = {}
+    if args.allocator == "jemalloc":
+        library = ctypes.util.find_library("jemalloc")
+        if library is None:
+            parser.error("--allocator jemalloc: no libjemalloc on this machine "
+                         "(Debian: apt-get install libjemalloc2)")
+        env.update(LD_PRELOAD=library, PYTHONMALLOC="malloc", MALLOC_CONF=JEMALLOC_CONF)
+    for item in args.hub_env:
+        key, sep, value = item.partition("=")
+        if not sep or not (key.startswith("SMSNODES_") or key in ALLOCATOR_VARIABLES):
+            parser.error(f"--hub-env wants SMSNODES_KEY=VALUE or one of "
+                         f"{', '.join(ALLOCATOR_VARIABLES)}, got {item!r}")
+        env[key] = value
+    return env
 
 
 # -- Child processes ------------------------------------------------------------------------------
