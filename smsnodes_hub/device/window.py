@@ -285,9 +285,16 @@ class Window:
         self._wake_later(self.pacer.seconds_until_room())
 
     def _wake_later(self, delay: float) -> None:
+        """Wake in `delay` seconds, unless a wake already pending comes sooner: a claim's
+        retry must not wait for the end of the minute (an early wake that finds no room
+        sets the pacing timer again)."""
         loop = asyncio.get_running_loop()
-        if self._room_timer is None or self._room_timer.when() <= loop.time():
-            self._room_timer = loop.call_later(delay, self.wake)
+        timer, now = self._room_timer, loop.time()
+        if timer is not None and now < timer.when() <= now + delay:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._room_timer = loop.call_later(delay, self.wake)
 
     def withdraw(self, message_id: int) -> None:
         """The message was cancelled or expired: tell the phone, free its slot. Its pending

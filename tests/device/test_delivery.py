@@ -509,3 +509,32 @@ async def test_a_message_a_claim_could_not_see_still_goes_out(hub, database_url)
         await phone.close()
     finally:
         await holder.close()
+
+
+async def test_a_failed_claim_is_tried_again_soon_while_the_phone_waits_for_its_minute(
+    hub: Any, pool: asyncpg.Pool
+) -> None:
+    """A claim the database refused is tried again a second later, even on a paced phone
+    whose window waits for room in its minute: an urgent message that fits the minute goes
+    out then, not when the minute ends."""
+    device_id = await add_device(hub, "shop-phone-1")
+    await pool.execute("UPDATE devices SET pace_per_minute = 3 WHERE id = $1", device_id)
+    phone = await RawPhone.login(ws_url(hub), "shop-phone-1", PASSWORD)
+    await send(hub, numbers=[NUMBER, "+1234567891"])
+    [frame] = await phone.recv_sms(1)
+    await phone.ack(frame)
+    # Two of the minute's three SMS are used: a message to two waits for the next minute.
+    await send(hub, numbers=[NUMBER, "+1234567892"])
+    await phone.nothing_for(0.3)
+    # From here the claim's UPDATE fails, as it would with the database in trouble.
+    await pool.execute("""
+        CREATE FUNCTION refuse_updates() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+        CREATE TRIGGER refuse_updates BEFORE UPDATE ON messages
+            FOR EACH ROW EXECUTE FUNCTION refuse_updates();""")
+    urgent = await send(hub, priority=3, text="urgent")
+    await phone.nothing_for(0.3)
+    await pool.execute("DROP TRIGGER refuse_updates ON messages")
+    [frame] = await phone.recv_sms(1, timeout=5)
+    assert frame["id"] == urgent["messageId"]
+    await phone.close()
