@@ -1,7 +1,8 @@
 """What the benchmarks (bench_send.py, bench_fleet.py, bench_capacity.py, bench_logins.py)
-share: argument types, a scratch database on a given server, the embedded server's
-postmaster pid, device accounts made with cheap Argon2id, child processes that announce
-they are ready, a lean keep-alive HTTP/1.1 client, and latency summaries."""
+share: argument types, the hub's environment (settings, allocator), a scratch database on
+a given server, the embedded server's postmaster pid, device accounts made with cheap
+Argon2id, child processes that announce they are ready, a lean keep-alive HTTP/1.1
+client, and latency summaries."""
 
 from __future__ import annotations
 
@@ -164,8 +165,8 @@ async def create_devices(dsn: str, names: list[str], connections: int = 1) -> li
 # -- The hub's environment ------------------------------------------------------------------------
 
 # Besides its settings, a hub process may be given another memory allocator
-# (docs/configuration.md, "Memory"). These are the only other variables --hub-env takes, and
-# `--allocator jemalloc` sets them as that page says.
+# (docs/configuration.md, "Memory after a fleet leaves"). These are the only other
+# variables --hub-env takes, and `--allocator jemalloc` sets them as that page says.
 ALLOCATOR_VARIABLES = ("LD_PRELOAD", "PYTHONMALLOC", "MALLOC_CONF")
 JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 
