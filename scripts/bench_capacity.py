@@ -91,6 +91,7 @@ from benchlib import (  # noqa: E402
     clock,
     create_devices,
     hub_env,
+    hub_env_label,
     machine_busy,
     positive_float,
     positive_int,
@@ -1082,8 +1083,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"open files limit {r['nofile'][0]} (hub {r['hub_nofile']}); accounts made in "
           f"{r['accounts_seconds']:g} s with cheap Argon2id (8 KiB, 1 pass, 1 lane: "
           f"SMSNODES_SECURITY_ARGON2_*, given to the hub too)"
-          + (f"; allocator {r['allocator']}" if r.get("allocator", "python") != "python" else "")
-          + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
+          + hub_env_label(r))
     print()
     lg, rl = r["login"], r["relogin"]
     print(f"  password logins: {lg['ok']:,} in {lg['seconds_to_last']} s "

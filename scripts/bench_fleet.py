@@ -85,6 +85,7 @@ from benchlib import (  # noqa: E402
     close_phone,
     create_devices,
     hub_env,
+    hub_env_label,
     machine_busy,
     non_negative_float,
     non_negative_int,
@@ -1109,8 +1110,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"window {r['window']}), {mode}; "
           f"{r['warmup']:g} s warm-up + {r['duration']:g} s measured"
           + (f"; hub workers {r['workers']}" if r["workers"] else "")
-          + (f"; allocator {r['allocator']}" if r.get("allocator", "python") != "python" else "")
-          + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
+          + hub_env_label(r))
     print()
     kinds = list(r["ceilings"])
     head = "".join(f"{'÷ ' + CEILING_COLUMNS[k]:>11}" for k in kinds)

@@ -199,6 +199,12 @@ def hub_env(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[s
     return env
 
 
+def hub_env_label(r: dict[str, Any]) -> str:
+    """The run's allocator and --hub-env items as a benchmark's header line ends with them."""
+    return ((f"; allocator {r['allocator']}" if r["allocator"] != "python" else "")
+            + (f"; {' '.join(r['hub_env'])}" if r["hub_env"] else ""))
+
+
 # -- Child processes ------------------------------------------------------------------------------
 
 
