@@ -27,6 +27,7 @@ from smsnodes_hub.messaging.storing import (  # noqa: F401 - re-exported
     insert_all,
     new_message,
 )
+from smsnodes_hub.set_statements import Rows, SetStatement
 
 # A message's overall status (HTTP-API.md, the stored `messages.status`), in lifecycle order.
 STATUSES = (
@@ -129,10 +130,11 @@ async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.
     return out
 
 
-_ACK = """
+# A lone ack (light load) reads its row from plain parameters and keeps its plan (the
+# unnest form was planned again at every call: smsnodes_hub/set_statements.py).
+_ACK = SetStatement("""
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[])
-              WITH ORDINALITY AS i(id, device_id, attempt, n)
+    SELECT * FROM {acks}
 ), upd AS (
     -- Still queued or dispatched, no report of this attempt came yet: its recipients are
     -- pending, so the overall status is 'accepted'. A message acked twice in one batch
@@ -150,7 +152,7 @@ WITH input AS (
 SELECT m.attempt
   FROM input i LEFT JOIN messages m ON m.id = i.id AND m.device_id = i.device_id
  ORDER BY i.n
-"""
+""", acks=Rows("i", ((1, "bigint", "id"), (2, "bigint", "device_id"), (3, "integer", "attempt"))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +168,8 @@ async def ack_all(db: Executor, acks: Sequence[Ack]) -> list[int | None]:
     nothing."""
     # Message order: concurrent transactions then lock rows in the same order.
     order = sorted(range(len(acks)), key=lambda k: acks[k].message_id)
-    rows = await db.fetch(_ACK, [acks[k].message_id for k in order],
-                          [acks[k].device_id for k in order], [acks[k].attempt for k in order])
+    rows = await _ACK.fetch(db, len(acks), [acks[k].message_id for k in order],
+                            [acks[k].device_id for k in order], [acks[k].attempt for k in order])
     currents: list[int | None] = [None] * len(acks)
     for k, row in zip(order, rows, strict=True):
         currents[k] = row["attempt"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smsnodes_hub.auth.accounts import Executor, Principal
+from smsnodes_hub.set_statements import Rows, SetStatement
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +27,9 @@ class StatusOutcome:
 # Set-based: each input row is one report, and no two rows name the same message (a
 # statement sees one snapshot, so two reports of one message in it would not see each
 # other; `record_statuses` runs those in rounds).
-_STATUS = """
+_STATUS = SetStatement("""
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::integer[], $5::text[],
-                         $6::text[], $7::boolean[], $8::timestamptz[])
-              WITH ORDINALITY AS i(id, device_id, mac, attempt, status, error, retry,
-                                   reported_at, n)
+    SELECT * FROM {reports}
 ), target AS (
     SELECT i.n, m.id, m.account_id, m.device_id, m.state AS message_state,
            r.position, r.state, r.attempt
@@ -142,7 +140,9 @@ SELECT (SELECT t.attempt FROM target t WHERE t.n = i.n LIMIT 1) AS attempt,
        (SELECT count(*) FROM hook_wake) AS hooked
   FROM input i
  ORDER BY i.n
-"""
+""", reports=Rows("i", ((1, "bigint", "id"), (2, "bigint", "device_id"), (3, "bytea", "mac"),
+                        (4, "integer", "attempt"), (5, "text", "status"), (6, "text", "error"),
+                        (7, "boolean", "retry"), (8, "timestamptz", "reported_at"))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +176,8 @@ async def record_statuses(db: Executor, reports: Sequence[StatusReport],
     outcomes: list[StatusOutcome | None] = [None] * len(reports)
     for this_round in rounds(reports) if in_rounds is None else in_rounds:
         batch = [reports[k] for k in this_round]
-        rows = await db.fetch(
-            _STATUS, [r.message_id for r in batch], [r.device_id for r in batch],
+        rows = await _STATUS.fetch(
+            db, len(batch), [r.message_id for r in batch], [r.device_id for r in batch],
             [r.number_mac for r in batch], [r.attempt for r in batch],
             [r.status for r in batch], [r.error for r in batch], [r.retry for r in batch],
             [r.reported_at for r in batch],

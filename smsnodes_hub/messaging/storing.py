@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from smsnodes_hub.auth.accounts import Executor, Principal
+from smsnodes_hub.set_statements import Rows, SetStatement
 
 TEXT_PURPOSE = "message/text"
 NUMBER_PURPOSE = "message/number"
@@ -108,18 +109,24 @@ rcp AS (
       FROM input WHERE input.state <> 'dispatched'
 )"""
 
+# A send's columns: (parameter, type, name). The quota's counts ($20, $21 here) come after
+# the routed statement's own parameters in that one.
+_SEND_COLUMNS = ((1, "bigint", "device_id"), (2, "integer", "epoch"),
+                 (3, "bigint", "account_id"), (4, "smallint", "priority"),
+                 (5, "text", "state"), (6, "bytea", "body"), (7, "smallint", "recipient_count"),
+                 (8, "uuid", "dispatch_to"), (9, "timestamptz", "scheduled_at"),
+                 (10, "timestamptz", "expires_at"), (11, "boolean", "notify"),
+                 (12, "boolean", "local_online"), (13, "bigint", "token_id"),
+                 (19, "smallint", "sim"))
+_SENDS = (*_SEND_COLUMNS, (20, "integer", "sms"), (21, "smallint", "segments"))
+_ROUTED_SENDS = (*_SEND_COLUMNS, (26, "integer", "sms"), (27, "smallint", "segments"),
+                 (20, "boolean", "account_auth"), (21, "text", "device_name"))
+
 # Set-based: one input row per message, its recipients flattened beside (`rcp_n` names
 # each one's message). Ids are drawn first so that every input row knows its own.
-_INSERT = f"""
+_INSERT = SetStatement(f"""
 WITH RECURSIVE checked AS (
-    SELECT i.*
-      FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
-                  $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
-                  $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[],
-                  $19::smallint[], $20::integer[], $21::smallint[])
-           WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
-                                recipient_count, dispatch_to, scheduled_at, expires_at,
-                                notify, local_online, token_id, sim, sms, segments, n)
+    SELECT i.* FROM {{sends}}
      -- The credentials the caller used are still those of the device (and the token
      -- still exists): a password change or a revoked token since they were cached stops it.
      WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = i.device_id
@@ -150,29 +157,21 @@ SELECT (SELECT count(*) FROM wake) AS notified, (SELECT count(*) FROM used) AS c
        v.remaining, NOT v.day_ok AS over_day, NOT v.month_ok AS over_month,
        i.local_online OR EXISTS (SELECT 1 FROM live_sessions($18) s
                                   WHERE s.device_id = i.device_id) AS online
-  FROM unnest($1::bigint[], $12::boolean[]) WITH ORDINALITY AS i(device_id, local_online, n)
+  FROM {{answers}}
   LEFT JOIN input ON input.n = i.n
   LEFT JOIN verdict v ON v.n = i.n
  ORDER BY i.n
-"""  # noqa: S608 - fixed fragments
+""", sends=Rows("i", _SENDS),  # noqa: S608 - fixed fragments
+   answers=Rows("i", ((1, "bigint", "device_id"), (12, "boolean", "local_online"))))
 
 # The same with the account's sends: `account_auth` rows are checked against the account's
 # credentials; a `device_name` pins the row to that phone of the account (none: an unknown
 # device, nothing stored); the others due now are routed. `offer` lists, per row, the
 # connections of this process that hold a free slot for it: the row is written dispatched
 # to the chosen phone's, if it is among them. $25 is this process.
-_INSERT_ROUTED = f"""
+_INSERT_ROUTED = SetStatement(f"""
 WITH RECURSIVE checked AS (
-    SELECT i.*
-      FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::smallint[], $5::text[],
-                  $6::bytea[], $7::smallint[], $8::uuid[], $9::timestamptz[],
-                  $10::timestamptz[], $11::boolean[], $12::boolean[], $13::bigint[],
-                  $19::smallint[], $26::integer[], $27::smallint[], $20::boolean[],
-                  $21::text[])
-           WITH ORDINALITY AS i(device_id, epoch, account_id, priority, state, body,
-                                recipient_count, dispatch_to, scheduled_at, expires_at,
-                                notify, local_online, token_id, sim, sms, segments,
-                                account_auth, device_name, n)
+    SELECT i.* FROM {{sends}}
      WHERE CASE WHEN i.account_auth
                 THEN EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.account_id
                                                         AND a.credential_epoch = i.epoch)
@@ -285,12 +284,13 @@ SELECT (SELECT count(*) FROM wake) AS notified, (SELECT count(*) FROM touch) AS 
             ELSE input.local_online OR EXISTS (SELECT 1 FROM live_sessions($18) s
                                                 WHERE s.device_id = input.device_id)
        END AS online
-  FROM unnest($21::text[]) WITH ORDINALITY AS i(device_name, n)
+  FROM {{answers}}
   LEFT JOIN input ON input.n = i.n
   LEFT JOIN verdict v ON v.n = i.n
   LEFT JOIN devices d ON d.id = input.device_id
  ORDER BY i.n
-"""  # noqa: S608 - fixed fragments
+""", sends=Rows("i", _ROUTED_SENDS),  # noqa: S608 - fixed fragments
+   answers=Rows("i", ((21, "text", "device_name"),)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,15 +384,15 @@ async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted
     ]
     counts = [[len(m.numbers) * m.segments for m in batch], [m.segments for m in batch]]
     if not any(m.account_auth for m in batch):
-        rows = await db.fetch(_INSERT, *args, *counts)
+        rows = await _INSERT.fetch(db, len(batch), *args, *counts)
         return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None,
                          r["online"], r["device_id"], None, r["dispatch_to"], False,
                          r["remaining"], _over(r))
                 for r in rows]
     offers = [(n, device_id, conn) for n, m in enumerate(batch, start=1)
               for device_id, conn in m.offers]
-    rows = await db.fetch(
-        _INSERT_ROUTED, *args,
+    rows = await _INSERT_ROUTED.fetch(
+        db, len(batch), *args,
         [m.account_auth for m in batch], [m.device_name for m in batch],
         [o[0] for o in offers], [o[1] for o in offers], [o[2] for o in offers],
         next((m.process_id for m in batch if m.process_id is not None), None),

@@ -41,7 +41,7 @@ async def test_claims_acks_and_logins_read_their_own_indexes_after_a_burst(pool)
         claim = plan_indexes(await _generic_plan(
             conn, messages._CLAIM, ["bigint[]", "uuid[]", "integer[]", "integer[]", "bigint[]"]))
         ack = plan_indexes(await _generic_plan(
-            conn, messages._ACK, ["bigint[]", "bigint[]", "integer[]"]))
+            conn, messages._ACK.many, ["bigint[]", "bigint[]", "integer[]"]))
         login = plan_indexes(await _generic_plan(
             conn, sessions._REGISTER_ALL,
             ["uuid", "bigint[]", "uuid[]", "text[]", "text[]", "text[]", "smallint[]",
