@@ -109,8 +109,8 @@ rcp AS (
       FROM input WHERE input.state <> 'dispatched'
 )"""
 
-# A send's columns: (parameter, type, name). The quota's counts ($20, $21 here) come after
-# the routed statement's own parameters in that one.
+# A send's columns, as (parameter, type, name): the quota's counts are $20-$21 of the plain
+# statement and $26-$27 of the routed one, whose $20-$25 are its own.
 _SEND_COLUMNS = ((1, "bigint", "device_id"), (2, "integer", "epoch"),
                  (3, "bigint", "account_id"), (4, "smallint", "priority"),
                  (5, "text", "state"), (6, "bytea", "body"), (7, "smallint", "recipient_count"),
