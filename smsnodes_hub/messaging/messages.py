@@ -39,11 +39,9 @@ STATUSES = (
 # Set-based: one input row per phone's claim (a phone claims one at a time). A phone takes
 # from its own queue and from its account's pool (routed messages no phone could take when
 # they came), merged in priority order: rule 2, the pool goes to the first phone with room.
-_CLAIM = """
+_CLAIM = SetStatement("""
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::integer[], $4::integer[], $5::bigint[])
-              WITH ORDINALITY AS i(device_id, connection_id, lim, max_recipients, account_id,
-                                   n)
+    SELECT * FROM {claims}
 ), own AS (
     SELECT i.n, h.id, h.attempt, h.priority
       FROM input i CROSS JOIN LATERAL (
@@ -100,7 +98,9 @@ SELECT upd.n, upd.id, upd.attempt, upd.priority, upd.body, upd.created_at, upd.e
               ORDER BY r.position) AS numbers
   FROM upd
  ORDER BY upd.n, upd.priority DESC, upd.id
-"""
+""", claims=Rows("i", ((1, "bigint", "device_id"), (2, "uuid", "connection_id"),
+                      (3, "integer", "lim"), (4, "integer", "max_recipients"),
+                      (5, "bigint", "account_id"))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +119,8 @@ class Claim:
 async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.Record]]:
     """Mark waiting messages as dispatched to each claim's connection, highest priority
     first, oldest first within a priority, in one statement; each claim gets its rows."""
-    rows = await db.fetch(
-        _CLAIM, [c.device_id for c in claims], [c.connection_id for c in claims],
+    rows = await _CLAIM.fetch(
+        db, len(claims), [c.device_id for c in claims], [c.connection_id for c in claims],
         [1 if c.max_recipients is not None else c.limit for c in claims],
         [c.max_recipients for c in claims], [c.account_id for c in claims],
     )

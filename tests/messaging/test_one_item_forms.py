@@ -4,6 +4,7 @@ and PostgreSQL keeps its plan instead of planning it again at every call."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -131,9 +132,9 @@ async def test_a_lone_send_is_stored_as_the_same_in_a_batch(hub, pool):
 
 
 async def test_lone_writes_keep_their_plans(hub, pool):
-    """Planning the ack's statement again at every call cost more than running it; a
-    statement with a kept (generic) plan shows few custom plans in pg_prepared_statements
-    (PostgreSQL makes five before it compares)."""
+    """Planning the ack's or a claim's statement again at every call cost more than running
+    it; a statement with a kept (generic) plan shows few custom plans in
+    pg_prepared_statements (PostgreSQL makes five before it compares)."""
     await add_device(hub, "shop-phone-1")
     principal = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
     assert principal is not None
@@ -147,11 +148,19 @@ async def test_lone_writes_keep_their_plans(hub, pool):
             await messages.ack_all(conn, [messages.Ack(principal.phone_id, stored.id, 1)])
             await reports.record_statuses(conn, [
                 StatusReport.of(principal, stored.id, 1, NUMBER, "sent", None)])
+            waiting = (await messages.insert_all(conn, [messages.new_message(
+                principal, priority=1, text="later", numbers=[NUMBER], dispatch_to=None,
+                notify=False, local_online=False, stale_seconds=15)]))[0]
+            claimed = await messages.claim_all(conn, [messages.Claim(
+                principal.phone_id, uuid.uuid4(), 1, None, principal.account_id)])
+            assert [r["id"] for r in claimed[0]] == [waiting.id]
         plans = {r["statement"]: (r["generic_plans"], r["custom_plans"])
                  for r in await conn.fetch(
                      "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")}
-    for name, statement in (("store", storing._INSERT), ("ack", messages._ACK),
-                            ("report", reports._STATUS)):
+    for name, statement, runs in (("store", storing._INSERT, 2 * calls),
+                                  ("ack", messages._ACK, calls),
+                                  ("report", reports._STATUS, calls),
+                                  ("claim", messages._CLAIM, calls)):
         generic, custom = plans[statement.one]
-        assert generic + custom == calls, name
+        assert generic + custom == runs, name
         assert custom <= 5, (name, generic, custom)

@@ -39,16 +39,23 @@ async def test_claims_acks_and_logins_read_their_own_indexes_after_a_burst(pool)
     open_only = {"messages_accepted", "messages_in_flight", "messages_queue"}
     async with pool.acquire() as conn:
         claim = plan_indexes(await _generic_plan(
-            conn, messages._CLAIM, ["bigint[]", "uuid[]", "integer[]", "integer[]", "bigint[]"]))
+            conn, messages._CLAIM.many,
+            ["bigint[]", "uuid[]", "integer[]", "integer[]", "bigint[]"]))
         ack = plan_indexes(await _generic_plan(
             conn, messages._ACK.many, ["bigint[]", "bigint[]", "integer[]"]))
+        # A lone claim or ack (smsnodes_hub/set_statements.py) reads the same indexes.
+        lone_claim = plan_indexes(await _generic_plan(
+            conn, messages._CLAIM.one, ["bigint", "uuid", "integer", "integer", "bigint"]))
+        lone_ack = plan_indexes(await _generic_plan(
+            conn, messages._ACK.one, ["bigint", "bigint", "integer"]))
         login = plan_indexes(await _generic_plan(
             conn, sessions._REGISTER_ALL,
             ["uuid", "bigint[]", "uuid[]", "text[]", "text[]", "text[]", "smallint[]",
              "bigint[]", "bigint[]"]))
     # The device's queue by its own index; an ack by the message's id; a login's requeue of
     # what another connection held by the device's in-flight index.
-    assert "messages_queue" in claim, claim
+    assert "messages_queue" in claim and "messages_queue" in lone_claim, (claim, lone_claim)
     assert "messages_pkey" in ack and not ack & open_only, ack
+    assert "messages_pkey" in lone_ack and not lone_ack & open_only, lone_ack
     assert "messages_in_flight" in login, login
     assert not {i for i in claim | ack | login if "open" in i}, (claim, ack, login)
