@@ -28,6 +28,7 @@ from smsnodes_hub.auth.accounts import (
 )
 from smsnodes_hub.auth.throttle import DEVICE, LoginThrottle, Throttled, client_key
 from smsnodes_hub.batching import SetCommit
+from smsnodes_hub.set_statements import Rows, SetStatement
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,13 @@ _LOGIN_COLUMNS = """t.id, t.account_id, t.device_id, t.wrapped_key,
 # Session tokens, many at once (phones logging in together): one row per lookup, in order,
 # NULLs where none matches. A session token's use is recorded with the session it starts
 # (device/sessions.py), in that commit: its lookup only reads.
-_SESSION_LOOKUPS = f"""
+_SESSION_LOOKUPS = SetStatement(f"""
 SELECT {_LOGIN_COLUMNS}
-  FROM unnest($1::bytea[]) WITH ORDINALITY AS i(lookup, n)
+  FROM {{lookups}}
   LEFT JOIN tokens t ON t.lookup = i.lookup AND t.kind = 'session'
   LEFT JOIN accounts a ON a.id = t.account_id
   LEFT JOIN devices d ON d.id = t.device_id
- ORDER BY i.n"""  # noqa: S608 - fixed fragments
+ ORDER BY i.n""", lookups=Rows("i", ((1, "bytea", "lookup"),)))  # noqa: S608 - fixed fragments
 _API_LOOKUP = f"""
 WITH t AS (
     UPDATE tokens SET last_used_at = now() WHERE lookup = $1 AND kind = 'api'
@@ -167,7 +168,7 @@ SessionLookups: TypeAlias = SetCommit[bytes, "asyncpg.Record | None"]
 async def find_sessions(db: Executor, lookups: Sequence[bytes]) -> list[asyncpg.Record | None]:
     """The session tokens with these lookups, each None where there is none."""
     return [None if row["id"] is None else row
-            for row in await db.fetch(_SESSION_LOOKUPS, list(lookups))]
+            for row in await _SESSION_LOOKUPS.fetch(db, len(lookups), list(lookups))]
 
 
 class Authenticator:

@@ -16,18 +16,16 @@ import asyncpg
 
 from smsnodes_hub.auth.accounts import Executor
 from smsnodes_hub.messaging.messages import FAILOVER
+from smsnodes_hub.set_statements import Rows, SetStatement
 
 PROCESS_STALE = 15.0  # a process silent this long is dead, and so are its sessions
 
 # Many logins in one statement (a fleet reconnecting after a restart arrives together):
 # one row per item of the arrays, in their order. A device twice in one batch makes the
 # upsert touch its row twice, which PostgreSQL refuses: the lane then runs them one by one.
-_REGISTER_ALL = """
+_REGISTER_ALL = SetStatement("""
 WITH i AS (
-    SELECT * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                         $7::smallint[], $8::bigint[], $9::bigint[])
-                  WITH ORDINALITY AS i(device_id, connection_id, remote, model, app, sims,
-                                       epoch, token_id, n)
+    SELECT * FROM {logins}
 ), gate AS (
     -- Locked: a racing announce_offline must not slip between this read of
     -- announced_online and the update below, or device.online would be lost. NO KEY
@@ -106,15 +104,18 @@ SELECT gate.id IS NOT NULL AS registered, gate.pace_per_minute AS pace,
        (SELECT count(*) FROM n) + (SELECT count(*) FROM online) AS told
   FROM i LEFT JOIN gate ON gate.n = i.n
  ORDER BY i.n
-"""
+""", logins=Rows("i", ((2, "bigint", "device_id"), (3, "uuid", "connection_id"),
+                      (4, "text", "remote"), (5, "text", "model"), (6, "text", "app"),
+                      (7, "smallint", "sims"), (8, "bigint", "epoch"),
+                      (9, "bigint", "token_id"))))
 
 # Sockets closed: what each held in flight waits again, pinned messages for their phone,
 # routed ones in the pool for another (failover, messages.FAILOVER); so do the routed ones
 # only waiting for it, once it has no connection left (this one was its session). Many at
 # once: a fleet that loses its network, or a hub that stops, closes them together.
-_UNREGISTER_ALL = f"""
+_UNREGISTER_ALL = SetStatement(f"""
 WITH i AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS i(device_id, connection_id)
+    SELECT * FROM {{closed}}
 ), s AS (
     DELETE FROM device_sessions ds USING i
      WHERE ds.device_id = i.device_id AND ds.connection_id = i.connection_id
@@ -130,7 +131,8 @@ WITH i AS (
        FOR UPDATE OF m
 ), {FAILOVER}
 SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM pool) AS woken
-"""  # noqa: S608 - fixed fragments
+""", closed=Rows("i", ((1, "bigint", "device_id"),  # noqa: S608 - fixed fragments
+                      (2, "uuid", "connection_id"))))
 
 # A device gone longer than the grace period is announced offline, once, by whichever
 # process gets there first (the row lock decides). Gone: device_seen_at (sql/021) before
@@ -252,8 +254,8 @@ async def register_all(
     """Make each connection its device's one session, requeue what another connection of
     it held, announce `device.online`: one statement for them all. None for an item whose
     credentials changed meanwhile."""
-    rows = await db.fetch(
-        _REGISTER_ALL, process_id,
+    rows = await _REGISTER_ALL.fetch(
+        db, len(items), process_id,
         [x.device_id for x in items], [x.connection_id for x in items],
         [x.remote for x in items], [x.model for x in items], [x.app for x in items],
         [x.sims for x in items], [x.credential_epoch for x in items],
@@ -280,8 +282,8 @@ async def unregister_all(db: Executor, items: Sequence[Closed]) -> list[None]:
     """The sockets closed: end their sessions and put what they held back in the queue, or
     in the pool for another phone (failover): one statement for them all."""
     ordered = sorted(items, key=lambda x: x.device_id)  # rows locked in one order
-    await db.fetchrow(_UNREGISTER_ALL, [x.device_id for x in ordered],
-                      [x.connection_id for x in ordered])
+    await _UNREGISTER_ALL.fetch(db, len(ordered), [x.device_id for x in ordered],
+                                [x.connection_id for x in ordered])
     return [None] * len(items)
 
 

@@ -49,13 +49,17 @@ async def test_claims_acks_and_logins_read_their_own_indexes_after_a_burst(pool)
         lone_ack = plan_indexes(await _generic_plan(
             conn, messages._ACK.one, ["bigint", "bigint", "integer"]))
         login = plan_indexes(await _generic_plan(
-            conn, sessions._REGISTER_ALL,
+            conn, sessions._REGISTER_ALL.many,
             ["uuid", "bigint[]", "uuid[]", "text[]", "text[]", "text[]", "smallint[]",
              "bigint[]", "bigint[]"]))
+        lone_login = plan_indexes(await _generic_plan(
+            conn, sessions._REGISTER_ALL.one,
+            ["uuid", "bigint", "uuid", "text", "text", "text", "smallint", "bigint", "bigint"]))
     # The device's queue by its own index; an ack by the message's id; a login's requeue of
     # what another connection held by the device's in-flight index.
     assert "messages_queue" in claim and "messages_queue" in lone_claim, (claim, lone_claim)
     assert "messages_pkey" in ack and not ack & open_only, ack
     assert "messages_pkey" in lone_ack and not lone_ack & open_only, lone_ack
-    assert "messages_in_flight" in login, login
+    assert "messages_in_flight" in login and "messages_in_flight" in lone_login, (
+        login, lone_login)
     assert not {i for i in claim | ack | login if "open" in i}, (claim, ack, login)
