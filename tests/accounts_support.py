@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from smsnodes_hub.messaging import quotas
 from tests.support import NUMBER, PASSWORD, add_account, add_phone, basic, ws_url
 from tests.wsclient import RawPhone
 
@@ -55,6 +56,13 @@ async def credential_rows(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
              FROM devices d
             ORDER BY 1, 2""")
     return [tuple(r) for r in rows]
+
+
+async def set_quota(pool: asyncpg.Pool, name: str, daily: int | None,
+                    monthly: int | None = None) -> None:
+    """The account `name`'s quota of SMS a day and a month (None: no limit)."""
+    account_id = await pool.fetchval("SELECT id FROM accounts WHERE name = $1", name)
+    await quotas.set_limits(pool, account_id, daily, monthly)
 
 
 async def send_routed(hub: TestClient, account: Account, status: int = 200,

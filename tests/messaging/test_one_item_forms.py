@@ -13,6 +13,7 @@ from smsnodes_hub.appkeys import AUTH
 from smsnodes_hub.auth.accounts import Principal
 from smsnodes_hub.messaging import messages, reports, storing
 from smsnodes_hub.messaging.reports import StatusReport
+from tests.accounts_support import account_with_phones, set_quota
 from tests.support import NUMBER, PASSWORD, add_device, basic, send
 
 OTHER = "+1987654321"
@@ -164,3 +165,46 @@ async def test_lone_writes_keep_their_plans(hub, pool):
         generic, custom = plans[statement.one]
         assert generic + custom == runs, name
         assert custom <= 5, (name, generic, custom)
+
+
+@pytest.mark.parametrize("device", [None, "2", "no-such-phone"])
+async def test_a_lone_routed_send_is_stored_as_the_same_in_a_batch(hub, pool, device):
+    """Twin accounts with a quota of 3 SMS a day: each sends two messages of two SMS, one
+    account alone, the other in company; the second send is over the quota either way."""
+    await add_device(hub, "shop-phone-1")
+    phone = await hub.app[AUTH].login(pool, "shop-phone-1", PASSWORD)
+    assert phone is not None
+    company = messages.new_message(phone, priority=2, text="company", numbers=[NUMBER],
+                                   dispatch_to=None, notify=True, local_online=False,
+                                   stale_seconds=15)
+    seen: dict[str, list[tuple[Any, ...]]] = {}
+    for name in ("alone", "batched"):
+        await account_with_phones(hub, 2, name)
+        await set_quota(pool, name, 3, 100)
+        account = await hub.app[AUTH].login(pool, name, PASSWORD)
+        assert account is not None and account.is_account
+        pinned = None if device is None else (
+            f"{name}-{device}" if device.isdigit() else device)
+        seen[name] = []
+        async with pool.acquire() as conn:
+            for _ in range(2):
+                new = messages.new_message(account, priority=2, text="routed",
+                                           numbers=[NUMBER, OTHER], dispatch_to=None,
+                                           notify=True, local_online=False,
+                                           stale_seconds=15, device_name=pinned)
+                batch = [new] if name == "alone" else [new, company]
+                stored = (await messages.insert_all(conn, batch))[0]
+                row = None if stored.id is None else tuple(await pool.fetchrow(
+                    "SELECT state, status, routed, recipient_count, priority, "
+                    "device_id IS NULL AS pooled FROM messages WHERE id = $1", stored.id))
+                seen[name].append((
+                    stored.id is None, stored.device and stored.device.replace(name, "*"),
+                    stored.unknown_device, stored.device_online, stored.remaining_quota,
+                    stored.over_quota, row))
+
+    assert seen["alone"] == seen["batched"]
+    first, second = seen["alone"]
+    if device == "no-such-phone":
+        assert first[0] and first[2]  # nothing stored, the device is unknown
+    else:
+        assert first[4] == 1 and second[5] == "day"  # 2 of 3 SMS used, then refused

@@ -14,17 +14,11 @@ from aiohttp.test_utils import TestClient
 
 from smsnodes_hub.appkeys import AUTH
 from smsnodes_hub.messaging import messages, quotas
-from tests.accounts_support import account_with_phones, send_routed
+from tests.accounts_support import account_with_phones, send_routed, set_quota
 from tests.cli.test_cli import Cli, cli  # noqa: F401 - the fixture
 from tests.support import NUMBER, PASSWORD, HubFactory, add_device, basic, get, until
 
 OTHER = "+1987654321"
-
-
-async def set_quota(pool: asyncpg.Pool, name: str, daily: int | None,
-                    monthly: int | None = None) -> None:
-    account_id = await pool.fetchval("SELECT id FROM accounts WHERE name = $1", name)
-    await quotas.set_limits(pool, account_id, daily, monthly)
 
 
 async def post(hub: TestClient, **fields: Any) -> tuple[int, Any, Any]:
