@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from smsnodes_hub.auth.accounts import Executor
 
 
@@ -55,14 +57,14 @@ class SetStatement:
         self._rowwise = frozenset(p - 1 for rows in inputs.values()
                                   for p, _t, _name in rows.columns)
 
-    def arguments(self, count: int, args: Sequence[Any]) -> tuple[str, list[Any]]:
+    def _arguments(self, count: int, args: Sequence[Any]) -> tuple[str, list[Any]]:
         """The form for `count` items and its arguments, from `args` as `many` takes them."""
         if count != 1:
             return self.many, list(args)
         return self.one, [arg[0] if k in self._rowwise else arg for k, arg in enumerate(args)]
 
-    async def fetch(self, db: Executor, count: int, *args: Any) -> list[Any]:
+    async def fetch(self, db: Executor, count: int, *args: Any) -> list[asyncpg.Record]:
         """Run over `count` items; `args` as the set-based form takes them (a list per
         column of the rows)."""
-        sql, values = self.arguments(count, args)
+        sql, values = self._arguments(count, args)
         return await db.fetch(sql, *values)
