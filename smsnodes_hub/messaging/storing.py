@@ -94,6 +94,21 @@ quota AS (
     RETURNING 1
 )"""
 
+# A new message's row, from `input`: every recipient is pending, so the overall status is
+# the message's state; one written dispatched says when, and to which phone it was stored.
+_MESSAGE = """
+msg AS (
+    INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
+                          recipient_count, dispatched_to, dispatched_at, scheduled_at,
+                          expires_at, sim, routed, segments, stored_to)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
+           dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
+           expires_at, sim, routed, segments,
+           CASE WHEN state = 'dispatched' THEN device_id END
+      FROM input
+)"""
+
 _RECIPIENTS_AND_EVENTS = """
 rcp AS (
     INSERT INTO recipients (message_id, position, number, number_mac)
@@ -133,22 +148,10 @@ WITH RECURSIVE checked AS (
                                              AND d.credential_epoch = i.epoch)
        AND (i.token_id IS NULL OR EXISTS (SELECT 1 FROM tokens t WHERE t.id = i.token_id))
 ), {_QUOTA.format(source="checked")}, input AS (
-    SELECT c.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id
+    SELECT c.*, false AS routed, nextval(pg_get_serial_sequence('messages', 'id')) AS id
       FROM checked c LEFT JOIN verdict v ON v.n = c.n
      WHERE v.n IS NULL OR (v.day_ok AND v.month_ok)
-), msg AS (
-    -- Every recipient is pending, so the overall status is the message's state.
-    INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
-                          recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at, sim, segments, stored_to)
-    OVERRIDING SYSTEM VALUE
-    SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
-           dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at, sim, segments,
-           CASE WHEN state = 'dispatched' THEN device_id END
-      FROM input
-    RETURNING id, created_at
-), {_RECIPIENTS_AND_EVENTS}, wake AS (
+), {_MESSAGE}, {_RECIPIENTS_AND_EVENTS}, wake AS (
     SELECT pg_notify('smsnodes_hub', 'work:' || device_id)  -- bus.Work, once a device
       FROM (SELECT DISTINCT device_id FROM input WHERE notify AND state = 'queued') d
 )
@@ -235,18 +238,7 @@ WITH RECURSIVE checked AS (
                                      ELSE r.device_id END AS device_id) t
       LEFT JOIN offer o ON o.n = r.n AND o.device_id = t.device_id AND r.state = 'queued'
      WHERE r.device_name IS NULL OR nm.device_id IS NOT NULL
-), msg AS (
-    INSERT INTO messages (id, account_id, device_id, priority, state, status, body,
-                          recipient_count, dispatched_to, dispatched_at, scheduled_at,
-                          expires_at, sim, routed, segments, stored_to)
-    OVERRIDING SYSTEM VALUE
-    SELECT id, account_id, device_id, priority, state, state, body, recipient_count,
-           dispatch_to, CASE WHEN state = 'dispatched' THEN now() END, scheduled_at,
-           expires_at, sim, routed, segments,
-           CASE WHEN state = 'dispatched' THEN device_id END
-      FROM input
-    RETURNING id
-), {_RECIPIENTS_AND_EVENTS}, locked AS (
+), {_MESSAGE}, {_RECIPIENTS_AND_EVENTS}, locked AS (
     -- In device order, so that two batches serving the same phones never deadlock.
     SELECT s.device_id FROM device_sessions s
      WHERE s.device_id IN (SELECT device_id FROM chosen)
