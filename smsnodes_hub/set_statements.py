@@ -10,7 +10,6 @@ same rules, and its plan is kept."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +40,7 @@ class SetStatement:
     """A statement written once, with a `{name}` in place of each of its `inputs`; `many`
     and `one` are its two forms, `fetch` runs the one that fits."""
 
-    __slots__ = ("_rowwise", "many", "one")
+    __slots__ = ("_first", "_rowwise", "many", "one")
 
     def __init__(self, template: str, **inputs: Rows) -> None:
         many = one = template
@@ -53,18 +52,16 @@ class SetStatement:
             one = one.replace(marker, rows.sql(one=True))
         self.many = many
         self.one = one
-        # Arguments that are a column of rows: an array for `many`, its element for `one`.
+        # Arguments that are a column of rows: an array for `many`, its element for `one`;
+        # the first of them says how many items there are.
         self._rowwise = frozenset(p - 1 for rows in inputs.values()
                                   for p, _t, _name in rows.columns)
+        self._first = min(self._rowwise)
 
-    def _arguments(self, count: int, args: Sequence[Any]) -> tuple[str, list[Any]]:
-        """The form for `count` items and its arguments, from `args` as `many` takes them."""
-        if count != 1:
-            return self.many, list(args)
-        return self.one, [arg[0] if k in self._rowwise else arg for k, arg in enumerate(args)]
-
-    async def fetch(self, db: Executor, count: int, *args: Any) -> list[asyncpg.Record]:
-        """Run over `count` items; `args` as the set-based form takes them (a list per
-        column of the rows)."""
-        sql, values = self._arguments(count, args)
-        return await db.fetch(sql, *values)
+    async def fetch(self, db: Executor, *args: Any) -> list[asyncpg.Record]:
+        """Run over the items in `args`, given as the set-based form takes them (a list per
+        column of the rows): the one-item form when they are one."""
+        if len(args[self._first]) != 1:
+            return await db.fetch(self.many, *args)
+        return await db.fetch(self.one, *[arg[0] if k in self._rowwise else arg
+                                          for k, arg in enumerate(args)])

@@ -168,7 +168,7 @@ SessionLookups: TypeAlias = SetCommit[bytes, "asyncpg.Record | None"]
 async def find_sessions(db: Executor, lookups: Sequence[bytes]) -> list[asyncpg.Record | None]:
     """The session tokens with these lookups, each None where there is none."""
     return [None if row["id"] is None else row
-            for row in await _SESSION_LOOKUPS.fetch(db, len(lookups), list(lookups))]
+            for row in await _SESSION_LOOKUPS.fetch(db, list(lookups))]
 
 
 class Authenticator:

@@ -255,7 +255,7 @@ async def register_all(
     it held, announce `device.online`: one statement for them all. None for an item whose
     credentials changed meanwhile."""
     rows = await _REGISTER_ALL.fetch(
-        db, len(items), process_id,
+        db, process_id,
         [x.device_id for x in items], [x.connection_id for x in items],
         [x.remote for x in items], [x.model for x in items], [x.app for x in items],
         [x.sims for x in items], [x.credential_epoch for x in items],
@@ -282,7 +282,7 @@ async def unregister_all(db: Executor, items: Sequence[Closed]) -> list[None]:
     """The sockets closed: end their sessions and put what they held back in the queue, or
     in the pool for another phone (failover): one statement for them all."""
     ordered = sorted(items, key=lambda x: x.device_id)  # rows locked in one order
-    await _UNREGISTER_ALL.fetch(db, len(ordered), [x.device_id for x in ordered],
+    await _UNREGISTER_ALL.fetch(db, [x.device_id for x in ordered],
                                 [x.connection_id for x in ordered])
     return [None] * len(items)
 

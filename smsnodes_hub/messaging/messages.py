@@ -120,7 +120,7 @@ async def claim_all(db: Executor, claims: Sequence[Claim]) -> list[list[asyncpg.
     """Mark waiting messages as dispatched to each claim's connection, highest priority
     first, oldest first within a priority, in one statement; each claim gets its rows."""
     rows = await _CLAIM.fetch(
-        db, len(claims), [c.device_id for c in claims], [c.connection_id for c in claims],
+        db, [c.device_id for c in claims], [c.connection_id for c in claims],
         [1 if c.max_recipients is not None else c.limit for c in claims],
         [c.max_recipients for c in claims], [c.account_id for c in claims],
     )
@@ -168,7 +168,7 @@ async def ack_all(db: Executor, acks: Sequence[Ack]) -> list[int | None]:
     nothing."""
     # Message order: concurrent transactions then lock rows in the same order.
     order = sorted(range(len(acks)), key=lambda k: acks[k].message_id)
-    rows = await _ACK.fetch(db, len(acks), [acks[k].message_id for k in order],
+    rows = await _ACK.fetch(db, [acks[k].message_id for k in order],
                             [acks[k].device_id for k in order], [acks[k].attempt for k in order])
     currents: list[int | None] = [None] * len(acks)
     for k, row in zip(order, rows, strict=True):

@@ -177,7 +177,7 @@ async def record_statuses(db: Executor, reports: Sequence[StatusReport],
     for this_round in rounds(reports) if in_rounds is None else in_rounds:
         batch = [reports[k] for k in this_round]
         rows = await _STATUS.fetch(
-            db, len(batch), [r.message_id for r in batch], [r.device_id for r in batch],
+            db, [r.message_id for r in batch], [r.device_id for r in batch],
             [r.number_mac for r in batch], [r.attempt for r in batch],
             [r.status for r in batch], [r.error for r in batch], [r.retry for r in batch],
             [r.reported_at for r in batch],

@@ -376,7 +376,7 @@ async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted
     ]
     counts = [[len(m.numbers) * m.segments for m in batch], [m.segments for m in batch]]
     if not any(m.account_auth for m in batch):
-        rows = await _INSERT.fetch(db, len(batch), *args, *counts)
+        rows = await _INSERT.fetch(db, *args, *counts)
         return [Inserted(r["id"], r["created_at"] if r["id"] is not None else None,
                          r["online"], r["device_id"], None, r["dispatch_to"], False,
                          r["remaining"], _over(r))
@@ -384,7 +384,7 @@ async def insert_all(db: Executor, batch: Sequence[NewMessage]) -> list[Inserted
     offers = [(n, device_id, conn) for n, m in enumerate(batch, start=1)
               for device_id, conn in m.offers]
     rows = await _INSERT_ROUTED.fetch(
-        db, len(batch), *args,
+        db, *args,
         [m.account_auth for m in batch], [m.device_name for m in batch],
         [o[0] for o in offers], [o[1] for o in offers], [o[2] for o in offers],
         next((m.process_id for m in batch if m.process_id is not None), None),
